@@ -1,0 +1,63 @@
+# redisdb-operator: every entry point. Versions are pinned in versions.env and pyproject.toml.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/operator
+export PATH := $(shell bash hack/build-k8s-tools.sh --print-bin-dir):$(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help venv deps tools test unit e2e lint crds check-crds cluster-up cluster-down demo demo-down bench chaos clean
+
+help:
+	@echo "make demo        # local control plane (or your cluster) + local provider + operator + sample -> REDIS_URL"
+	@echo "make test        # everything CI runs: lint, unit and end-to-end tests"
+	@echo "make demo-down   # stop what make demo started"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip >/dev/null
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+deps: venv
+	@bash hack/install-system-deps.sh
+
+tools:
+	@bash hack/build-k8s-tools.sh >/dev/null
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
+
+crds: venv
+	$(PY) -m redisdb_operator.cli gen-crds --out crds
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+e2e: deps tools
+	$(PY) -m pytest tests/e2e -q
+
+# The README's test command; .ci/run calls exactly this.
+test: deps tools lint
+	$(PY) -m pytest tests -q -ra
+
+cluster-up: deps tools
+	$(PY) -m redisdb_operator.cli cluster up
+
+cluster-down: venv
+	$(PY) -m redisdb_operator.cli cluster down
+
+demo: deps tools
+	$(PY) -m redisdb_operator.cli demo up
+
+demo-down: venv
+	$(PY) -m redisdb_operator.cli demo down
+
+bench: deps tools
+	$(PY) -m redisdb_operator.bench
+
+clean:
+	rm -rf $(VENV) .run

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver, kube-controller-manager, kubectl, etcd and helm from the Go module proxy
+# into a cache directory keyed by their versions (outside the work tree), skipping what is present.
+# Quiet on success (one line per binary); the full build log is printed on failure.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck disable=SC1091
+. "$here/versions.env"
+cache_root=${REDISDB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redisdb-operator}
+bin_dir="$cache_root/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+mkdir -p "$bin_dir" "$cache_root/build"
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+
+if [ "${1:-}" = "--print-bin-dir" ]; then echo "$bin_dir"; exit 0; fi
+
+log="$cache_root/build/last-build.log"
+: >"$log"
+fail() { echo "build of $1 failed; full log:" >&2; cat "$log" >&2; exit 1; }
+
+kube_minor=${KUBERNETES_VERSION#v1.}; kube_minor=${kube_minor%%.*}
+staging="v0.${KUBERNETES_VERSION#v1.}"
+
+build_kubernetes() {
+  local mod="$cache_root/build/k8s-$KUBERNETES_VERSION"
+  mkdir -p "$mod"
+  (
+    cd "$mod"
+    if [ ! -f go.mod ]; then
+      go mod init example.invalid/k8s-tools
+      upstream_gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
+        python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
+      go_line=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$upstream_gomod" | head -n1)
+      godebug_line=$(sed -n 's/^godebug \(.*\)$/\1/p' "$upstream_gomod" | head -n1)
+      go mod edit -go="$go_line"
+      [ -n "$godebug_line" ] && go mod edit -godebug="$godebug_line"
+      sed -n 's|^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/.*|\1|p' "$upstream_gomod" |
+        while read -r m; do go mod edit -replace="$m=$m@$staging"; done
+      go mod edit -require="k8s.io/kubernetes@$KUBERNETES_VERSION"
+    fi
+    go mod download k8s.io/kubernetes
+    ldflags="-s -w"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags="$ldflags -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$kube_minor -X $p.gitTreeState=clean"
+    done
+    for cmd in kube-apiserver kube-controller-manager kubectl; do
+      [ -x "$bin_dir/$cmd" ] && continue
+      echo "building $cmd $KUBERNETES_VERSION" >&2
+      go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" \
+        -o "$bin_dir/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" && mv "$bin_dir/$cmd.tmp" "$bin_dir/$cmd"
+    done
+  ) >>"$log" 2>&1 || fail kubernetes
+}
+
+build_etcd() {
+  [ -x "$bin_dir/etcd" ] && return 0
+  echo "building etcd $ETCD_VERSION" >&2
+  local mod="$cache_root/build/etcd-$ETCD_VERSION"
+  mkdir -p "$mod"
+  (
+    cd "$mod"
+    [ -f go.mod ] || { go mod init example.invalid/etcd-tools; go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION"; }
+    go build -trimpath -ldflags "-s -w" -o "$bin_dir/etcd.tmp" go.etcd.io/etcd/server/v3 &&
+      mv "$bin_dir/etcd.tmp" "$bin_dir/etcd"
+  ) >>"$log" 2>&1 || fail etcd
+}
+
+build_helm() {
+  [ -x "$bin_dir/helm" ] && return 0
+  echo "building helm $HELM_VERSION" >&2
+  local major=${HELM_VERSION%%.*}
+  local mod="$cache_root/build/helm-$HELM_VERSION"
+  mkdir -p "$mod"
+  (
+    cd "$mod"
+    [ -f go.mod ] || { go mod init example.invalid/helm-tools; go mod edit -require="helm.sh/helm/$major@$HELM_VERSION"; }
+    go build -trimpath -ldflags "-s -w -X helm.sh/helm/$major/internal/version.version=$HELM_VERSION" \
+      -o "$bin_dir/helm.tmp" "helm.sh/helm/$major/cmd/helm" && mv "$bin_dir/helm.tmp" "$bin_dir/helm"
+  ) >>"$log" 2>&1 || fail helm
+}
+
+missing=0
+for b in kube-apiserver kube-controller-manager kubectl etcd helm; do [ -x "$bin_dir/$b" ] || missing=1; done
+if [ "$missing" = 1 ]; then
+  build_etcd
+  build_helm
+  build_kubernetes
+fi
+echo "$bin_dir"

@@ -1,0 +1,1 @@
+"""Provider layer: one async protocol, typed errors, catalogs, and one adapter per wire API."""

@@ -1,0 +1,163 @@
+"""Region and plan catalogs per provider type: the single source of these facts.
+
+Fly region codes come from Fly's docs (18 current codes) plus the retired codes Fly has used; retired ones are
+flagged ``deprecated`` but still accepted, so the seed's own example (primary ``mad``) works. Upstash codes and
+plan names come from the Upstash Developer API's OpenAPI document. Sources: shared/reference/provider-apis.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import ProviderType
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+@dataclass(frozen=True)
+class Region:
+    code: str
+    name: str
+    deprecated: bool = False
+    read_region_allowed: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A plan: ``name`` is the canonical name used in spec.plan; ``display_name`` is what the provider shows."""
+
+    name: str
+    display_name: str
+    max_data_size_bytes: int
+    max_read_regions: int | None  # None = unlimited, 0 = single region only
+    fixed_price: bool
+
+
+_FLY_CURRENT = {
+    "ams": "Amsterdam, Netherlands",
+    "arn": "Stockholm, Sweden",
+    "bom": "Mumbai, India",
+    "cdg": "Paris, France",
+    "dfw": "Dallas, Texas (US)",
+    "ewr": "Secaucus, NJ (US)",
+    "fra": "Frankfurt, Germany",
+    "gru": "Sao Paulo, Brazil",
+    "iad": "Ashburn, Virginia (US)",
+    "jnb": "Johannesburg, South Africa",
+    "lax": "Los Angeles, California (US)",
+    "lhr": "London, United Kingdom",
+    "nrt": "Tokyo, Japan",
+    "ord": "Chicago, Illinois (US)",
+    "sin": "Singapore, Singapore",
+    "sjc": "San Jose, California (US)",
+    "syd": "Sydney, Australia",
+    "yyz": "Toronto, Canada",
+}
+_FLY_RETIRED = {
+    "atl": "Atlanta, Georgia (US)",
+    "bog": "Bogota, Colombia",
+    "bos": "Boston, Massachusetts (US)",
+    "den": "Denver, Colorado (US)",
+    "eze": "Ezeiza, Argentina",
+    "gdl": "Guadalajara, Mexico",
+    "gig": "Rio de Janeiro, Brazil",
+    "hkg": "Hong Kong, Hong Kong",
+    "mad": "Madrid, Spain",
+    "mia": "Miami, Florida (US)",
+    "otp": "Bucharest, Romania",
+    "phx": "Phoenix, Arizona (US)",
+    "qro": "Queretaro, Mexico",
+    "scl": "Santiago, Chile",
+    "sea": "Seattle, Washington (US)",
+    "waw": "Warsaw, Poland",
+    "yul": "Montreal, Canada",
+}
+
+_UPSTASH_AWS = {
+    "us-east-1": "US East (N. Virginia)",
+    "us-east-2": "US East (Ohio)",
+    "us-west-1": "US West (N. California)",
+    "us-west-2": "US West (Oregon)",
+    "ca-central-1": "Canada (Central)",
+    "eu-central-1": "Europe (Frankfurt)",
+    "eu-west-1": "Europe (Ireland)",
+    "eu-west-2": "Europe (London)",
+    "sa-east-1": "South America (Sao Paulo)",
+    "ap-south-1": "Asia Pacific (Mumbai)",
+    "ap-northeast-1": "Asia Pacific (Tokyo)",
+    "ap-southeast-1": "Asia Pacific (Singapore)",
+    "ap-southeast-2": "Asia Pacific (Sydney)",
+    "af-south-1": "Africa (Cape Town)",
+}
+# af-south-1 and the GCP regions may be primaries but are not in the read-region enum.
+_UPSTASH_PRIMARY_ONLY = {"af-south-1"}
+_UPSTASH_GCP = {
+    "us-central1": "GCP US Central (Iowa)",
+    "us-east4": "GCP US East (N. Virginia)",
+    "europe-west1": "GCP Europe West (Belgium)",
+    "asia-northeast1": "GCP Asia Northeast (Tokyo)",
+}
+
+REGIONS: dict[ProviderType, dict[str, Region]] = {
+    ProviderType.FLY: {
+        **{code: Region(code, name) for code, name in _FLY_CURRENT.items()},
+        **{code: Region(code, name, deprecated=True) for code, name in _FLY_RETIRED.items()},
+    },
+    ProviderType.UPSTASH: {
+        **{
+            code: Region(code, name, read_region_allowed=code not in _UPSTASH_PRIMARY_ONLY)
+            for code, name in _UPSTASH_AWS.items()
+        },
+        **{code: Region(code, name, read_region_allowed=False) for code, name in _UPSTASH_GCP.items()},
+    },
+}
+
+_UPSTASH_PLANS = (
+    Plan("free", "Free", 256 * MIB, 0, False),
+    Plan("payg", "Pay as You Go", 10 * GIB, None, False),
+    Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True),
+    Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True),
+    Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True),
+    Plan("fixed_10gb", "Fixed 10GB", 10 * GIB, None, True),
+    Plan("fixed_50gb", "Fixed 50GB", 50 * GIB, None, True),
+    Plan("fixed_100gb", "Fixed 100GB", 100 * GIB, None, True),
+    Plan("fixed_500gb", "Fixed 500GB", 500 * GIB, None, True),
+)
+# Fly sells a subset; its display names are the ones `flyctl redis plans` prints.
+_FLY_PLANS = (
+    Plan("free", "Free", 100 * MIB, 0, False),
+    Plan("payg", "Pay-as-you-go", 10 * GIB, None, False),
+    Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True),
+    Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True),
+    Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True),
+    Plan("fixed_10gb", "Fixed 10GB", 10 * GIB, None, True),
+    Plan("fixed_50gb", "Fixed 50GB", 50 * GIB, None, True),
+)
+
+PLANS: dict[ProviderType, dict[str, Plan]] = {
+    ProviderType.FLY: {plan.name: plan for plan in _FLY_PLANS},
+    ProviderType.UPSTASH: {plan.name: plan for plan in _UPSTASH_PLANS},
+}
+
+DEFAULT_PLAN = "payg"
+
+
+def region(provider_type: ProviderType, code: str) -> Region | None:
+    return REGIONS[provider_type].get(code)
+
+
+def plan(provider_type: ProviderType, name: str) -> Plan | None:
+    return PLANS[provider_type].get(name)
+
+
+def canonical_plan_name(provider_type: ProviderType, name_or_display: str) -> str | None:
+    """Map a canonical name, a display name or a Fly ``flyio_fixed_*`` name to the canonical plan name."""
+    wanted = name_or_display.strip().lower().replace("-", "_").replace(" ", "_")
+    wanted = wanted.removeprefix("flyio_")
+    for candidate in PLANS[provider_type].values():
+        if wanted in (candidate.name, candidate.display_name.lower().replace("-", "_").replace(" ", "_")):
+            return candidate.name
+    if wanted in ("pay_as_you_go", "payasyougo"):
+        return "payg"
+    return None

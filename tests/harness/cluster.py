@@ -1,0 +1,1 @@
+"""Fixtures: the local control plane (owned by the control-plane work)."""

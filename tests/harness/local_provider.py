@@ -1,0 +1,1 @@
+"""Fixtures: the local provider as a subprocess (owned by the provider work)."""
