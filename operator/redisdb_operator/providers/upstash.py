@@ -1,0 +1,255 @@
+"""Upstash Developer API v2 adapter (docs/wire-contract.md, "Upstash Developer API v2").
+
+Upstash changes one setting per call, so ``update`` issues one request per changed field; every one of those
+calls is idempotent (the full read-region set, enable/disable, the target plan) and may be retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from . import catalog
+from .base import (
+    CreateDatabaseRequest,
+    Database,
+    DatabaseUpdate,
+    InvalidRequestError,
+    NotFoundError,
+    ProviderError,
+    ProviderType,
+)
+from .http import DEFAULT_RETRY, DEFAULT_TIMEOUTS, HttpTransport, RetryPolicy, Timeouts, json_or_none
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.upstash.com/v2"
+
+
+class UpstashClient:
+    """One Upstash account (email + API key) behind the Developer API."""
+
+    provider_type = ProviderType.UPSTASH
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        email: str,
+        api_key: str,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        basic = base64.b64encode(f"{email}:{api_key}".encode()).decode("ascii")
+        self._http = HttpTransport(
+            base_url,
+            provider="upstash",
+            headers={"Authorization": f"Basic {basic}"},
+            secrets=(api_key, basic),  # the base64 form is as secret as the key
+            timeouts=timeouts,
+            retry=retry,
+            transport=transport,
+        )
+        # Which change-plan endpoint this server speaks; learned on first use (wire-contract: "change plan").
+        self._legacy_change_plan = False
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def create(self, request: CreateDatabaseRequest) -> Database:
+        body: dict[str, Any] = {
+            "database_name": request.name,
+            "region": "global",
+            "primary_region": request.primary_region,
+            "read_regions": list(request.read_regions),
+            "eviction": request.eviction,
+        }
+        if request.plan is not None:
+            body["plan"] = catalog.canonical_plan_name(ProviderType.UPSTASH, request.plan) or request.plan
+        if request.tls is not None:
+            body["tls"] = request.tls
+        response = await self._http.request(
+            "POST", "/redis/database", operation=f"create database {request.name!r}", idempotent=False, json_body=body
+        )
+        return self._database(json_or_none(response), operation="create database")
+
+    async def get(self, database_id: str) -> Database:
+        response = await self._http.request(
+            "GET", f"/redis/database/{_segment(database_id)}", operation=f"get database {database_id}", idempotent=True
+        )
+        return self._database(json_or_none(response), operation="get database")
+
+    async def find_by_name(self, name: str) -> Database | None:
+        for database in await self.list():
+            if database.name == name:
+                # list may omit credentials (the OpenAPI schema has none); get always carries them.
+                return database if database.password else await self.get(database.id)
+        return None
+
+    async def list(self) -> Sequence[Database]:
+        response = await self._http.request("GET", "/redis/databases", operation="list databases", idempotent=True)
+        body = json_or_none(response)
+        if body is None:
+            return []
+        if not isinstance(body, list):
+            raise ProviderError("upstash list databases: unexpected response (not a list)")
+        return [parse_database(item) for item in body if isinstance(item, Mapping) and item.get("database_id")]
+
+    async def update(self, database_id: str, update: DatabaseUpdate) -> None:
+        if update.is_empty():
+            return
+        # A downgrade to a single-region plan must drop replicas first; any other plan change goes first so
+        # that new read regions land on a plan that allows them.
+        target_plan = catalog.plan(ProviderType.UPSTASH, update.plan) if update.plan is not None else None
+        regions_first = target_plan is not None and target_plan.max_read_regions == 0
+        if update.read_regions is not None and regions_first:
+            await self._update_regions(database_id, update.read_regions)
+        if update.plan is not None:
+            await self._change_plan(database_id, update.plan)
+        if update.read_regions is not None and not regions_first:
+            await self._update_regions(database_id, update.read_regions)
+        if update.eviction is not None:
+            action = "enable-eviction" if update.eviction else "disable-eviction"
+            await self._http.request(
+                "POST",
+                f"/redis/{action}/{_segment(database_id)}",
+                operation=f"{action} {database_id}",
+                idempotent=True,
+            )
+
+    async def reset_password(self, database_id: str) -> Database:
+        response = await self._http.request(
+            "POST",
+            f"/redis/reset-password/{_segment(database_id)}",
+            operation=f"reset password of {database_id}",
+            idempotent=False,
+        )
+        body = json_or_none(response)
+        if isinstance(body, Mapping) and body.get("database_id"):
+            return parse_database(body)
+        # Some API versions answer "OK"; the new credentials are then only on the database itself.
+        return await self.get(database_id)
+
+    async def delete(self, database_id: str) -> None:
+        try:
+            await self._http.request(
+                "DELETE",
+                f"/redis/database/{_segment(database_id)}",
+                operation=f"delete database {database_id}",
+                idempotent=True,
+            )
+        except NotFoundError:
+            log.debug("upstash database %s was already gone", database_id)
+
+    async def _update_regions(self, database_id: str, read_regions: Sequence[str]) -> None:
+        await self._http.request(
+            "POST",
+            f"/redis/update-regions/{_segment(database_id)}",
+            operation=f"update read regions of {database_id}",
+            idempotent=True,
+            json_body={"read_regions": list(read_regions)},
+        )
+
+    async def _change_plan(self, database_id: str, plan: str) -> None:
+        """Current docs path first; the older ``/redis/change-plan/{id}`` form when the server lacks it."""
+        plan_name = catalog.canonical_plan_name(ProviderType.UPSTASH, plan) or plan
+        segment = _segment(database_id)
+        operation = f"change plan of {database_id} to {plan_name}"
+        if not self._legacy_change_plan:
+            try:
+                await self._http.request(
+                    "POST",
+                    f"/redis/{segment}/change-plan",
+                    operation=operation,
+                    idempotent=True,
+                    json_body={"plan_name": plan_name},
+                )
+                return
+            except (NotFoundError, InvalidRequestError) as exc:
+                if isinstance(exc, InvalidRequestError) and exc.status != 405:
+                    raise
+            log.debug("upstash: %s/change-plan unavailable, using the older change-plan path", database_id)
+        await self._http.request(
+            "POST",
+            f"/redis/change-plan/{segment}",
+            operation=operation,
+            idempotent=True,
+            json_body={"plan": plan_name},
+        )
+        self._legacy_change_plan = True
+
+    def _database(self, body: Any, *, operation: str) -> Database:
+        if not isinstance(body, Mapping) or not body.get("database_id"):
+            raise ProviderError(f"upstash {operation}: unexpected response (no database_id)")
+        return parse_database(body)
+
+
+def _segment(database_id: str) -> str:
+    """A database id as one path segment: ids come from the API, but an id must never change the path."""
+    if not database_id or "/" in database_id or database_id in (".", ".."):
+        raise NotFoundError(f"upstash: no database with id {database_id!r}")
+    return database_id
+
+
+def parse_database(body: Mapping[str, Any]) -> Database:
+    """Normalize an Upstash ``Database`` object. Unknown fields are ignored; credentials may be absent."""
+    region = _str(body.get("region"))
+    primary_region = _str(body.get("primary_region")) or (region if region and region != "global" else "")
+    read_regions = body.get("read_regions")
+    endpoint = _str(body.get("endpoint"))
+    port = _int(body.get("port"))
+    password = _str(body.get("password"))
+    tls = bool(body.get("tls", False))
+    rest_token = _str(body.get("rest_token"))
+    url = ""
+    if password and endpoint and port:
+        url = f"{'rediss' if tls else 'redis'}://default:{quote(password, safe='')}@{endpoint}:{port}"
+    return Database(
+        id=_str(body.get("database_id")),
+        name=_str(body.get("database_name")) or _str(body.get("name")),
+        primary_region=primary_region,
+        read_regions=tuple(r for r in read_regions if isinstance(r, str)) if isinstance(read_regions, list) else (),
+        plan=upstash_plan(body),
+        eviction=bool(body.get("eviction", False)),
+        tls=tls,
+        state=_str(body.get("state")) or "active",
+        host=endpoint,
+        port=port,
+        password=password,
+        url=url,
+        rest_url=f"https://{endpoint}" if rest_token and endpoint else "",
+        rest_token=rest_token,
+        read_only_rest_token=_str(body.get("read_only_rest_token")),
+    )
+
+
+def upstash_plan(body: Mapping[str, Any]) -> str:
+    """Canonical plan: the local provider's ``plan``, else ``database_type`` ("Fixed 1GB"), else ``type``."""
+    raw_values = [_str(body.get(key)) for key in ("plan", "database_type", "type")]
+    for raw in raw_values:
+        if raw:
+            canonical = catalog.canonical_plan_name(ProviderType.UPSTASH, raw)
+            if canonical:
+                return canonical
+    # "paid"/"pro" alone say nothing about size; report the raw value rather than guess one.
+    return next((raw for raw in raw_values if raw), "")
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return 0
