@@ -1,0 +1,397 @@
+"""The imperative shell around the pure core: observe, act, publish the Secret, report status.
+
+One path serves every trigger (create, update, resume, resync): handlers only say whether the observation
+must be fresh (a spec change) or may come from the shared per-provider snapshot (the periodic resync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from . import secrets
+from .kube import KubeClient, KubeConflict, custom_path, secret_path
+from .models import (
+    ANNOTATION_FORCE_ORPHAN,
+    ANNOTATION_ROTATE_PASSWORD,
+    GROUP,
+    VERSION,
+    DeletionPolicy,
+    RedisDatabaseSpec,
+)
+from .provider_registry import ProviderHandle, ProviderRegistry
+from .providers.base import Database, NotFoundError, ProviderClient
+from .reconcile import (
+    ConfigurationError,
+    ConflictAction,
+    CreateAction,
+    DesiredDatabase,
+    ErrorVerdict,
+    NoAction,
+    UpdateAction,
+    backoff_delay,
+    classify_error,
+    condition,
+    observed_status,
+    plan_action,
+    set_condition,
+    validate_against_catalog,
+    waiting_for_spec_change,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerConfig:
+    resync_interval: float = 300.0
+    max_concurrent_reconciles: int = 32
+
+
+def utcnow() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class DatabaseController:
+    def __init__(self, kube: KubeClient, registry: ProviderRegistry, config: ControllerConfig) -> None:
+        self._kube = kube
+        self._registry = registry
+        self._config = config
+        self._object_locks: dict[str, asyncio.Lock] = {}
+        self._provider_slots = asyncio.Semaphore(config.max_concurrent_reconciles)
+
+    @property
+    def registry(self) -> ProviderRegistry:
+        return self._registry
+
+    def _lock_for(self, uid: str) -> asyncio.Lock:
+        return self._object_locks.setdefault(uid, asyncio.Lock())
+
+    def forget(self, uid: str) -> None:
+        self._object_locks.pop(uid, None)
+
+    # --- reconcile ------------------------------------------------------------------------------------------
+
+    async def reconcile(
+        self,
+        body: kopf.Body,
+        *,
+        fresh: bool,
+        patch: kopf.Patch,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        retry: int = 0,
+    ) -> None:
+        meta = body.meta
+        status: Mapping[str, Any] = body.get("status") or {}
+        generation = meta.get("generation")
+        if not fresh and waiting_for_spec_change(status, generation):
+            return  # a permanent error at this generation: retrying cannot help, a spec change will
+        async with self._lock_for(meta.uid), self._provider_slots:
+            try:
+                await self._reconcile(body, fresh=fresh, patch=patch, logger=logger)
+            except kopf.TemporaryError:
+                raise
+            except Exception as error:
+                verdict = classify_error(error)
+                self._report_failure(body, patch, verdict, generation)
+                if verdict.reason == "InternalError":
+                    logger.exception("reconcile failed")
+                if verdict.temporary:
+                    raise kopf.TemporaryError(
+                        verdict.message, delay=backoff_delay(retry, verdict.retry_after)
+                    ) from None
+
+    def _report_failure(
+        self, body: kopf.Body, patch: kopf.Patch, verdict: ErrorVerdict, generation: int | None
+    ) -> None:
+        status: Mapping[str, Any] = body.get("status") or {}
+        now = utcnow()
+        conditions = set_condition(
+            status.get("conditions"),
+            type_="Synced",
+            status="False",
+            reason=verdict.reason,
+            message=verdict.message,
+            generation=generation,
+            now=now,
+        )
+        if condition(conditions, "Ready") is None:
+            conditions = set_condition(
+                conditions,
+                type_="Ready",
+                status="False",
+                reason=verdict.reason,
+                message=verdict.message,
+                generation=generation,
+                now=now,
+            )
+        previous = condition(status.get("conditions"), "Synced")
+        if previous is None or previous.get("reason") != verdict.reason or previous.get("status") != "False":
+            kopf.warn(body, reason=verdict.reason, message=verdict.message)
+        patch.status["conditions"] = conditions
+
+    async def _reconcile(
+        self,
+        body: kopf.Body,
+        *,
+        fresh: bool,
+        patch: kopf.Patch,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        meta = body.meta
+        namespace = str(meta.namespace)
+        name = str(meta.name)
+        generation = meta.get("generation")
+        status: Mapping[str, Any] = body.get("status") or {}
+        try:
+            spec = RedisDatabaseSpec.model_validate(dict(body.spec))
+        except ValidationError as error:
+            self._report_failure(body, patch, ErrorVerdict("InvalidSpec", str(error), False), generation)
+            return
+        desired = DesiredDatabase.from_spec(spec, namespace=namespace, metadata_name=name)
+        handle = await self._registry.get(spec.effective_provider_name())
+        problem = validate_against_catalog(handle.provider_type, desired)
+        if problem:
+            self._report_failure(body, patch, ErrorVerdict("InvalidSpec", problem, False), generation)
+            return
+        client = handle.client
+        recorded_id: str | None = status.get("databaseId")
+
+        observed = await self._observe(handle, desired, recorded_id, fresh=fresh)
+        action = plan_action(desired, observed, recorded_id)
+        just_created = False
+        if isinstance(action, CreateAction):
+            observed, just_created = await self._create(body, handle, desired, recorded_id, action, logger)
+            action = plan_action(desired, observed, observed.id)  # an adopted database may still differ
+        if isinstance(action, ConflictAction):
+            self._report_failure(body, patch, ErrorVerdict(action.reason, action.message, False), generation)
+            return
+        assert observed is not None
+        if isinstance(action, UpdateAction):
+            await client.update(observed.id, action.update)
+            observed = observed.model_copy(
+                update={
+                    key: value
+                    for key, value in (
+                        ("read_regions", action.update.read_regions),
+                        ("plan", action.update.plan),
+                        ("eviction", action.update.eviction),
+                    )
+                    if value is not None
+                }
+            )
+            handle.observer.remember(observed)
+            summary = "; ".join(change.describe() for change in action.changes)
+            is_drift = generation == status.get("observedGeneration") and not fresh
+            if is_drift:
+                kopf.warn(body, reason="DriftRepaired", message=f"changed at the provider, repaired: {summary}")
+            else:
+                kopf.info(body, reason="Updated", message=f"updated at the provider: {summary}")
+        else:
+            assert isinstance(action, NoAction)
+
+        rotation = (meta.annotations or {}).get(ANNOTATION_ROTATE_PASSWORD)
+        handled_rotation = status.get("lastHandledRotation")
+        rotated_at = status.get("passwordRotatedAt")
+        if rotation and rotation != handled_rotation:
+            if just_created and handled_rotation is None:
+                pass  # a fresh password already; only later changes of the annotation ask for a new one
+            else:
+                observed = await client.reset_password(observed.id)
+                handle.observer.remember(observed)
+                rotated_at = utcnow()
+                kopf.info(body, reason="PasswordRotated", message="the provider issued a new password")
+            handled_rotation = rotation
+
+        secret_name = spec.effective_secret_name(name)
+        await self._publish_secret(body, client, observed, secret_name)
+
+        now = utcnow()
+        conditions = set_condition(
+            status.get("conditions"),
+            type_="Synced",
+            status="True",
+            reason="ReconcileSuccess",
+            message="",
+            generation=generation,
+            now=now,
+        )
+        ready = observed.state in ("active", "ready", "created", "")
+        conditions = set_condition(
+            conditions,
+            type_="Ready",
+            status="True" if ready else "False",
+            reason="Available" if ready else "NotActive",
+            message=f"secret {secret_name} holds the connection details" if ready else f"state is {observed.state}",
+            generation=generation,
+            now=now,
+        )
+        new_status: dict[str, Any] = {
+            **observed_status(observed),
+            "secretName": secret_name,
+            "observedGeneration": generation,
+            "conditions": conditions,
+            "lastHandledRotation": handled_rotation,
+            "passwordRotatedAt": rotated_at,
+        }
+        comparable = {key: value for key, value in new_status.items() if value is not None}
+        current = {key: status.get(key) for key in comparable}
+        if comparable != current:
+            comparable["lastSyncTime"] = now
+            for key, value in comparable.items():
+                patch.status[key] = value
+
+    async def _observe(
+        self, handle: ProviderHandle, desired: DesiredDatabase, recorded_id: str | None, *, fresh: bool
+    ) -> Database | None:
+        if not fresh:
+            return await handle.observer.lookup(
+                database_id=recorded_id, name=desired.name, max_age=self._config.resync_interval * 0.9
+            )
+        if recorded_id is not None:
+            try:
+                return await handle.client.get(recorded_id)
+            except NotFoundError:
+                return None
+        return await handle.client.find_by_name(desired.name)
+
+    async def _create(
+        self,
+        body: kopf.Body,
+        handle: ProviderHandle,
+        desired: DesiredDatabase,
+        recorded_id: str | None,
+        action: CreateAction,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> tuple[Database, bool]:
+        """Create unless the database already exists: the authoritative check that keeps creates crash-safe."""
+        client = handle.client
+        if recorded_id is not None:
+            try:
+                existing: Database | None = await client.get(recorded_id)
+            except NotFoundError:
+                existing = None
+            if existing is not None:
+                return existing, False
+        existing = await client.find_by_name(desired.name)
+        if existing is not None:
+            if recorded_id is None:
+                kopf.info(body, reason="Adopted", message=f"adopted the existing provider database {existing.name}")
+            await self._record_id(body, existing.id)
+            handle.observer.remember(existing)
+            return existing, False
+        created = await client.create(action.request)
+        await self._record_id(body, created.id)
+        handle.observer.remember(created)
+        if action.recreate:
+            kopf.warn(
+                body,
+                reason="DriftRecreated",
+                message=f"the provider database {recorded_id} was deleted outside Kubernetes; created {created.id}",
+            )
+        else:
+            kopf.info(
+                body,
+                reason="Created",
+                message=f"created {created.name} ({created.id}) in {created.primary_region}",
+            )
+        logger.info("created provider database %s (%s)", created.name, created.id)
+        return created, True
+
+    async def _record_id(self, body: kopf.Body, database_id: str) -> None:
+        """Write the provider id to status at once, so a crash right after create cannot lose it."""
+        if (body.get("status") or {}).get("databaseId") == database_id:
+            return
+        path = custom_path(GROUP, VERSION, "redisdatabases", str(body.meta.name), str(body.meta.namespace))
+        await self._kube.merge_patch(path + "/status", {"status": {"databaseId": database_id}})
+
+    async def _publish_secret(
+        self, body: kopf.Body, client: ProviderClient, database: Database, secret_name: str
+    ) -> None:
+        """Write the whole Secret when it is missing or its content changed; never a partial update."""
+        namespace = str(body.meta.namespace)
+        owner_uid = str(body.meta.uid)
+        existing = await self._kube.get(secret_path(namespace, secret_name))
+        if existing is not None and not secrets.is_owned_by(existing, owner_uid):
+            raise ConfigurationError(
+                "SecretConflict",
+                f"Secret {namespace}/{secret_name} exists and is not owned by this RedisDatabase; delete it or set "
+                "spec.connectionSecret.name to another name",
+            )
+        if not (database.url and database.password):
+            if existing is not None and secrets.ANNOTATION_CONTENT_HASH in (
+                existing["metadata"].get("annotations") or {}
+            ):
+                return  # no credentials in the snapshot; the Secret we wrote stands until they change
+            database = await client.get(database.id)
+        rendered = secrets.render_connection_secret(
+            secret_name=secret_name,
+            namespace=namespace,
+            owner_name=str(body.meta.name),
+            owner_uid=owner_uid,
+            database=database,
+        )
+        if existing is None:
+            try:
+                await self._kube.create(secret_path(namespace), rendered)
+            except KubeConflict:
+                raise kopf.TemporaryError("the Secret appeared concurrently; retrying", delay=1) from None
+            kopf.info(body, reason="SecretWritten", message=f"wrote connection Secret {secret_name}")
+            return
+        old_hash = (existing["metadata"].get("annotations") or {}).get(secrets.ANNOTATION_CONTENT_HASH)
+        new_hash = rendered["metadata"]["annotations"][secrets.ANNOTATION_CONTENT_HASH]
+        if old_hash == new_hash and existing.get("data") == rendered["data"]:
+            return
+        rendered["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        await self._kube.replace(secret_path(namespace, secret_name), rendered)
+        kopf.info(body, reason="SecretWritten", message=f"updated connection Secret {secret_name}")
+
+    # --- delete ---------------------------------------------------------------------------------------------
+
+    async def delete(
+        self,
+        body: kopf.Body,
+        *,
+        patch: kopf.Patch,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        retry: int = 0,
+    ) -> None:
+        meta = body.meta
+        status: Mapping[str, Any] = body.get("status") or {}
+        try:
+            spec = RedisDatabaseSpec.model_validate(dict(body.spec))
+        except ValidationError:
+            kopf.warn(body, reason="Orphaned", message="the spec is invalid; nothing was deleted at the provider")
+            return
+        if spec.effective_deletion_policy() is DeletionPolicy.ORPHAN:
+            kopf.info(body, reason="Orphaned", message="deletionPolicy is Orphan: the provider database is kept")
+            return
+        if (meta.annotations or {}).get(ANNOTATION_FORCE_ORPHAN) == "true":
+            kopf.warn(body, reason="Orphaned", message=f"{ANNOTATION_FORCE_ORPHAN} is set: the database is kept")
+            return
+        async with self._lock_for(meta.uid):
+            try:
+                handle = await self._registry.get(spec.effective_provider_name())
+                database_id: str | None = status.get("databaseId")
+                if database_id is None:
+                    name = spec.effective_name(str(meta.namespace), str(meta.name))
+                    found = await handle.client.find_by_name(name)
+                    database_id = found.id if found else None
+                if database_id is not None:
+                    await handle.client.delete(database_id)
+                    handle.observer.forget(database_id)
+                    kopf.info(body, reason="Deleted", message=f"deleted provider database {database_id}")
+            except Exception as error:
+                verdict = classify_error(error)
+                message = (
+                    f"cannot delete the provider database: {verdict.message}. To remove the RedisDatabase without "
+                    f"deleting it at the provider, annotate it {ANNOTATION_FORCE_ORPHAN}=true"
+                )
+                self._report_failure(body, patch, dataclasses.replace(verdict, message=message), meta.get("generation"))
+                raise kopf.TemporaryError(message, delay=backoff_delay(retry, verdict.retry_after)) from None
+        self.forget(meta.uid)

@@ -1,0 +1,161 @@
+"""Resolve a RedisProvider name to a live provider client, and share one observation of each provider.
+
+Clients are cached per (RedisProvider, credentials Secret) resourceVersion pair, so a fixed Secret takes
+effect on the next reconcile without a restart. Observations are shared: the periodic resync of N databases
+costs one `list` call per provider per interval, not N `get` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .kube import KubeClient, custom_path, secret_path
+from .models import GROUP, VERSION, RedisProviderSpec
+from .providers.base import Database, ProviderClient, ProviderType
+from .providers.factory import make_client
+from .reconcile import ConfigurationError
+
+ClientFactory = Callable[[ProviderType, "str | None", Mapping[str, str], "str | None"], ProviderClient]
+
+
+@dataclass
+class ProviderHandle:
+    name: str
+    provider_type: ProviderType
+    client: ProviderClient
+    version_key: tuple[str, str]
+    observer: ProviderObserver = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.observer = ProviderObserver(self.client)
+
+
+class ProviderObserver:
+    """One shared snapshot of every database at a provider, refreshed by a single in-flight `list` call."""
+
+    def __init__(self, client: ProviderClient) -> None:
+        self._client = client
+        self._by_id: dict[str, Database] = {}
+        self._by_name: dict[str, Database] = {}
+        self._taken_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    @property
+    def age(self) -> float:
+        return time.monotonic() - self._taken_at
+
+    async def refresh(self, max_age: float) -> None:
+        if self.age <= max_age:
+            return
+        async with self._lock:
+            if self.age <= max_age:  # another task refreshed while we waited
+                return
+            started = time.monotonic()
+            databases = await self._client.list()
+            self._by_id = {database.id: database for database in databases}
+            self._by_name = {database.name: database for database in databases}
+            self._taken_at = started
+
+    async def lookup(self, *, database_id: str | None, name: str, max_age: float) -> Database | None:
+        await self.refresh(max_age)
+        if database_id is not None:
+            return self._by_id.get(database_id)
+        return self._by_name.get(name)
+
+    def remember(self, database: Database) -> None:
+        """Write-through after our own create/update, so the next lookup does not see stale state."""
+        self._by_id[database.id] = database
+        self._by_name[database.name] = database
+
+    def forget(self, database_id: str) -> None:
+        database = self._by_id.pop(database_id, None)
+        if database is not None:
+            self._by_name.pop(database.name, None)
+
+
+_DEFAULT_KEYS = {"token": "token", "email": "email", "apiKey": "apiKey"}
+
+
+class ProviderRegistry:
+    def __init__(self, kube: KubeClient, *, client_factory: ClientFactory = make_client, ttl: float = 10.0) -> None:
+        self._kube = kube
+        self._factory = client_factory
+        self._ttl = ttl
+        self._handles: dict[str, ProviderHandle] = {}
+        self._checked_at: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def aclose(self) -> None:
+        for handle in self._handles.values():
+            await handle.client.aclose()
+        self._handles.clear()
+
+    def invalidate(self, provider_name: str) -> None:
+        self._checked_at.pop(provider_name, None)
+
+    async def get(self, provider_name: str) -> ProviderHandle:
+        """The handle for a RedisProvider; raises ConfigurationError naming what to fix."""
+        handle = self._handles.get(provider_name)
+        if handle is not None and time.monotonic() - self._checked_at.get(provider_name, float("-inf")) < self._ttl:
+            return handle
+        lock = self._locks.setdefault(provider_name, asyncio.Lock())
+        async with lock:
+            handle = self._handles.get(provider_name)
+            if handle is not None and time.monotonic() - self._checked_at.get(provider_name, float("-inf")) < self._ttl:
+                return handle
+            return await self._load(provider_name)
+
+    async def _load(self, provider_name: str) -> ProviderHandle:
+        body = await self._kube.get(custom_path(GROUP, VERSION, "redisproviders", provider_name))
+        if body is None:
+            raise ConfigurationError(
+                "ProviderNotFound",
+                f"RedisProvider {provider_name!r} (spec.providerRef.name) does not exist; create it or point "
+                "spec.providerRef.name at an existing one",
+            )
+        spec = RedisProviderSpec.model_validate(body.get("spec") or {})
+        ref = spec.credentials_secret_ref
+        secret = await self._kube.get(secret_path(ref.namespace, ref.name))
+        if secret is None:
+            raise ConfigurationError(
+                "CredentialsNotFound",
+                f"the credentials Secret {ref.namespace}/{ref.name} of RedisProvider {provider_name!r} does not "
+                "exist; create it (the database is created as soon as it appears)",
+            )
+        data = {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
+        if spec.type is ProviderType.FLY:
+            wanted = {"token": ref.token_key or _DEFAULT_KEYS["token"]}
+        else:
+            wanted = {"email": ref.email_key or _DEFAULT_KEYS["email"], "apiKey": ref.api_key_key or "apiKey"}
+        credentials: dict[str, str] = {}
+        for logical, key in wanted.items():
+            if not data.get(key):
+                raise ConfigurationError(
+                    "CredentialsInvalid",
+                    f"the credentials Secret {ref.namespace}/{ref.name} has no key {key!r} (the {logical} for "
+                    f"{spec.type.value}); add it or set spec.credentialsSecretRef of RedisProvider {provider_name!r}",
+                )
+            credentials[logical] = data[key]
+        version_key = (
+            str(body.get("metadata", {}).get("resourceVersion")),
+            str(secret.get("metadata", {}).get("resourceVersion")),
+        )
+        old = self._handles.get(provider_name)
+        if old is not None and old.version_key == version_key:
+            self._checked_at[provider_name] = time.monotonic()
+            return old
+        if spec.type is ProviderType.FLY and not spec.organization:
+            raise ConfigurationError(
+                "InvalidProvider", f"RedisProvider {provider_name!r}: spec.organization is required for type fly"
+            )
+        client = self._factory(spec.type, spec.url, credentials, spec.organization)
+        handle = ProviderHandle(provider_name, spec.type, client, version_key)
+        self._handles[provider_name] = handle
+        self._checked_at[provider_name] = time.monotonic()
+        if old is not None:
+            await old.client.aclose()
+        return handle

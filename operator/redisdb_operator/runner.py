@@ -1,0 +1,127 @@
+"""`redisdb-operator run`: configure and start the operator (flags, or REDISDB_* environment variables)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+
+from .controller import ControllerConfig, DatabaseController
+from .handlers import register
+from .kube import KubeClient
+from .models import GROUP
+from .provider_registry import ProviderRegistry
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="redisdb-operator run", description=__doc__)
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[n for n in os.environ.get("REDISDB_NAMESPACES", "").split(",") if n],
+        help="watch only this namespace (repeatable; env REDISDB_NAMESPACES, comma-separated); default: all",
+    )
+    parser.add_argument(
+        "--resync-interval",
+        type=float,
+        default=_env_float("REDISDB_RESYNC_INTERVAL", 300.0),
+        help="seconds between drift checks of each database (env REDISDB_RESYNC_INTERVAL; default 300)",
+    )
+    parser.add_argument(
+        "--max-concurrent-reconciles",
+        type=int,
+        default=int(_env_float("REDISDB_MAX_CONCURRENT_RECONCILES", 32)),
+        help="provider calls in flight at once (env REDISDB_MAX_CONCURRENT_RECONCILES; default 32)",
+    )
+    parser.add_argument(
+        "--liveness",
+        default=os.environ.get("REDISDB_LIVENESS", "http://0.0.0.0:8080/healthz"),
+        help="kopf liveness endpoint URL, or empty to disable (env REDISDB_LIVENESS)",
+    )
+    parser.add_argument(
+        "--peering",
+        default=os.environ.get("REDISDB_PEERING", ""),
+        help="kopf peering name for several replicas (one active); empty: standalone (env REDISDB_PEERING)",
+    )
+    parser.add_argument("--verbose", action="store_true", default=bool(os.environ.get("REDISDB_VERBOSE")))
+    return parser.parse_args(list(argv))
+
+
+def build_settings(settings: kopf.OperatorSettings) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Handler log lines stay in the log; only explicit Events and warnings reach the API.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+
+async def run_operator(args: argparse.Namespace) -> None:
+    registry = kopf.OperatorRegistry()
+    register(registry, resync_interval=args.resync_interval)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(
+            **kwargs
+        )
+        return info
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+        build_settings(settings)
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        if info is None:
+            raise kopf.PermanentError("no Kubernetes credentials: set KUBECONFIG or run in a pod")
+        kube = KubeClient(info)
+        memo["kube"] = kube
+        memo["controller"] = DatabaseController(
+            kube,
+            ProviderRegistry(kube),
+            ControllerConfig(
+                resync_interval=args.resync_interval, max_concurrent_reconciles=args.max_concurrent_reconciles
+            ),
+        )
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        if "controller" in memo:
+            await memo["controller"].registry.aclose()
+        if "kube" in memo:
+            await memo["kube"].aclose()
+
+    namespaces = list(args.namespace)
+    await kopf.operator(
+        registry=registry,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=not args.peering,
+        peering_name=args.peering or None,
+        liveness_endpoint=args.liveness or None,
+        memo=kopf.Memo(),
+    )
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    asyncio.run(run_operator(args))
+    return 0
