@@ -28,9 +28,8 @@ def _walk(schema: dict[str, object], path: str = "") -> list[str]:
         problems += _walk(child, f"{path}.{name}")
     if isinstance(schema.get("items"), dict):
         problems += _walk(schema["items"], f"{path}[]")  # type: ignore[arg-type]
-    if "properties" in schema or "items" in schema:
-        if "type" not in schema:
-            problems.append(f"{path}: no type")
+    if ("properties" in schema or "items" in schema) and "type" not in schema:
+        problems.append(f"{path}: no type")
     return problems
 
 

@@ -40,6 +40,7 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
 )
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -301,6 +302,11 @@ class ControlPlane:
             child.poll()
 
     def _start_locked(self) -> None:
+        missing = [name for name in BINARIES if not os.access(self.bin_dir / name, os.X_OK)]
+        if missing:
+            raise ControlPlaneError(
+                f"missing in {self.bin_dir}: {', '.join(missing)}; build them with `make tools`"
+            )
         for stale in ("etcd-data", "pki", "logs"):
             shutil.rmtree(self.state_dir / stale, ignore_errors=True)
         self.logs_dir.mkdir(parents=True)
@@ -316,13 +322,13 @@ class ControlPlane:
             state,
             "etcd",
             [
-                "--name=default",
+                "--name=redisdb-dev",
                 f"--data-dir={self.state_dir / 'etcd-data'}",
                 f"--listen-client-urls={etcd_url}",
                 f"--advertise-client-urls={etcd_url}",
                 f"--listen-peer-urls={peer_url}",
                 f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=default={peer_url}",
+                f"--initial-cluster=redisdb-dev={peer_url}",
                 "--unsafe-no-fsync=true",
                 "--log-level=warn",
             ],
