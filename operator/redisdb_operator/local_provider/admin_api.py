@@ -1,0 +1,106 @@
+"""The admin API (no auth, meant for loopback): health, call counters, fault injection, inventory and drift.
+
+It is how tests look behind the wire APIs: which calls an adapter made, which processes a database has, and
+how to change a database behind the operator's back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aiohttp import web
+
+from ..providers import catalog
+from .gate import WireGate
+from .registry import Registry, RegistryError
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    text = await request.text()
+    if not text.strip():
+        return {}
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "body is not JSON"}), content_type="application/json") from (
+            error
+        )
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "body must be an object"}), content_type="application/json")
+    return body
+
+
+class AdminApi:
+    def __init__(self, registry: Registry, gate: WireGate) -> None:
+        self.registry = registry
+        self.gate = gate
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/admin/health", self.health),
+            web.get("/admin/counters", self.counters),
+            web.post("/admin/counters/reset", self.reset_counters),
+            web.get("/admin/faults", self.get_faults),
+            web.post("/admin/faults", self.set_faults),
+            web.delete("/admin/faults", self.clear_faults),
+            web.get("/admin/databases", self.databases),
+            web.get("/admin/databases/{id}", self.database),
+            web.post("/admin/databases/{id}/drift", self.drift),
+        ]
+
+    async def health(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"ok": True, "databases": len(self.registry.databases), "pid": os.getpid()})
+
+    async def counters(self, request: web.Request) -> web.StreamResponse:
+        calls = dict(sorted(self.gate.counters.items()))
+        return web.json_response({"calls": calls, "total": sum(calls.values())})
+
+    async def reset_counters(self, request: web.Request) -> web.StreamResponse:
+        self.gate.counters.clear()
+        return web.json_response({"calls": {}, "total": 0})
+
+    async def get_faults(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.gate.faults.to_json())
+
+    async def set_faults(self, request: web.Request) -> web.StreamResponse:
+        try:
+            faults = self.gate.set_faults(await _json_object(request))
+        except ValueError as error:
+            return web.json_response({"error": str(error)}, status=400)
+        return web.json_response(faults.to_json())
+
+    async def clear_faults(self, request: web.Request) -> web.StreamResponse:
+        self.gate.clear_faults()
+        return web.json_response(self.gate.faults.to_json())
+
+    async def databases(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response([database.describe() for database in self.registry.databases.values()])
+
+    async def database(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return web.json_response(self.registry.get_any(request.match_info["id"]).describe())
+        except RegistryError as error:
+            return web.json_response({"error": error.message}, status=404)
+
+    async def drift(self, request: web.Request) -> web.StreamResponse:
+        """Change read regions, eviction and/or plan as if someone used the provider's console."""
+        body = await _json_object(request)
+        try:
+            database = self.registry.get_any(request.match_info["id"])
+            plan = body.get("plan")
+            if plan is not None:
+                plan = catalog.canonical_plan_name(database.record.api, str(plan))
+                if plan is None:
+                    return web.json_response({"error": f"unknown plan {body['plan']!r}"}, status=400)
+            regions = body.get("read_regions")
+            if regions is not None and not (isinstance(regions, list) and all(isinstance(r, str) for r in regions)):
+                return web.json_response({"error": "read_regions must be a list of region codes"}, status=400)
+            eviction = body.get("eviction")
+            if eviction is not None and not isinstance(eviction, bool):
+                return web.json_response({"error": "eviction must be a boolean"}, status=400)
+            await self.registry.update(database, read_regions=regions, plan=plan, eviction=eviction)
+        except RegistryError as error:
+            return web.json_response({"error": error.message}, status=404 if error.kind == "not_found" else 400)
+        return web.json_response(database.describe())

@@ -1,0 +1,407 @@
+"""The Fly.io GraphQL face (docs/wire-contract.md): ``POST /graphql`` with the add-on queries and mutations.
+
+Field errors come back as HTTP 200 with ``errors[].message`` and ``extensions.code``, as Fly does; only an
+injected fault or an internal failure changes the HTTP status.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from ..providers import catalog
+from ..providers.base import ProviderType
+from . import graphql
+from .gate import WireGate
+from .registry import LocalDatabase, Registry, RegistryError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+API = ProviderType.FLY
+ADDON_TYPES = ("upstash_redis", "redis")  # "redis" is the deprecated enum value for the same thing
+
+# flyctl hard-codes the first two ids (internal/command/redis); the fixed plans get stable local ids.
+PLAN_IDS: dict[str, str] = {
+    "free": "x7M0gyB764ggwt6YZLRK",
+    "payg": "ekQ85Yjkw155ohQ5ALYq0M",
+    **{name: f"local_{name}" for name in catalog.PLANS[API] if name not in ("free", "payg")},
+}
+PLAN_BY_ID = {plan_id: name for name, plan_id in PLAN_IDS.items()}
+# Monthly prices in cents from Fly's docs (provider-apis.md §3.5); only `flyctl redis plans` shows them.
+_PRICE_CENTS = {"fixed_250mb": 1000, "fixed_1gb": 2000, "fixed_5gb": 10000, "fixed_10gb": 20000, "fixed_50gb": 40000}
+
+_CODES = {
+    "invalid": "VALIDATION_ERROR",
+    "exists": "ALREADY_EXISTS",
+    "not_found": "NOT_FOUND",
+    "unavailable": "SERVICE_UNAVAILABLE",
+}
+_UNAUTHORIZED = {
+    "data": None,
+    "errors": [{"message": "You must be authenticated to view this.", "extensions": {"code": "UNAUTHORIZED"}}],
+}
+
+Resolver = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class FieldError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _size_text(size: int) -> str:
+    gib, mib = 1024**3, 1024**2
+    return f"{size // gib} GB" if size % gib == 0 else f"{size // mib} MB"
+
+
+def plan_json(name: str) -> dict[str, Any]:
+    plan = catalog.plan(API, name)
+    assert plan is not None
+    return {
+        "__typename": "AddOnPlan",
+        "id": PLAN_IDS[name],
+        "name": name,
+        "displayName": plan.display_name,
+        "description": f"{plan.display_name} plan (local provider)",
+        "maxDataSize": _size_text(plan.max_data_size_bytes),
+        "pricePerMonth": _PRICE_CENTS.get(name, 0),
+        "maxCommandsPerSec": None,
+        "maxConcurrentConnections": None,
+        "maxDailyBandwidth": None,
+        "maxDailyCommands": None,
+        "maxRequestSize": None,
+    }
+
+
+def _provider_json() -> dict[str, Any]:
+    return {
+        "__typename": "AddOnProvider",
+        "id": "upstash_redis",
+        "name": "upstash_redis",
+        "displayName": "Upstash for Redis",
+        "excludedRegions": [],
+        "regions": [_region_json(code) for code in catalog.REGIONS[API]],
+        "asyncProvisioning": False,
+        "autoProvision": True,
+        "beta": False,
+        "selectName": True,
+        "selectRegion": True,
+        "selectReplicaRegions": True,
+        "tosAgreement": None,
+        "tosUrl": None,
+    }
+
+
+def _region_json(code: str) -> dict[str, Any]:
+    region = catalog.region(API, code)
+    assert region is not None
+    return {"__typename": "Region", "code": code, "name": region.name, "deprecated": region.deprecated}
+
+
+class FlyApi:
+    def __init__(self, registry: Registry, gate: WireGate, settings: Settings) -> None:
+        self.registry = registry
+        self.gate = gate
+        self.settings = settings
+        self.org_slugs = settings.fly_org_ids()  # id -> slug
+        self.queries: dict[str, Resolver] = {
+            "organization": self.organization,
+            "addOnPlans": self.add_on_plans,
+            "addOn": self.add_on,
+            "addOns": self.add_ons,
+            "addOnProvider": self.add_on_provider,
+            "platform": self.platform,
+        }
+        self.mutations: dict[str, Resolver] = {
+            "createAddOn": self.create_add_on,
+            "updateAddOn": self.update_add_on,
+            "deleteAddOn": self.delete_add_on,
+            "resetAddOnPassword": self.reset_add_on_password,
+        }
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/graphql", self.handle)]
+
+    # -- transport -----------------------------------------------------------------------------------------------
+
+    def _authorized(self, request: web.Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme not in ("Bearer", "FlyV1") or not token:
+            return False
+        token = token.strip()
+        return any(hmac.compare_digest(token.encode(), known.encode()) for known in self.settings.fly_tokens)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = json.loads(await request.text())
+            if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+                raise graphql.GraphQLError('The request body must be a JSON object with a "query" string.')
+            variables = body.get("variables") or {}
+            if not isinstance(variables, dict):
+                raise graphql.GraphQLError('"variables" must be a JSON object.')
+            document = graphql.parse(body["query"])
+            operation = document.operation(body.get("operationName"))
+            fields = graphql.root_fields(operation, document.fragments)
+        except (json.JSONDecodeError, graphql.GraphQLError) as error:
+            failure = await self.gate.enter(["fly:invalid"])
+            if failure is not None:
+                return self._failure(failure.status, failure.message, failure.headers)
+            message = str(error) if isinstance(error, graphql.GraphQLError) else "The request body is not JSON."
+            return web.json_response({"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]})
+
+        failure = await self.gate.enter([f"fly:{selected.name}" for selected in fields])
+        if failure is not None:
+            return self._failure(failure.status, failure.message, failure.headers)
+        if not self._authorized(request):
+            return web.json_response(_UNAUTHORIZED)
+        try:
+            coerced = graphql.coerce_variables(operation, variables)
+            return web.json_response(await self._execute(operation.kind, fields, document.fragments, coerced))
+        except graphql.GraphQLError as error:
+            return web.json_response({"errors": [{"message": str(error)}]})
+
+    @staticmethod
+    def _failure(status: int, message: str, headers: dict[str, str]) -> web.Response:
+        return web.json_response({"errors": [{"message": message}]}, status=status, headers=headers)
+
+    async def _execute(
+        self,
+        kind: str,
+        fields: list[graphql.Field],
+        fragments: dict[str, list[graphql.Selection]],
+        variables: dict[str, Any],
+    ) -> dict[str, Any]:
+        resolvers = self.mutations if kind == "mutation" else self.queries if kind == "query" else {}
+        type_name = "Mutation" if kind == "mutation" else "Query"
+        for selected in fields:
+            if selected.name not in resolvers and selected.name != "__typename":
+                raise graphql.GraphQLError(f'Cannot query field "{selected.name}" on type "{type_name}".')
+        data: dict[str, Any] = {}
+        errors: list[dict[str, Any]] = []
+        for selected in fields:
+            if selected.name == "__typename":
+                data[selected.key] = type_name
+                continue
+            arguments = graphql.resolve_value(selected.arguments, variables)
+            try:
+                value = await resolvers[selected.name](arguments)
+                data[selected.key] = graphql.project(value, selected.selections, fragments, variables)
+            except FieldError as error:
+                data[selected.key] = None
+                errors.append({"message": error.message, "path": [selected.key], "extensions": {"code": error.code}})
+            except RegistryError as error:
+                data[selected.key] = None
+                code = _CODES[error.kind]
+                message = "Name has already been taken" if error.kind == "exists" else error.message
+                errors.append({"message": message, "path": [selected.key], "extensions": {"code": code}})
+            except RedisError:
+                log.exception("fly:%s failed talking to redis-server", selected.name)
+                data[selected.key] = None
+                errors.append(
+                    {
+                        "message": "database temporarily unavailable",
+                        "path": [selected.key],
+                        "extensions": {"code": "SERVICE_UNAVAILABLE"},
+                    }
+                )
+        result: dict[str, Any] = {"data": data}
+        if errors:
+            result["errors"] = errors
+        return result
+
+    # -- shapes --------------------------------------------------------------------------------------------------
+
+    def _org_json(self, slug: str) -> dict[str, Any]:
+        def add_ons(arguments: dict[str, Any]) -> dict[str, Any]:
+            wanted = arguments.get("type")
+            nodes = [] if wanted not in (None, *ADDON_TYPES) else self.registry.owned(API, [slug])
+            return {"nodes": [self._add_on_json(db) for db in nodes], "totalCount": len(nodes)}
+
+        return {
+            "__typename": "Organization",
+            "id": next(org for org, org_slug in self.org_slugs.items() if org_slug == slug),
+            "slug": slug,
+            "name": slug,
+            "rawSlug": slug,
+            "paidPlan": True,
+            "addOns": add_ons,
+        }
+
+    def _add_on_json(self, database: LocalDatabase) -> dict[str, Any]:
+        record = database.record
+        host, port = database.primary.host, database.primary.port
+        url = f"redis://default:{record.password}@{host}:{port}"
+        created = datetime.fromtimestamp(record.creation_time, UTC).isoformat().replace("+00:00", "Z")
+        return {
+            "__typename": "AddOn",
+            "id": record.id,
+            "name": record.name,
+            "primaryRegion": record.primary_region,
+            "readRegions": list(record.read_regions),
+            "status": "ready",
+            "errorMessage": None,
+            "options": {"eviction": True} if record.eviction else {},
+            "metadata": dict(record.metadata),
+            "publicUrl": url,
+            "privateIp": host,
+            "password": record.password,
+            "hostname": host,
+            "environment": {"REDIS_URL": url},
+            "ssoLink": None,
+            "createdAt": created,
+            "updatedAt": created,
+            "addOnPlan": plan_json(record.plan),
+            "addOnPlanName": catalog.PLANS[API][record.plan].display_name,
+            "addOnProvider": _provider_json(),
+            "organization": self._org_json(record.owner),
+            "app": None,
+            "apps": {"nodes": []},
+            "stats": None,
+        }
+
+    def _find(self, arguments: dict[str, Any]) -> LocalDatabase:
+        add_on_id, name = arguments.get("addOnId") or arguments.get("id"), arguments.get("name")
+        orgs = self.settings.fly_orgs
+        database: LocalDatabase | None = None
+        if isinstance(add_on_id, str) and add_on_id:
+            try:
+                database = self.registry.get(API, orgs, add_on_id)
+            except RegistryError:
+                database = None
+        elif isinstance(name, str) and name:
+            database = self.registry.find_by_name(API, orgs, name)
+        if database is None:
+            raise FieldError("NOT_FOUND", "Could not find AddOn")
+        return database
+
+    # -- queries -------------------------------------------------------------------------------------------------
+
+    async def organization(self, arguments: dict[str, Any]) -> Any:
+        slug = arguments.get("slug")
+        if slug not in self.settings.fly_orgs:
+            raise FieldError("NOT_FOUND", "Could not find Organization")
+        return self._org_json(slug)
+
+    async def add_on_plans(self, arguments: dict[str, Any]) -> Any:
+        if arguments.get("type") not in (None, *ADDON_TYPES):
+            return {"nodes": []}
+        return {"nodes": [plan_json(name) for name in catalog.PLANS[API]]}
+
+    async def add_on(self, arguments: dict[str, Any]) -> Any:
+        return self._add_on_json(self._find(arguments))
+
+    async def add_ons(self, arguments: dict[str, Any]) -> Any:
+        if arguments.get("type") not in (None, *ADDON_TYPES):
+            return {"nodes": []}
+        nodes = self.registry.owned(API, self.settings.fly_orgs)
+        return {"nodes": [self._add_on_json(db) for db in nodes], "totalCount": len(nodes)}
+
+    async def add_on_provider(self, arguments: dict[str, Any]) -> Any:
+        if arguments.get("name") not in ADDON_TYPES:
+            raise FieldError("NOT_FOUND", "Could not find AddOnProvider")
+        return _provider_json()
+
+    async def platform(self, arguments: dict[str, Any]) -> Any:
+        return {
+            "__typename": "FlyPlatform",
+            "requestRegion": None,
+            "regions": [_region_json(code) for code in catalog.REGIONS[API]],
+        }
+
+    # -- mutations -----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _input(arguments: dict[str, Any]) -> dict[str, Any]:
+        value = arguments.get("input")
+        if not isinstance(value, dict):
+            raise FieldError("VALIDATION_ERROR", "input is required")
+        return value
+
+    @staticmethod
+    def _plan(plan_id: Any) -> str:
+        if not isinstance(plan_id, str) or plan_id not in PLAN_BY_ID:
+            raise FieldError("VALIDATION_ERROR", f"unknown plan id {plan_id!r}; list plans with addOnPlans")
+        return PLAN_BY_ID[plan_id]
+
+    @staticmethod
+    def _regions(value: Any) -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
+            raise FieldError("VALIDATION_ERROR", "readRegions must be a list of region codes")
+        return value
+
+    @staticmethod
+    def _options(value: Any) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if isinstance(value, str):  # JSON scalars sometimes arrive encoded
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise FieldError("VALIDATION_ERROR", "options must be a JSON object") from error
+        if not isinstance(value, dict):
+            raise FieldError("VALIDATION_ERROR", "options must be a JSON object")
+        return value
+
+    async def create_add_on(self, arguments: dict[str, Any]) -> Any:
+        request = self._input(arguments)
+        if request.get("type") not in ADDON_TYPES:
+            raise FieldError("VALIDATION_ERROR", f"unsupported add-on type {request.get('type')!r}; use upstash_redis")
+        slug = self.org_slugs.get(str(request.get("organizationId")))
+        if slug is None:
+            raise FieldError("NOT_FOUND", "Could not find Organization")
+        primary_region = request.get("primaryRegion")
+        if not isinstance(primary_region, str) or not primary_region:
+            raise FieldError("VALIDATION_ERROR", "primaryRegion is required")
+        name = request.get("name") or f"local-redis-{secrets.token_hex(3)}"
+        if not isinstance(name, str):
+            raise FieldError("VALIDATION_ERROR", "name must be a string")
+        plan = self._plan(request["planId"]) if request.get("planId") else catalog.DEFAULT_PLAN
+        options = self._options(request.get("options"))
+        database = await self.registry.create(
+            api=API,
+            owner=slug,
+            name=name,
+            primary_region=primary_region,
+            read_regions=self._regions(request.get("readRegions")),
+            plan=plan,
+            eviction=bool(options.get("eviction")),
+            id_style="short",
+        )
+        return {"addOn": self._add_on_json(database)}
+
+    async def update_add_on(self, arguments: dict[str, Any]) -> Any:
+        request = self._input(arguments)
+        database = self._find(request)
+        options = self._options(request["options"]) if "options" in request else None
+        metadata = request.get("metadata")
+        await self.registry.update(
+            database,
+            read_regions=self._regions(request["readRegions"]) if request.get("readRegions") is not None else None,
+            plan=self._plan(request["planId"]) if request.get("planId") else None,
+            eviction=bool(options.get("eviction")) if options is not None else None,
+            metadata=metadata if isinstance(metadata, dict) else None,
+        )
+        return {"addOn": self._add_on_json(database)}
+
+    async def delete_add_on(self, arguments: dict[str, Any]) -> Any:
+        database = self._find(self._input(arguments))
+        await self.registry.delete(database)
+        return {"deletedAddOnName": database.record.name}
+
+    async def reset_add_on_password(self, arguments: dict[str, Any]) -> Any:
+        database = self._find(self._input(arguments))
+        await self.registry.reset_password(database)
+        return {"addOn": self._add_on_json(database)}

@@ -1,0 +1,77 @@
+"""What every wire call passes through before its handler: the call counter and the injected faults.
+
+Tests use the counters to prove an adapter made exactly the calls it should (and no more), and the faults to
+prove it survives latency, 503s and 429s with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class Faults:
+    latency_ms: int = 0
+    fail_next: int = 0
+    fail_status: int = 503
+    retry_after: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InjectedFailure:
+    status: int
+    retry_after: int | None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
+    @property
+    def message(self) -> str:
+        return "too many requests" if self.status == 429 else "service unavailable"
+
+
+class WireGate:
+    def __init__(self) -> None:
+        self.counters: Counter[str] = Counter()
+        self.faults = Faults()
+
+    def set_faults(self, body: dict[str, Any]) -> Faults:
+        """Merge the given fields into the current faults; unknown fields or bad values raise ValueError."""
+        allowed = {"latency_ms", "fail_next", "fail_status", "retry_after"}
+        unknown = set(body) - allowed
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}; allowed: {sorted(allowed)}")
+        for key in ("latency_ms", "fail_next"):
+            if key in body and (not isinstance(body[key], int) or body[key] < 0):
+                raise ValueError(f"{key} must be a non-negative integer")
+        if "fail_status" in body and body["fail_status"] not in (429, 500, 502, 503, 504):
+            raise ValueError("fail_status must be 429, 500, 502, 503 or 504")
+        if "retry_after" in body and body["retry_after"] is not None and not isinstance(body["retry_after"], int):
+            raise ValueError("retry_after must be an integer number of seconds or null")
+        for key, value in body.items():
+            setattr(self.faults, key, value)
+        if self.faults.fail_status == 429 and self.faults.retry_after is None and "retry_after" not in body:
+            self.faults.retry_after = 1
+        return self.faults
+
+    def clear_faults(self) -> None:
+        self.faults = Faults()
+
+    async def enter(self, operations: list[str]) -> InjectedFailure | None:
+        """Count the call, apply the latency, and return a failure to send instead if one is due."""
+        for operation in operations:
+            self.counters[operation] += 1
+        faults = self.faults
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if faults.fail_next > 0:
+            faults.fail_next -= 1
+            return InjectedFailure(faults.fail_status, faults.retry_after)
+        return None

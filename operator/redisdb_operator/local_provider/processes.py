@@ -1,0 +1,301 @@
+"""One ``redis-server`` process per primary and per read replica, started and stopped from asyncio.
+
+Secrets never appear on a command line (``/proc/*/cmdline`` is world-readable): the password goes into a
+0600 config file in the instance's data dir, everything else is a command-line flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import shutil
+import signal
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.exceptions import BusyLoadingError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+log = logging.getLogger(__name__)
+
+REDIS_SERVER = os.environ.get("LOCAL_PROVIDER_REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
+
+# Eviction policies. The seed says "keys with a TTL are evicted first, at random; without volatile keys, any key
+# at random". No single Redis policy does both: ``volatile-random`` refuses writes (OOM) once no key has a TTL,
+# which is exactly what enabling eviction promises not to do. ``allkeys-random`` keeps that promise and the
+# randomness, and only loses the TTL-first preference, so it is the closer of the two.
+POLICY_EVICTION_ON = "allkeys-random"
+POLICY_EVICTION_OFF = "noeviction"
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_PROVIDER_PID = os.getpid()
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the provider dies (even by SIGKILL), the kernel sends SIGTERM.
+
+    SIGTERM rather than SIGKILL so redis-server still flushes its append-only file on the way out.
+    """
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != _PROVIDER_PID:  # the provider died between fork and prctl
+        os._exit(1)
+
+
+class RedisStartError(Exception):
+    """redis-server exited or never answered PING."""
+
+
+class PortAllocator:
+    """Hands out free loopback ports and remembers which ones this provider holds.
+
+    Probing with bind() is racy against other programs, so a start that loses the race is retried with a new
+    port (see RedisInstance.start); remembering our own ports stops two of our instances racing each other.
+    """
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._held: set[int] = set()
+
+    def _is_free(self, port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, port))
+            except OSError:
+                return False
+        return True
+
+    def allocate(self, preferred: int | None = None) -> int:
+        if preferred and preferred not in self._held and self._is_free(preferred):
+            self._held.add(preferred)
+            return preferred
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((self.host, 0))
+                port: int = probe.getsockname()[1]
+            if port not in self._held:
+                self._held.add(port)
+                return port
+        raise RedisStartError("no free port")
+
+    def release(self, port: int) -> None:
+        self._held.discard(port)
+
+
+@dataclass
+class RedisSettings:
+    """What one redis-server is told; replica_of is the primary's port for a read replica."""
+
+    password: str
+    maxmemory: int
+    policy: str
+    replica_of: int | None = None
+
+
+class RedisInstance:
+    """One redis-server process (a primary or one read replica) and its data dir."""
+
+    def __init__(self, *, label: str, data_dir: Path, host: str, ports: PortAllocator, settings: RedisSettings):
+        self.label = label  # "<database id>/<region>": what log lines name
+        self.data_dir = data_dir
+        self.host = host
+        self.ports = ports
+        self.settings = settings
+        self.port = 0
+        self.process: asyncio.subprocess.Process | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        if self.process is None or self.process.returncode is not None:
+            return None
+        return self.process.pid
+
+    def _write_secrets(self) -> Path:
+        path = self.data_dir / "secrets.conf"
+        lines = [f'requirepass "{self.settings.password}"']
+        if self.settings.replica_of is not None:
+            lines.append(f'masterauth "{self.settings.password}"')
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def _argv(self, secrets: Path) -> list[str]:
+        is_replica = self.settings.replica_of is not None
+        argv = [
+            REDIS_SERVER,
+            str(secrets),
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--dir", str(self.data_dir),
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+            "--loglevel", "warning",
+            "--always-show-logo", "no",
+            "--save", "",
+            # Replicas resync from their primary on start, so only primaries keep an append-only file.
+            "--appendonly", "no" if is_replica else "yes",
+            "--appendfsync", "everysec",
+            "--maxmemory", str(self.settings.maxmemory),
+            "--maxmemory-policy", self.settings.policy,
+            # Small footprint: 1,000 of these share one small machine.
+            "--maxclients", "512",
+            "--tcp-backlog", "128",
+            "--hz", "5",
+            "--jemalloc-bg-thread", "no",
+            "--repl-backlog-size", "262144",
+            "--repl-diskless-sync", "yes",
+            "--repl-diskless-sync-delay", "0",
+            "--shutdown-timeout", "1",
+        ]  # fmt: skip
+        if is_replica:
+            argv += ["--replicaof", self.host, str(self.settings.replica_of), "--replica-read-only", "yes"]
+        return argv
+
+    async def start(self, preferred_port: int | None = None, wait_seconds: float = 30.0) -> None:
+        """Start the process and return once it answers PING; retries on a lost port race."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        secrets = self._write_secrets()
+        last_error: Exception | None = None
+        for attempt in range(3):
+            self.port = self.ports.allocate(preferred_port if attempt == 0 else None)
+            self._stopping = False
+            self.process = await asyncio.create_subprocess_exec(
+                *self._argv(secrets),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+                close_fds=True,
+            )
+            try:
+                await self._wait_ready(wait_seconds)
+            except RedisStartError as error:
+                last_error = error
+                await self._kill()
+                self.ports.release(self.port)
+                log.warning("redis-server %s did not start on port %d (attempt %d)", self.label, self.port, attempt + 1)
+                continue
+            self._watch = asyncio.create_task(self._watch_exit(self.process))
+            return
+        raise RedisStartError(f"redis-server {self.label} failed to start: {last_error}")
+
+    async def _wait_ready(self, wait_seconds: float) -> None:
+        assert self.process is not None
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        delay = 0.005
+        while True:
+            if self.process.returncode is not None:
+                raise RedisStartError(f"exited with status {self.process.returncode}")
+            try:
+                async with self.client(socket_seconds=1.0) as client:
+                    await client.ping()
+                return
+            except (RedisConnectionError, BusyLoadingError, OSError, TimeoutError):
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise RedisStartError("no answer to PING")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    @contextlib.asynccontextmanager
+    async def client(self, socket_seconds: float = 5.0) -> AsyncIterator[aioredis.Redis]:
+        """A one-connection admin client authenticated with the current password."""
+        client = aioredis.Redis(
+            host=self.host,
+            port=self.port,
+            password=self.settings.password,
+            socket_timeout=socket_seconds,
+            socket_connect_timeout=socket_seconds,
+            single_connection_client=True,
+        )
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+    async def wait_replica_synced(self, wait_seconds: float = 10.0) -> bool:
+        """For a replica: wait until its link to the primary is up (reads then see the primary's data)."""
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                async with self.client() as client:
+                    info = await client.info("replication")
+                if info.get("master_link_status") == "up":
+                    return True
+            except RedisError:
+                pass
+            await asyncio.sleep(0.02)
+        log.warning("replica %s not in sync after %.0fs", self.label, wait_seconds)
+        return False
+
+    async def config_set(self, values: dict[str, str]) -> None:
+        async with self.client() as client:
+            pairs = [item for pair in values.items() for item in pair]
+            await client.config_set(*pairs)
+
+    async def set_password(self, new_password: str) -> None:
+        """Switch requirepass (and masterauth on a replica) in place; the old password stops working."""
+        values = {"requirepass": new_password}
+        if self.settings.replica_of is not None:
+            values["masterauth"] = new_password
+        await self.config_set(values)
+        self.settings.password = new_password
+        self._write_secrets()
+
+    async def _watch_exit(self, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
+        if not self._stopping:
+            log.error("redis-server %s (pid %d) exited unexpectedly with status %s", self.label, process.pid, code)
+
+    async def _kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+
+    async def stop(self, wait_seconds: float = 10.0) -> None:
+        """SIGTERM (redis flushes its AOF), then SIGKILL after ``wait_seconds``; releases the port."""
+        self._stopping = True
+        process = self.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), wait_seconds)
+            except TimeoutError:
+                log.warning("redis-server %s ignored SIGTERM; killing it", self.label)
+                await self._kill()
+        if self._watch is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        if self.port:
+            self.ports.release(self.port)
+
+
+def use_pidfd_child_watcher() -> None:
+    """Python 3.11's default child watcher runs one thread per child; with 1,000+ children use pidfds instead."""
+    if not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_child_watcher(asyncio.PidfdChildWatcher())

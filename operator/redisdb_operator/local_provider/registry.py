@@ -1,0 +1,371 @@
+"""The one registry both wire APIs serve: validation, ownership and the redis-server processes per database.
+
+The wire modules only translate shapes; every rule (catalogs, unique names, read region != primary) lives here
+so the Upstash and Fly faces of the provider cannot disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import shutil
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from redis.exceptions import RedisError
+
+from ..providers import catalog
+from ..providers.base import ProviderType
+from .processes import (
+    POLICY_EVICTION_OFF,
+    POLICY_EVICTION_ON,
+    PortAllocator,
+    RedisInstance,
+    RedisSettings,
+    RedisStartError,
+)
+from .store import DatabaseRecord, Store
+
+log = logging.getLogger(__name__)
+
+# Upstash's rule for database names (letters, digits, '-', '_', at most 64); the Fly face uses the same one.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TLS_UNSUPPORTED = "tls is not supported by the local provider"
+
+ErrorKind = Literal["invalid", "exists", "not_found", "unavailable"]
+
+
+class RegistryError(Exception):
+    """A refused request; ``kind`` picks the wire status/code, ``message`` is safe to return to the caller."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class LocalDatabase:
+    """A registered database: its durable record plus its running primary and replicas (one per read region)."""
+
+    def __init__(self, record: DatabaseRecord, primary: RedisInstance) -> None:
+        self.record = record
+        self.primary = primary
+        self.replicas: dict[str, RedisInstance] = {}
+        self.lock = asyncio.Lock()
+
+    def instances(self) -> list[RedisInstance]:
+        return [self.primary, *self.replicas.values()]
+
+    def describe(self) -> dict[str, Any]:
+        """The admin view: owner, settings, ports and pids (never the password)."""
+        record = self.record
+        return {
+            "id": record.id,
+            "api": record.api.value,
+            "owner": record.owner,
+            "name": record.name,
+            "primary_region": record.primary_region,
+            "read_regions": list(record.read_regions),
+            "plan": record.plan,
+            "eviction": record.eviction,
+            "host": self.primary.host,
+            "port": self.primary.port,
+            "pid": self.primary.pid,
+            "data_dir": str(self.primary.data_dir.parent),
+            "replicas": [
+                {"region": region, "port": replica.port, "pid": replica.pid}
+                for region, replica in self.replicas.items()
+            ],
+        }
+
+
+def _maxmemory(api: ProviderType, plan_name: str) -> int:
+    found = catalog.plan(api, plan_name)
+    assert found is not None, plan_name  # validated before any record is written
+    return found.max_data_size_bytes
+
+
+def _policy(eviction: bool) -> str:
+    return POLICY_EVICTION_ON if eviction else POLICY_EVICTION_OFF
+
+
+def validate_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise RegistryError(
+            "invalid",
+            f"invalid database name {name!r}: use 1 to 64 letters, digits, '-' or '_'",
+        )
+
+
+def validate_settings(api: ProviderType, primary_region: str, read_regions: list[str], plan_name: str) -> None:
+    """The real APIs' placement and plan rules, from the catalog of the API that owns the database."""
+    if catalog.region(api, primary_region) is None:
+        raise RegistryError("invalid", f"unknown primary region {primary_region!r} for {api.value}")
+    seen: set[str] = set()
+    for code in read_regions:
+        found = catalog.region(api, code)
+        if found is None:
+            raise RegistryError("invalid", f"unknown read region {code!r} for {api.value}")
+        if not found.read_region_allowed:
+            raise RegistryError("invalid", f"region {code!r} cannot be a read region")
+        if code == primary_region:
+            raise RegistryError("invalid", f"read region {code!r} is the primary region; remove it from read regions")
+        if code in seen:
+            raise RegistryError("invalid", f"read region {code!r} is listed twice")
+        seen.add(code)
+    plan = catalog.plan(api, plan_name)
+    if plan is None:
+        raise RegistryError("invalid", f"unknown plan {plan_name!r} for {api.value}")
+    if plan.max_read_regions is not None and len(read_regions) > plan.max_read_regions:
+        raise RegistryError(
+            "invalid",
+            f"plan {plan_name!r} allows at most {plan.max_read_regions} read regions, not {len(read_regions)}",
+        )
+
+
+class Registry:
+    def __init__(self, state_dir: Path, host: str = "127.0.0.1") -> None:
+        self.state_dir = state_dir
+        self.host = host
+        self.ports = PortAllocator(host)
+        self.store = Store(state_dir / "registry.sqlite3")
+        self.databases: dict[str, LocalDatabase] = {}
+        self._reserved: set[tuple[ProviderType, str, str]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    def _instance(self, record: DatabaseRecord, region: str | None) -> RedisInstance:
+        base = self.state_dir / "databases" / record.id
+        return RedisInstance(
+            label=f"{record.id}/{region or record.primary_region}",
+            data_dir=base / (f"replica-{region}" if region else "primary"),
+            host=self.host,
+            ports=self.ports,
+            settings=RedisSettings(
+                password=record.password,
+                maxmemory=_maxmemory(record.api, record.plan),
+                policy=_policy(record.eviction),
+            ),
+        )
+
+    async def _start_replica(self, database: LocalDatabase, region: str, preferred_port: int | None) -> None:
+        replica = self._instance(database.record, region)
+        replica.settings.replica_of = database.primary.port
+        database.replicas[region] = replica
+        await replica.start(preferred_port)
+        await replica.wait_replica_synced()
+
+    async def _start(self, database: LocalDatabase, *, restoring: bool) -> None:
+        record = database.record
+        await database.primary.start(record.port if restoring else None)
+        await asyncio.gather(
+            *(
+                self._start_replica(database, region, record.replica_ports.get(region) if restoring else None)
+                for region in record.read_regions
+            )
+        )
+        record.port = database.primary.port
+        record.replica_ports = {region: replica.port for region, replica in database.replicas.items()}
+
+    async def restore(self, concurrency: int = 8) -> None:
+        """Start every stored database (same ids, passwords and data; same ports when still free)."""
+        records = self.store.load()
+        if not records:
+            return
+        limit = asyncio.Semaphore(concurrency)
+        started = time.monotonic()
+
+        async def bring_back(record: DatabaseRecord) -> None:
+            database = LocalDatabase(record, self._instance(record, None))
+            self.databases[record.id] = database
+            async with limit:
+                try:
+                    await self._start(database, restoring=True)
+                    self.store.save(record)
+                except RedisStartError:
+                    log.exception("could not restore database %s (%s)", record.id, record.name)
+
+        await asyncio.gather(*(bring_back(record) for record in records))
+        log.info("restored %d databases in %.1fs", len(records), time.monotonic() - started)
+
+    async def close(self) -> None:
+        """Stop every redis-server this provider started; nothing may outlive the provider."""
+        instances = [instance for database in self.databases.values() for instance in database.instances()]
+        await asyncio.gather(*(instance.stop() for instance in instances), return_exceptions=True)
+        self.store.close()
+        log.info("stopped %d redis-server processes", len(instances))
+
+    # -- queries -------------------------------------------------------------------------------------------------
+
+    def owned(self, api: ProviderType, owners: Iterable[str]) -> list[LocalDatabase]:
+        wanted = set(owners)
+        return [db for db in self.databases.values() if db.record.api is api and db.record.owner in wanted]
+
+    def get(self, api: ProviderType, owners: Iterable[str], database_id: str) -> LocalDatabase:
+        database = self.databases.get(database_id)
+        if database is None or database.record.api is not api or database.record.owner not in set(owners):
+            raise RegistryError("not_found", "database not found")
+        return database
+
+    def find_by_name(self, api: ProviderType, owners: Iterable[str], name: str) -> LocalDatabase | None:
+        for database in self.owned(api, owners):
+            if database.record.name == name:
+                return database
+        return None
+
+    def get_any(self, database_id: str) -> LocalDatabase:
+        """For the admin API: any database regardless of owner."""
+        database = self.databases.get(database_id)
+        if database is None:
+            raise RegistryError("not_found", "database not found")
+        return database
+
+    # -- changes -------------------------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        api: ProviderType,
+        owner: str,
+        name: str,
+        primary_region: str,
+        read_regions: list[str],
+        plan: str,
+        eviction: bool = False,
+        budget: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        id_style: Literal["uuid", "short"] = "uuid",
+    ) -> LocalDatabase:
+        validate_name(name)
+        validate_settings(api, primary_region, read_regions, plan)
+        key = (api, owner, name)
+        if key in self._reserved or self.find_by_name(api, [owner], name) is not None:
+            raise RegistryError("exists", "database name already exists")
+        self._reserved.add(key)
+        try:
+            record = DatabaseRecord(
+                id=str(uuid.uuid4()) if id_style == "uuid" else _short_id(),
+                api=api,
+                owner=owner,
+                name=name,
+                primary_region=primary_region,
+                read_regions=list(read_regions),
+                plan=plan,
+                eviction=eviction,
+                budget=budget,
+                metadata=dict(metadata or {}),
+                password=secrets.token_hex(16),
+                creation_time=int(time.time()),
+            )
+            database = LocalDatabase(record, self._instance(record, None))
+            try:
+                await self._start(database, restoring=False)
+            except RedisStartError as error:
+                await self._destroy(database)
+                log.error("create of %s (%s) failed: %s", record.id, name, error)
+                raise RegistryError("unavailable", "could not start the database; try again") from error
+            self.store.save(record)
+            self.databases[record.id] = database
+        finally:
+            self._reserved.discard(key)
+        log.info("created database %s (%s, %s) for %s", record.id, name, api.value, owner)
+        return database
+
+    async def _destroy(self, database: LocalDatabase) -> None:
+        await asyncio.gather(*(instance.stop() for instance in database.instances()), return_exceptions=True)
+        shutil.rmtree(self.state_dir / "databases" / database.record.id, ignore_errors=True)
+
+    async def delete(self, database: LocalDatabase) -> None:
+        async with database.lock:
+            if self.databases.get(database.record.id) is not database:
+                raise RegistryError("not_found", "database not found")
+            del self.databases[database.record.id]
+            self.store.delete(database.record.id)
+            await self._destroy(database)
+        log.info("deleted database %s (%s)", database.record.id, database.record.name)
+
+    async def update(
+        self,
+        database: LocalDatabase,
+        *,
+        read_regions: list[str] | None = None,
+        plan: str | None = None,
+        eviction: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Change read regions (the full set), plan and/or eviction in place; ``None`` keeps the current value."""
+        async with database.lock:
+            record = database.record
+            if self.databases.get(record.id) is not database:
+                raise RegistryError("not_found", "database not found")
+            new_regions = list(record.read_regions if read_regions is None else read_regions)
+            new_plan = record.plan if plan is None else plan
+            new_eviction = record.eviction if eviction is None else eviction
+            validate_settings(record.api, record.primary_region, new_regions, new_plan)
+
+            if new_plan != record.plan or new_eviction != record.eviction:
+                values = {
+                    "maxmemory": str(_maxmemory(record.api, new_plan)),
+                    "maxmemory-policy": _policy(new_eviction),
+                }
+                for instance in database.instances():
+                    await instance.config_set(values)
+                    instance.settings.maxmemory = int(values["maxmemory"])
+                    instance.settings.policy = values["maxmemory-policy"]
+                record.plan, record.eviction = new_plan, new_eviction
+
+            removed = [region for region in database.replicas if region not in new_regions]
+            added = [region for region in new_regions if region not in database.replicas]
+            for region in removed:
+                await database.replicas.pop(region).stop()
+                shutil.rmtree(self.state_dir / "databases" / record.id / f"replica-{region}", ignore_errors=True)
+            try:
+                await asyncio.gather(*(self._start_replica(database, region, None) for region in added))
+            except RedisStartError as error:
+                for region in added:
+                    replica = database.replicas.pop(region, None)
+                    if replica is not None:
+                        await replica.stop()
+                raise RegistryError("unavailable", "could not start a read replica; try again") from error
+            finally:
+                record.read_regions = [region for region in new_regions if region in database.replicas]
+                record.replica_ports = {region: replica.port for region, replica in database.replicas.items()}
+                if metadata is not None:
+                    record.metadata = dict(metadata)
+                self.store.save(record)
+        log.info(
+            "updated database %s (%s): read_regions=%s plan=%s eviction=%s",
+            record.id,
+            record.name,
+            ",".join(record.read_regions) or "-",
+            record.plan,
+            record.eviction,
+        )
+
+    async def reset_password(self, database: LocalDatabase) -> None:
+        """New password on the primary, then on each replica (requirepass and masterauth); the old one is refused."""
+        async with database.lock:
+            record = database.record
+            if self.databases.get(record.id) is not database:
+                raise RegistryError("not_found", "database not found")
+            new_password = secrets.token_hex(16)
+            await database.primary.set_password(new_password)
+            record.password = new_password
+            self.store.save(record)
+            for region, replica in database.replicas.items():
+                try:
+                    await replica.set_password(new_password)
+                except RedisError:
+                    log.error("could not change the password of replica %s/%s", record.id, region)
+        log.info("reset the password of database %s (%s)", record.id, record.name)
+
+
+def _short_id() -> str:
+    """Fly add-on ids look like ``aaV829vaMVQGbi5``: 15 letters and digits."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(15))

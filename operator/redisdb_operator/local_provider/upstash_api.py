@@ -1,0 +1,225 @@
+"""The Upstash Developer API v2 face (docs/wire-contract.md): HTTP Basic auth, snake_case JSON, "OK" actions.
+
+Errors use the real API's shapes: a bare JSON string for 400/404, ``{"error": ...}`` for 401/429/503.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from ..providers import catalog
+from ..providers.base import ProviderType
+from .gate import WireGate
+from .registry import TLS_UNSUPPORTED, LocalDatabase, Registry, RegistryError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+API = ProviderType.UPSTASH
+_STATUS = {"invalid": 400, "exists": 400, "not_found": 404, "unavailable": 503}
+
+Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+
+
+def database_json(database: LocalDatabase, *, credentials: bool = True) -> dict[str, Any]:
+    record = database.record
+    plan = catalog.plan(API, record.plan)
+    assert plan is not None
+    body: dict[str, Any] = {
+        "database_id": record.id,
+        "database_name": record.name,
+        "database_type": plan.display_name,
+        "region": "global",
+        "type": record.plan if record.plan in ("free", "payg") else "paid",
+        "port": database.primary.port,
+        "creation_time": record.creation_time,
+        "state": "active",
+        "user_email": record.owner,
+        "endpoint": database.primary.host,
+        "tls": False,
+        "eviction": record.eviction,
+        "primary_region": record.primary_region,
+        "read_regions": list(record.read_regions),
+        "primary_members": [record.primary_region],
+        "all_members": [record.primary_region, *record.read_regions],
+        "plan": record.plan,
+        "budget": record.budget,
+    }
+    if credentials:
+        body["password"] = record.password
+    return body
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None, *, wrap: bool = False) -> web.Response:
+    return web.json_response({"error": message} if wrap else message, status=status, headers=headers)
+
+
+class UpstashApi:
+    def __init__(self, registry: Registry, gate: WireGate, settings: Settings) -> None:
+        self.registry = registry
+        self.gate = gate
+        self.settings = settings
+
+    def routes(self) -> list[web.RouteDef]:
+        wrap = self._wrap
+        return [
+            web.post("/v2/redis/database", wrap("create", self.create)),
+            web.get("/v2/redis/databases", wrap("list", self.list)),
+            web.get("/v2/redis/database/{id}", wrap("get", self.get)),
+            web.delete("/v2/redis/database/{id}", wrap("delete", self.delete)),
+            web.post("/v2/redis/update-regions/{id}", wrap("update-regions", self.update_regions)),
+            web.post("/v2/redis/enable-eviction/{id}", wrap("enable-eviction", self.enable_eviction)),
+            web.post("/v2/redis/disable-eviction/{id}", wrap("disable-eviction", self.disable_eviction)),
+            web.post("/v2/redis/{id}/change-plan", wrap("change-plan", self.change_plan)),
+            web.post("/v2/redis/change-plan/{id}", wrap("change-plan", self.change_plan)),
+            web.post("/v2/redis/reset-password/{id}", wrap("reset-password", self.reset_password)),
+            web.route("*", "/v2/{tail:.*}", wrap("unknown", self.unknown)),
+        ]
+
+    def _account(self, request: web.Request) -> str | None:
+        """The account email when the Basic credentials match a configured account."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic" or not encoded:
+            return None
+        try:
+            email, _, key = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        expected = self.settings.upstash_accounts.get(email)
+        if expected is None or not hmac.compare_digest(expected.encode(), key.encode()):
+            return None
+        return email
+
+    def _wrap(self, operation: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            failure = await self.gate.enter([f"upstash:{operation}"])
+            if failure is not None:
+                return _error(failure.status, failure.message, failure.headers, wrap=True)
+            account = self._account(request)
+            if account is None:
+                return _error(401, "Unauthorized", wrap=True)
+            try:
+                return await handler(request, account)
+            except RegistryError as error:
+                return _error(_STATUS[error.kind], error.message)
+            except RedisError:
+                log.exception("upstash:%s failed talking to redis-server", operation)
+                return _error(503, "database temporarily unavailable", wrap=True)
+
+        return wrapped
+
+    def _find(self, request: web.Request, account: str) -> LocalDatabase:
+        return self.registry.get(API, [account], request.match_info["id"])
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        """The JSON object body; an empty body is an empty object (older clients send none)."""
+        text = await request.text()
+        if not text.strip():
+            return {}
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise RegistryError("invalid", "request body is not valid JSON") from error
+        if not isinstance(body, dict):
+            raise RegistryError("invalid", "request body must be a JSON object")
+        return body
+
+    async def create(self, request: web.Request, account: str) -> web.StreamResponse:
+        body = await self._body(request)
+        name = body.get("database_name", body.get("name"))
+        if not isinstance(name, str) or not name:
+            raise RegistryError("invalid", "database_name is required")
+        if "region" in body:
+            if body["region"] != "global":
+                raise RegistryError("invalid", "regional db creation is deprecated")
+        elif "platform" in body:
+            if body["platform"] not in ("aws", "gcp"):
+                raise RegistryError("invalid", "platform must be aws or gcp")
+        else:
+            raise RegistryError("invalid", 'region ("global") or platform ("aws"|"gcp") is required')
+        primary_region = body.get("primary_region")
+        if not isinstance(primary_region, str) or not primary_region:
+            raise RegistryError("invalid", "primary_region is required")
+        read_regions = body.get("read_regions") or []
+        if not isinstance(read_regions, list) or not all(isinstance(code, str) for code in read_regions):
+            raise RegistryError("invalid", "read_regions must be a list of region codes")
+        plan = body.get("plan") or catalog.DEFAULT_PLAN
+        if not isinstance(plan, str):
+            raise RegistryError("invalid", "plan must be a string")
+        eviction = body.get("eviction", False)
+        if not isinstance(eviction, bool):
+            raise RegistryError("invalid", "eviction must be a boolean")
+        if body.get("tls") is True:
+            raise RegistryError("invalid", TLS_UNSUPPORTED)
+        budget = body.get("budget")
+        if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)):
+            raise RegistryError("invalid", "budget must be an integer")
+        database = await self.registry.create(
+            api=API,
+            owner=account,
+            name=name,
+            primary_region=primary_region,
+            read_regions=read_regions,
+            plan=plan,
+            eviction=eviction,
+            budget=budget,
+        )
+        return web.json_response(database_json(database))
+
+    async def list(self, request: web.Request, account: str) -> web.StreamResponse:
+        return web.json_response([database_json(db) for db in self.registry.owned(API, [account])])
+
+    async def get(self, request: web.Request, account: str) -> web.StreamResponse:
+        hide = request.query.get("credentials") == "hide"
+        return web.json_response(database_json(self._find(request, account), credentials=not hide))
+
+    async def delete(self, request: web.Request, account: str) -> web.StreamResponse:
+        await self.registry.delete(self._find(request, account))
+        return web.json_response("OK")
+
+    async def update_regions(self, request: web.Request, account: str) -> web.StreamResponse:
+        database = self._find(request, account)
+        body = await self._body(request)
+        regions = body.get("read_regions")
+        if not isinstance(regions, list) or not all(isinstance(code, str) for code in regions):
+            raise RegistryError("invalid", "read_regions (a list of region codes) is required")
+        await self.registry.update(database, read_regions=regions)
+        return web.json_response("OK")
+
+    async def enable_eviction(self, request: web.Request, account: str) -> web.StreamResponse:
+        await self.registry.update(self._find(request, account), eviction=True)
+        return web.json_response("OK")
+
+    async def disable_eviction(self, request: web.Request, account: str) -> web.StreamResponse:
+        await self.registry.update(self._find(request, account), eviction=False)
+        return web.json_response("OK")
+
+    async def change_plan(self, request: web.Request, account: str) -> web.StreamResponse:
+        database = self._find(request, account)
+        body = await self._body(request)
+        wanted = body.get("plan_name", body.get("plan"))
+        if not isinstance(wanted, str) or not wanted:
+            raise RegistryError("invalid", "plan_name is required")
+        plan = catalog.canonical_plan_name(API, wanted)
+        if plan is None:
+            raise RegistryError("invalid", f"unknown plan {wanted!r} for upstash")
+        await self.registry.update(database, plan=plan)
+        return web.json_response("OK")
+
+    async def reset_password(self, request: web.Request, account: str) -> web.StreamResponse:
+        database = self._find(request, account)
+        await self.registry.reset_password(database)
+        return web.json_response(database_json(database))
+
+    async def unknown(self, request: web.Request, account: str) -> web.StreamResponse:
+        return _error(404, f"no such endpoint: {request.method} {request.path}")
