@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeAlias
 
 import kopf
 
+from .admission import claim_of, validate_redisdatabase
 from .controller import DatabaseController
 from .models import GROUP, VERSION
 
@@ -15,7 +17,25 @@ PROVIDERS = (GROUP, VERSION, "redisproviders")
 Logger: TypeAlias = logging.Logger | logging.LoggerAdapter[Any]
 
 
-def register(registry: kopf.OperatorRegistry, *, resync_interval: float) -> None:
+class _FirstOf(Mapping[str, Mapping[str, Any]]):
+    """A kopf index (key -> store of values) seen as key -> its one value."""
+
+    def __init__(self, index: kopf.Index[str, Mapping[str, Any]]) -> None:
+        self._index = index
+
+    def __getitem__(self, key: str) -> Mapping[str, Any]:
+        for value in self._index[key]:
+            return value
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def register(registry: kopf.OperatorRegistry, *, resync_interval: float, webhook_ignore_failures: bool = True) -> None:
     """Register every handler in `registry`; intervals come from configuration, hence no module-level decorators."""
 
     async def on_redisdatabase_change(
@@ -47,3 +67,40 @@ def register(registry: kopf.OperatorRegistry, *, resync_interval: float) -> None
     )
     kopf.on.delete(*DATABASES, id="delete", registry=registry)(on_redisdatabase_delete)
     kopf.on.event(*PROVIDERS, id="provider-changed", registry=registry)(on_redisprovider_event)
+
+    def index_providers(name: str, spec: Mapping[str, Any], **_: Any) -> dict[str, Mapping[str, Any]]:
+        return {name: dict(spec)}
+
+    def index_claims(namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any) -> dict[str, str] | None:
+        claim = claim_of(spec, namespace or "", name)
+        return {claim: f"{namespace}/{name}"} if claim else None
+
+    def validate_redisdatabase_admission(
+        body: kopf.Body,
+        **kwargs: Any,
+    ) -> None:
+        old: Mapping[str, Any] | None = kwargs.get("old")
+        providers: kopf.Index[str, Mapping[str, Any]] = kwargs["providers"]
+        claims: kopf.Index[str, str] = kwargs["claims"]
+        meta = body.get("metadata") or {}
+        problem = validate_redisdatabase(
+            operation=str(kwargs.get("operation")),
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or meta.get("generateName") or ""),
+            spec=body.get("spec") or {},
+            old_spec=(old or {}).get("spec") if old else None,
+            providers=_FirstOf(providers),
+            claims=claims,
+        )
+        if problem:
+            raise kopf.AdmissionError(problem, code=422)
+
+    kopf.index(*PROVIDERS, id="providers", registry=registry)(index_providers)
+    kopf.index(*DATABASES, id="claims", registry=registry)(index_claims)
+    kopf.on.validate(
+        *DATABASES,
+        id="validate-redisdatabase",
+        operations=["CREATE", "UPDATE"],
+        ignore_failures=webhook_ignore_failures,
+        registry=registry,
+    )(validate_redisdatabase_admission)

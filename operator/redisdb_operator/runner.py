@@ -53,11 +53,55 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=os.environ.get("REDISDB_PEERING", ""),
         help="kopf peering name for several replicas (one active); empty: standalone (env REDISDB_PEERING)",
     )
+    parser.add_argument(
+        "--webhook-listen",
+        default=os.environ.get("REDISDB_WEBHOOK_LISTEN", ""),
+        help="serve the validating webhook on ADDR:PORT (e.g. 0.0.0.0:9443); empty: no webhook",
+    )
+    parser.add_argument(
+        "--webhook-cert-dir",
+        default=os.environ.get("REDISDB_WEBHOOK_CERT_DIR", ""),
+        help="directory with tls.crt, tls.key and ca.crt for the webhook server",
+    )
+    parser.add_argument(
+        "--webhook-host",
+        default=os.environ.get("REDISDB_WEBHOOK_HOST", ""),
+        help="host name or IP the apiserver uses to reach the webhook (managed mode)",
+    )
+    parser.add_argument(
+        "--webhook-managed",
+        default=os.environ.get("REDISDB_WEBHOOK_MANAGED", ""),
+        help="let the operator create/patch the ValidatingWebhookConfiguration of this name (local runs); "
+        "empty: the Helm chart owns it",
+    )
+    parser.add_argument(
+        "--webhook-failure-policy",
+        choices=["Ignore", "Fail"],
+        default=os.environ.get("REDISDB_WEBHOOK_FAILURE_POLICY", "Ignore"),
+        help="Ignore (default: CEL rules still hold immutability when the webhook is down) or Fail",
+    )
     parser.add_argument("--verbose", action="store_true", default=bool(os.environ.get("REDISDB_VERBOSE")))
     return parser.parse_args(list(argv))
 
 
-def build_settings(settings: kopf.OperatorSettings) -> None:
+def webhook_server(args: argparse.Namespace) -> kopf.WebhookServer | None:
+    if not args.webhook_listen:
+        return None
+    addr, _, port = args.webhook_listen.rpartition(":")
+    cert_dir = args.webhook_cert_dir
+    if not cert_dir:
+        raise SystemExit("--webhook-listen needs --webhook-cert-dir (tls.crt, tls.key, ca.crt)")
+    return kopf.WebhookServer(
+        addr=addr or None,
+        port=int(port),
+        host=args.webhook_host or None,
+        certfile=os.path.join(cert_dir, "tls.crt"),
+        pkeyfile=os.path.join(cert_dir, "tls.key"),
+        cafile=os.path.join(cert_dir, "ca.crt"),
+    )
+
+
+def build_settings(settings: kopf.OperatorSettings, args: argparse.Namespace) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -67,11 +111,19 @@ def build_settings(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    server = webhook_server(args)
+    if server is not None:
+        settings.admission.server = server
+        settings.admission.managed = args.webhook_managed or None
 
 
 async def run_operator(args: argparse.Namespace) -> None:
     registry = kopf.OperatorRegistry()
-    register(registry, resync_interval=args.resync_interval)
+    register(
+        registry,
+        resync_interval=args.resync_interval,
+        webhook_ignore_failures=args.webhook_failure_policy == "Ignore",
+    )
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -82,7 +134,7 @@ async def run_operator(args: argparse.Namespace) -> None:
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
-        build_settings(settings)
+        build_settings(settings, args)
         info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
         if info is None:
             raise kopf.PermanentError("no Kubernetes credentials: set KUBECONFIG or run in a pod")
