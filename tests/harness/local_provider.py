@@ -1,1 +1,267 @@
-"""Fixtures: the local provider as a subprocess (owned by the provider work)."""
+"""Fixtures: the local provider as a subprocess (owned by the provider work).
+
+``local_provider`` (session scope) starts ``redisdb-operator local-provider`` on a free port with its own
+state dir, waits for ``/admin/health``, and stops it at the end, checking that no redis-server it started
+is left. When a test that used it fails, the provider's log is attached to the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+UPSTASH_EMAIL = "dev@example.com"
+UPSTASH_API_KEY = "local-api-key"
+OTHER_UPSTASH_EMAIL = "other@example.com"
+OTHER_UPSTASH_API_KEY = "other-api-key"
+FLY_TOKEN = "local-fly-token"
+FLY_ORG = "personal"
+OTHER_FLY_ORG = "acme"
+
+
+def redis_servers_under(state_dir: Path) -> list[int]:
+    """Pids of redis-server processes whose data dir is inside ``state_dir`` (read from /proc)."""
+    marker = str(state_dir.resolve())
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if status.split(") ", 1)[-1].startswith("Z"):
+            continue  # a zombie is already dead
+        if argv and argv[0].endswith(b"redis-server") and any(marker.encode() in arg for arg in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+class Admin:
+    """Small synchronous helpers for the admin API."""
+
+    def __init__(self, provider: LocalProvider) -> None:
+        self._provider = provider
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(base_url=self._provider.url, timeout=30)
+
+    def health(self) -> dict[str, Any]:
+        with self._client() as client:
+            return client.get("/admin/health").raise_for_status().json()  # type: ignore[no-any-return]
+
+    def counters(self) -> dict[str, int]:
+        with self._client() as client:
+            return client.get("/admin/counters").raise_for_status().json()["calls"]  # type: ignore[no-any-return]
+
+    def reset_counters(self) -> None:
+        with self._client() as client:
+            client.post("/admin/counters/reset").raise_for_status()
+
+    def faults(self, **faults: Any) -> dict[str, Any]:
+        with self._client() as client:
+            return client.post("/admin/faults", json=faults).raise_for_status().json()  # type: ignore[no-any-return]
+
+    def clear_faults(self) -> None:
+        with self._client() as client:
+            client.delete("/admin/faults").raise_for_status()
+
+    def databases(self) -> list[dict[str, Any]]:
+        with self._client() as client:
+            return client.get("/admin/databases").raise_for_status().json()  # type: ignore[no-any-return]
+
+    def database(self, database_id: str) -> dict[str, Any]:
+        with self._client() as client:
+            return client.get(f"/admin/databases/{database_id}").raise_for_status().json()  # type: ignore[no-any-return]
+
+    def drift(self, database_id: str, **changes: Any) -> dict[str, Any]:
+        with self._client() as client:
+            response = client.post(f"/admin/databases/{database_id}/drift", json=changes)
+            return response.raise_for_status().json()  # type: ignore[no-any-return]
+
+
+@dataclass
+class LocalProvider:
+    """A running local provider subprocess and everything a test needs to talk to it."""
+
+    workdir: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    upstash_email: str = UPSTASH_EMAIL
+    upstash_api_key: str = UPSTASH_API_KEY
+    fly_token: str = FLY_TOKEN
+    fly_org: str = FLY_ORG
+    extra_args: list[str] = field(default_factory=list)
+    pids_seen: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.admin = Admin(self)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workdir / "state"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "provider.log"
+
+    @property
+    def port_file(self) -> Path:
+        return self.workdir / "port"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def upstash_url(self) -> str:
+        return f"{self.url}/v2"
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.url}/graphql"
+
+    @property
+    def upstash_auth(self) -> tuple[str, str]:
+        return (self.upstash_email, self.upstash_api_key)
+
+    @property
+    def fly_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.fly_token}"}
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self, timeout: float = 60) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port_file.unlink(missing_ok=True)
+        env = dict(os.environ, PYTHONPATH=str(REPO / "operator"))
+        command = [
+            sys.executable,
+            "-m",
+            "redisdb_operator.cli",
+            "local-provider",
+            "--port",
+            str(self.port),
+            "--port-file",
+            str(self.port_file),
+            "--state-dir",
+            str(self.state_dir),
+            "--upstash-email",
+            self.upstash_email,
+            "--upstash-api-key",
+            self.upstash_api_key,
+            "--upstash-account",
+            f"{OTHER_UPSTASH_EMAIL}:{OTHER_UPSTASH_API_KEY}",
+            "--fly-token",
+            self.fly_token,
+            "--fly-org",
+            self.fly_org,
+            "--fly-org",
+            OTHER_FLY_ORG,
+            *self.extra_args,
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"local provider exited with {self.process.returncode}:\n{self.log_text()}")
+            if self.port_file.exists():
+                self.port = int(self.port_file.read_text())
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{self.url}/admin/health", timeout=2).json().get("ok"):
+                        return
+            time.sleep(0.05)
+        raise RuntimeError(f"local provider not healthy after {timeout}s:\n{self.log_text()}")
+
+    def remember_pids(self) -> None:
+        """Remember every redis-server pid the provider reports, to check later that none outlived it."""
+        with contextlib.suppress(httpx.HTTPError):
+            for database in self.admin.databases():
+                self.pids_seen.update(p for p in [database["pid"], *(r["pid"] for r in database["replicas"])] if p)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Stop the provider (SIGTERM by default) and return its exit status."""
+        if self.process is None:
+            return 0
+        self.remember_pids()
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.process = None
+        return code
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and state dir (same URL, same databases)."""
+        self.stop()
+        self.start()
+
+    def leftover_redis_servers(self, timeout: float = 10) -> list[int]:
+        """redis-servers under this provider's state dir (or seen earlier) still alive after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            alive = set(redis_servers_under(self.state_dir))
+            for pid in self.pids_seen:
+                with contextlib.suppress(OSError):
+                    if (Path("/proc") / str(pid) / "cmdline").read_bytes().startswith(b"/usr/bin/redis-server"):
+                        alive.add(pid)
+            if not alive or time.monotonic() > deadline:
+                return sorted(alive)
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def running_local_provider(workdir: Path, **options: Any) -> Iterator[LocalProvider]:
+    """A provider for one test (or one session); stopped afterwards, with a leftover-process check."""
+    provider = LocalProvider(workdir, **options)
+    provider.start()
+    try:
+        yield provider
+    finally:
+        provider.stop()
+        leftovers = provider.leftover_redis_servers()
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert not leftovers, f"redis-server processes left behind by the local provider: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def local_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProvider]:
+    with running_local_provider(tmp_path_factory.mktemp("local-provider")) as provider:
+        yield provider
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the provider's log (its tail) to the report of a failed test that used it."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    for value in funcargs.values():
+        if isinstance(value, LocalProvider):
+            tail = "\n".join(value.log_text().splitlines()[-200:])
+            report.sections.append(("local provider log (last 200 lines)", tail))

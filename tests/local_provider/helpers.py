@@ -1,0 +1,67 @@
+"""Small helpers for the local provider tests: names, ports, processes and polling."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+
+T = TypeVar("T")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid: int) -> bool:
+    """True for a live, non-zombie process."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().split(") ", 1)[-1]
+    except OSError:
+        return False
+    return not state.startswith(("Z", "X"))
+
+
+def redis_client(port: int, password: str, host: str = "127.0.0.1") -> aioredis.Redis:
+    return aioredis.Redis(
+        host=host, port=port, password=password, socket_timeout=5, single_connection_client=True, decode_responses=True
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Retry ``check`` until it returns a truthy value without raising; return that value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = await check()
+            if value:
+                return value
+        except Exception as error:  # noqa: BLE001 - the last one is re-raised below
+            last_error = error
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last error: {last_error!r})")
+        await asyncio.sleep(interval)
+
+
+async def config_get(port: int, password: str, name: str) -> str:
+    async with redis_client(port, password) as client:
+        values = await client.config_get(name)
+    return str(values[name])
+
+
+async def replica_value(port: int, password: str, key: str) -> str | None:
+    async with redis_client(port, password) as client:
+        value: str | None = await client.get(key)
+        return value
