@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 T = TypeVar("T")
 
@@ -34,8 +36,15 @@ def pid_alive(pid: int) -> bool:
 
 
 def redis_client(port: int, password: str, host: str = "127.0.0.1") -> aioredis.Redis:
+    """No client-side retries: a refused password must fail at once, not after redis-py's backoff."""
     return aioredis.Redis(
-        host=host, port=port, password=password, socket_timeout=5, single_connection_client=True, decode_responses=True
+        host=host,
+        port=port,
+        password=password,
+        socket_timeout=5,
+        single_connection_client=True,
+        decode_responses=True,
+        retry=Retry(NoBackoff(), 0),
     )
 
 

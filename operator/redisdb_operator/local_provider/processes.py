@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -220,6 +222,7 @@ class RedisInstance:
             socket_timeout=socket_seconds,
             socket_connect_timeout=socket_seconds,
             single_connection_client=True,
+            retry=Retry(NoBackoff(), 0),  # callers poll on their own schedule
         )
         try:
             yield client
