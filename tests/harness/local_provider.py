@@ -30,22 +30,29 @@ FLY_TOKEN = "local-fly-token"
 FLY_ORG = "personal"
 OTHER_FLY_ORG = "acme"
 
+_PROVIDERS: list[LocalProvider] = []  # every provider of this session, for failure reports
+
 
 def redis_servers_under(state_dir: Path) -> list[int]:
-    """Pids of redis-server processes whose data dir is inside ``state_dir`` (read from /proc)."""
-    marker = str(state_dir.resolve())
+    """Pids of live redis-server processes working inside ``state_dir``.
+
+    redis-server rewrites its command line (process title) and chdirs to its ``--dir``, so the working
+    directory, not the command line, says whose it is.
+    """
+    marker = str(state_dir.resolve()) + os.sep
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            status = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().split(") ", 1)[-1]
+            cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if status.split(") ", 1)[-1].startswith("Z"):
+        if state.startswith(("Z", "X")):
             continue  # a zombie is already dead
-        if argv and argv[0].endswith(b"redis-server") and any(marker.encode() in arg for arg in argv):
+        if b"redis-server" in command and (cwd + os.sep).startswith(marker):
             pids.append(int(entry.name))
     return pids
 
@@ -109,6 +116,7 @@ class LocalProvider:
 
     def __post_init__(self) -> None:
         self.admin = Admin(self)
+        _PROVIDERS.append(self)
 
     @property
     def state_dir(self) -> Path:
@@ -151,7 +159,9 @@ class LocalProvider:
     def start(self, timeout: float = 60) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port_file.unlink(missing_ok=True)
-        env = dict(os.environ, PYTHONPATH=str(REPO / "operator"))
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH")]))
+        )
         command = [
             sys.executable,
             "-m",
@@ -178,7 +188,7 @@ class LocalProvider:
             *self.extra_args,
         ]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -224,7 +234,7 @@ class LocalProvider:
             alive = set(redis_servers_under(self.state_dir))
             for pid in self.pids_seen:
                 with contextlib.suppress(OSError):
-                    if (Path("/proc") / str(pid) / "cmdline").read_bytes().startswith(b"/usr/bin/redis-server"):
+                    if b"redis-server" in (Path("/proc") / str(pid) / "cmdline").read_bytes():
                         alive.add(pid)
             if not alive or time.monotonic() > deadline:
                 return sorted(alive)
@@ -255,13 +265,12 @@ def local_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPr
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Attach the provider's log (its tail) to the report of a failed test that used it."""
+    """Attach the log tail of every provider started so far to the report of a failed test."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
     if not report.failed:
         return
-    funcargs = getattr(item, "funcargs", {})
-    for value in funcargs.values():
-        if isinstance(value, LocalProvider):
-            tail = "\n".join(value.log_text().splitlines()[-200:])
-            report.sections.append(("local provider log (last 200 lines)", tail))
+    for provider in _PROVIDERS:
+        tail = "\n".join(provider.log_text().splitlines()[-100:])
+        if tail:
+            report.sections.append((f"local provider log {provider.workdir.name} (last 100 lines)", tail))

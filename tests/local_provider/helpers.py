@@ -48,19 +48,19 @@ def redis_client(port: int, password: str, host: str = "127.0.0.1") -> aioredis.
     )
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05) -> T:
+async def eventually(check: Callable[[], Awaitable[T]], within: float = 10.0, interval: float = 0.05) -> T:
     """Retry ``check`` until it returns a truthy value without raising; return that value."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     last_error: BaseException | None = None
     while True:
         try:
             value = await check()
             if value:
                 return value
-        except Exception as error:  # noqa: BLE001 - the last one is re-raised below
+        except Exception as error:  # the last one is reported below
             last_error = error
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last error: {last_error!r})")
+            raise AssertionError(f"condition not met within {within}s (last error: {last_error!r})")
         await asyncio.sleep(interval)
 
 
@@ -72,5 +72,5 @@ async def config_get(port: int, password: str, name: str) -> str:
 
 async def replica_value(port: int, password: str, key: str) -> str | None:
     async with redis_client(port, password) as client:
-        value: str | None = await client.get(key)
-        return value
+        value = await client.get(key)
+        return None if value is None else str(value)

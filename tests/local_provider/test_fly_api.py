@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import httpx
@@ -116,9 +117,10 @@ async def test_fly_add_on_lifecycle(fly: Fly, local_provider: LocalProvider) -> 
 
     async with redis_client(port, password, host=host) as client:
         await client.set("fly-key", "fly-value")
-    assert int(await config_get(port, password, "maxmemory")) == catalog.PLANS[ProviderType.FLY][
-        "payg"
-    ].max_data_size_bytes
+    assert (
+        int(await config_get(port, password, "maxmemory"))
+        == catalog.PLANS[ProviderType.FLY]["payg"].max_data_size_bytes
+    )
     [replica] = local_provider.admin.database(add_on_id)["replicas"]
     assert replica["region"] == "ams" and pid_alive(replica["pid"])
     assert await eventually(lambda: replica_value(replica["port"], password, "fly-key")) == "fly-value"
@@ -152,7 +154,7 @@ async def test_fly_add_on_lifecycle(fly: Fly, local_provider: LocalProvider) -> 
     assert set(replicas) == {"lhr", "sjc"}
     assert not pid_alive(replica["pid"]) and not port_open(replica["port"])
     for item in replicas.values():
-        assert await eventually(lambda item=item: replica_value(item["port"], password, "fly-key")) == "fly-value"
+        assert await eventually(functools.partial(replica_value, item["port"], password, "fly-key")) == "fly-value"
 
     # flyctl drops the eviction key to turn it off.
     update.update(options={}, readRegions=["lhr"], planId=plans["payg"])

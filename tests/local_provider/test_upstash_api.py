@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import httpx
 import pytest
 from redis.exceptions import AuthenticationError, ReadOnlyError
@@ -73,7 +75,9 @@ async def test_upstash_database_lifecycle(local_provider: LocalProvider) -> None
         assert database_id in [item["database_id"] for item in listed]
 
         # update-regions takes the full new set: us-west-2 goes, eu-west-1 and ap-south-1 come.
-        response = await api.post(f"/redis/update-regions/{database_id}", json={"read_regions": ["eu-west-1", "ap-south-1"]})
+        response = await api.post(
+            f"/redis/update-regions/{database_id}", json={"read_regions": ["eu-west-1", "ap-south-1"]}
+        )
         assert response.status_code == 200 and response.json() == "OK", response.text
         view = local_provider.admin.database(database_id)
         regions = {item["region"]: item for item in view["replicas"]}
@@ -81,7 +85,7 @@ async def test_upstash_database_lifecycle(local_provider: LocalProvider) -> None
         assert not pid_alive(replica["pid"]) and not port_open(replica["port"])
         for item in regions.values():
             assert pid_alive(item["pid"]) and port_open(item["port"])
-            assert await eventually(lambda item=item: replica_value(item["port"], password, "greeting")) == "hello"
+            assert await eventually(functools.partial(replica_value, item["port"], password, "greeting")) == "hello"
         assert (await api.get(f"/redis/database/{database_id}")).json()["read_regions"] == ["eu-west-1", "ap-south-1"]
         response = await api.post(f"/redis/update-regions/{database_id}", json={"read_regions": []})
         assert response.json() == "OK"
@@ -166,9 +170,12 @@ async def test_accounts_are_isolated(local_provider: LocalProvider) -> None:
 
     name = unique("shared-name")
     body = {"database_name": name, "region": "global", "primary_region": "us-east-1"}
-    async with upstash(local_provider) as mine, httpx.AsyncClient(
-        base_url=local_provider.upstash_url, auth=(OTHER_UPSTASH_EMAIL, OTHER_UPSTASH_API_KEY), timeout=60
-    ) as theirs:
+    async with (
+        upstash(local_provider) as mine,
+        httpx.AsyncClient(
+            base_url=local_provider.upstash_url, auth=(OTHER_UPSTASH_EMAIL, OTHER_UPSTASH_API_KEY), timeout=60
+        ) as theirs,
+    ):
         first = await mine.post("/redis/database", json=body)
         second = await theirs.post("/redis/database", json=body)
         assert first.status_code == 200 and second.status_code == 200, (first.text, second.text)
