@@ -9,6 +9,7 @@ import pytest
 pytest_plugins = [
     "tests.harness.local_provider",
     "tests.harness.cluster",
+    "tests.harness.operator",
 ]
 
 

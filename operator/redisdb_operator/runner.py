@@ -133,9 +133,11 @@ async def run_operator(args: argparse.Namespace) -> None:
         return info
 
     @kopf.on.startup(registry=registry)
-    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
         build_settings(settings, args)
-        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        info = kopf.login_with_service_account(settings=settings, logger=logger) or kopf.login_with_kubeconfig(
+            settings=settings, logger=logger
+        )
         if info is None:
             raise kopf.PermanentError("no Kubernetes credentials: set KUBECONFIG or run in a pod")
         kube = KubeClient(info)

@@ -1,0 +1,249 @@
+"""Fixtures: the operator as a real process against the real control plane, with the local provider behind it.
+
+`crds` installs crds/ once per session. `operator` (module scope) starts `redisdb-operator run` with its
+validating webhook on 127.0.0.1 (certificates made with `cryptography`), a short resync interval, and the
+RedisProviders `local-fly` and `local-upstash` pointing at the session's local provider.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import socket
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from redisdb_operator.webhook_certs import write_webhook_cert_dir
+from tests.harness.cluster import Cluster, ManagedProcess, ProcessRunner, _RUNNERS, apply, get_json, kubectl, wait_for
+from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, UPSTASH_API_KEY, UPSTASH_EMAIL, LocalProvider
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEM_NAMESPACE = "redisdb-system"
+FLY_PROVIDER = "local-fly"
+UPSTASH_PROVIDER = "local-upstash"
+WEBHOOK_CONFIGURATION = "redisdb.dev"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+
+def provider_manifests(local_provider: LocalProvider) -> list[dict[str, Any]]:
+    """Credentials Secrets and the two RedisProviders (Fly wire API and Upstash wire API) on the local provider."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "local-fly-credentials", "namespace": SYSTEM_NAMESPACE},
+            "stringData": {"token": FLY_TOKEN},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "local-upstash-credentials", "namespace": SYSTEM_NAMESPACE},
+            "stringData": {"email": UPSTASH_EMAIL, "apiKey": UPSTASH_API_KEY},
+        },
+        {
+            "apiVersion": "redisdb.dev/v1alpha1",
+            "kind": "RedisProvider",
+            "metadata": {"name": FLY_PROVIDER},
+            "spec": {
+                "type": "fly",
+                "url": local_provider.url,
+                "organization": FLY_ORG,
+                "credentialsSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "local-fly-credentials"},
+            },
+        },
+        {
+            "apiVersion": "redisdb.dev/v1alpha1",
+            "kind": "RedisProvider",
+            "metadata": {"name": UPSTASH_PROVIDER},
+            "spec": {
+                "type": "upstash",
+                "url": local_provider.upstash_url,
+                "credentialsSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "local-upstash-credentials"},
+            },
+        },
+    ]
+
+
+@pytest.fixture(scope="session")
+def providers(cluster: Cluster, crds: None, local_provider: LocalProvider) -> None:
+    if get_json("namespace", SYSTEM_NAMESPACE, kubeconfig=cluster.kubeconfig) is None:
+        cluster.kubectl("create", "namespace", SYSTEM_NAMESPACE)
+    apply(provider_manifests(local_provider), kubeconfig=cluster.kubeconfig)
+
+
+@dataclass
+class OperatorProcess:
+    """A running operator and how to reach its health endpoint."""
+
+    runner: ProcessRunner
+    process: ManagedProcess
+    argv: list[str]
+    env: dict[str, str]
+    health_url: str
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        def healthy() -> bool:
+            if not self.process.alive:
+                raise AssertionError(f"operator exited:\n{self.process.log()[-4000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(self.health_url, timeout=2).status_code == 200
+            return False
+
+        wait_for(healthy, timeout, message="operator liveness endpoint")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup handlers, as a crash."""
+        import os
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.popen.pid, signal.SIGKILL)
+        self.process.popen.wait()
+
+    def restart(self) -> None:
+        if self.process.alive:
+            self.process.stop()
+        self.process = self.runner.start("operator", self.argv, self.env)
+        self.wait_healthy()
+
+    def log(self) -> str:
+        return "\n".join(p.log() for p in self.runner.processes if p.name == "operator")
+
+
+def start_operator(
+    cluster: Cluster,
+    workdir: Path,
+    *,
+    resync_interval: float = 3.0,
+    webhook: bool = True,
+    kubeconfig: Path | None = None,
+    extra_args: Sequence[str] = (),
+) -> OperatorProcess:
+    runner = ProcessRunner(workdir / "logs")
+    health_port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "redisdb_operator.cli",
+        "run",
+        "--liveness",
+        f"http://127.0.0.1:{health_port}/healthz",
+        "--resync-interval",
+        str(resync_interval),
+        *extra_args,
+    ]
+    if webhook:
+        cert_dir = write_webhook_cert_dir(workdir / "webhook-certs")
+        argv += [
+            "--webhook-listen",
+            f"127.0.0.1:{free_port()}",
+            "--webhook-cert-dir",
+            str(cert_dir),
+            "--webhook-host",
+            "127.0.0.1",
+            "--webhook-managed",
+            WEBHOOK_CONFIGURATION,
+        ]
+    env = {"KUBECONFIG": str(kubeconfig or cluster.kubeconfig), "PYTHONPATH": str(REPO / "operator")}
+    process = runner.start("operator", argv, env)
+    operator = OperatorProcess(runner, process, argv, env, f"http://127.0.0.1:{health_port}/healthz")
+    operator.wait_healthy()
+    if webhook:
+        wait_for(
+            lambda: get_json("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, kubeconfig=cluster.kubeconfig),
+            30,
+            message="the managed ValidatingWebhookConfiguration",
+        )
+    return operator
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, providers: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    workdir = tmp_path_factory.mktemp("operator")
+    running = start_operator(cluster, workdir)
+    try:
+        yield running
+    finally:
+        running.runner.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _attach_operator_logs(request: pytest.FixtureRequest) -> None:
+    """Make the module's operator log part of a failing test's report."""
+    if "operator" in request.fixturenames:
+        running: OperatorProcess = request.getfixturevalue("operator")
+        request.node.stash[_RUNNERS] = running.runner
+
+
+# -- helpers used by the end-to-end tests --------------------------------------------------------------------
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if item.get("type") == type_:
+            result: dict[str, Any] = item
+            return result
+    return None
+
+
+def wait_ready(name: str, namespace: str, *, timeout: float = 90, generation: int | None = None) -> dict[str, Any]:
+    """Wait until Ready=True (and Synced=True) for the current (or given) generation; returns the object."""
+
+    def ready() -> dict[str, Any] | None:
+        obj = get_json("redisdatabase", name, namespace)
+        want = generation or (obj or {}).get("metadata", {}).get("generation")
+        ready_condition, synced = condition(obj, "Ready"), condition(obj, "Synced")
+        if (
+            obj
+            and ready_condition
+            and synced
+            and ready_condition["status"] == "True"
+            and synced["status"] == "True"
+            and obj["status"].get("observedGeneration") == want
+        ):
+            return obj
+        return None
+
+    return wait_for(ready, timeout, 0.25, message=f"RedisDatabase {namespace}/{name} Ready")
+
+
+def secret_data(name: str, namespace: str) -> dict[str, str]:
+    secret = get_json("secret", name, namespace)
+    assert secret is not None, f"Secret {namespace}/{name} does not exist"
+    return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
+
+
+def events_for(name: str, namespace: str) -> list[dict[str, Any]]:
+    out = kubectl(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}", "-o", "json"
+    ).stdout
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return items
+
+
+def wait_gone(kind: str, name: str, namespace: str | None, timeout: float = 60) -> None:
+    wait_for(lambda: get_json(kind, name, namespace) is None, timeout, message=f"{kind} {name} deleted")
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
