@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from redisdb_operator.webhook_certs import write_webhook_cert_dir
-from tests.harness.cluster import Cluster, ManagedProcess, ProcessRunner, _RUNNERS, apply, get_json, kubectl, wait_for
+from tests.harness.cluster import _RUNNERS, Cluster, ManagedProcess, ProcessRunner, apply, get_json, kubectl, wait_for
 from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, UPSTASH_API_KEY, UPSTASH_EMAIL, LocalProvider
 
 REPO = Path(__file__).resolve().parents[2]
