@@ -13,8 +13,12 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 if [ "${1:-}" = "--print-bin-dir" ]; then echo "$bin_dir"; exit 0; fi
 
+# One build at a time per cache: a second caller (CI and a developer, two worktrees) waits for the first and
+# then finds the binaries present, instead of clobbering the shared log and the *.tmp outputs.
+exec 9>"$cache_root/build/.lock"
+flock 9
+
 log="$cache_root/build/last-build.log"
-: >"$log"
 fail() { echo "build of $1 failed; full log:" >&2; cat "$log" >&2; exit 1; }
 
 kube_minor=${KUBERNETES_VERSION#v1.}; kube_minor=${kube_minor%%.*}
@@ -44,7 +48,7 @@ build_kubernetes() {
     done
     for cmd in kube-apiserver kube-controller-manager kubectl; do
       [ -x "$bin_dir/$cmd" ] && continue
-      echo "building $cmd $KUBERNETES_VERSION" >&2
+      echo "$(date -u +%FT%TZ) building $cmd $KUBERNETES_VERSION" >&2
       go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" \
         -o "$bin_dir/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" && mv "$bin_dir/$cmd.tmp" "$bin_dir/$cmd"
     done
@@ -53,7 +57,7 @@ build_kubernetes() {
 
 build_etcd() {
   [ -x "$bin_dir/etcd" ] && return 0
-  echo "building etcd $ETCD_VERSION" >&2
+  echo "$(date -u +%FT%TZ) building etcd $ETCD_VERSION" >&2
   local mod="$cache_root/build/etcd-$ETCD_VERSION"
   mkdir -p "$mod"
   (
@@ -66,7 +70,7 @@ build_etcd() {
 
 build_helm() {
   [ -x "$bin_dir/helm" ] && return 0
-  echo "building helm $HELM_VERSION" >&2
+  echo "$(date -u +%FT%TZ) building helm $HELM_VERSION" >&2
   local major=${HELM_VERSION%%.*}
   local mod="$cache_root/build/helm-$HELM_VERSION"
   mkdir -p "$mod"
@@ -81,8 +85,10 @@ build_helm() {
 missing=0
 for b in kube-apiserver kube-controller-manager kubectl etcd helm; do [ -x "$bin_dir/$b" ] || missing=1; done
 if [ "$missing" = 1 ]; then
+  : >"$log"
   build_etcd
   build_helm
   build_kubernetes
+  echo "$(date -u +%FT%TZ) built everything in $bin_dir" >>"$log"
 fi
 echo "$bin_dir"
