@@ -142,7 +142,10 @@ class FlyClient:
         return None if add_on is None else parse_add_on(add_on, operation="find add-on")
 
     async def list(self) -> Sequence[Database]:
-        data = await self._graphql(LIST_QUERY, {"slug": self.organization}, operation="list add-ons")
+        try:
+            data = await self._graphql(LIST_QUERY, {"slug": self.organization}, operation="list add-ons")
+        except NotFoundError:
+            raise self._unknown_organization() from None
         organization = data.get("organization")
         if organization is None:
             raise self._unknown_organization()
@@ -213,9 +216,12 @@ class FlyClient:
 
     async def _org_id(self) -> str:
         if self._organization_id is None:
-            data = await self._graphql(
-                ORG_QUERY, {"slug": self.organization}, operation=f"resolve organization {self.organization!r}"
-            )
+            try:
+                data = await self._graphql(
+                    ORG_QUERY, {"slug": self.organization}, operation=f"resolve organization {self.organization!r}"
+                )
+            except NotFoundError:
+                raise self._unknown_organization() from None
             organization = data.get("organization")
             organization_id = _str(organization.get("id")) if isinstance(organization, Mapping) else ""
             if not organization_id:

@@ -1,0 +1,262 @@
+"""Both adapters against the local provider: real HTTP, real GraphQL, real redis-servers.
+
+The lifecycle test walks one database through everything the operator does to it and checks each step on
+the redis-server itself, not just in the API's answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+from redisdb_operator.providers.base import (
+    AlreadyExistsError,
+    CreateDatabaseRequest,
+    Database,
+    DatabaseUpdate,
+    InvalidRequestError,
+    NotFoundError,
+    ProviderClient,
+    ProviderType,
+    RateLimitedError,
+    UnauthorizedError,
+    UnavailableError,
+)
+from redisdb_operator.providers.factory import make_client
+from tests.harness.local_provider import LocalProvider
+
+from .conftest import FAST_RETRY, Placement, make_adapter
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], *, timeout: float = 10.0, what: str = "condition") -> T:
+    """Poll until ``check`` returns a truthy value (replication and process start are asynchronous)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+            last = result
+        except (redis.RedisError, OSError) as error:
+            last = error
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
+
+
+def replica_client(database: Database, port: int) -> redis.Redis:
+    return redis.Redis(host=database.host, port=port, password=database.password, decode_responses=True)
+
+
+def admin_entry(provider: LocalProvider, database_id: str) -> dict[str, Any] | None:
+    return next((d for d in provider.admin.databases() if d["id"] == database_id), None)
+
+
+def replica_ports(provider: LocalProvider, database_id: str) -> dict[str, int]:
+    entry = admin_entry(provider, database_id)
+    assert entry is not None
+    return {replica["region"]: replica["port"] for replica in entry["replicas"]}
+
+
+async def test_lifecycle(
+    adapter: ProviderClient, provider: LocalProvider, placement: Placement, unique_name: str
+) -> None:
+    created = await adapter.create(
+        CreateDatabaseRequest(
+            name=unique_name, primary_region=placement.primary, read_regions=placement.read_regions, plan=placement.plan
+        )
+    )
+    try:
+        assert created.name == unique_name and created.primary_region == placement.primary
+        assert created.read_regions == placement.read_regions
+        assert created.plan == placement.plan and created.eviction is False
+        assert created.url.startswith("redis://default:") and created.password
+
+        # Connect with the URL the operator will publish.
+        primary = connect(created.url)
+        assert primary.set("greeting", "hello")
+        assert primary.get("greeting") == "hello"
+
+        # The read region is a real replica of the primary.
+        ports = replica_ports(provider, created.id)
+        assert set(ports) == set(placement.read_regions)
+        replica = replica_client(created, ports[placement.read_regions[0]])
+        eventually(lambda: replica.get("greeting") == "hello", what="replica to catch up")
+
+        # Read back through get, find_by_name and list.
+        fetched = await adapter.get(created.id)
+        assert fetched.url == created.url and fetched.plan == placement.plan
+        found = await adapter.find_by_name(unique_name)
+        assert found is not None and found.id == created.id and found.password == created.password
+        assert created.id in {d.id for d in await adapter.list()}
+        assert await adapter.find_by_name(unique_name + "-missing") is None
+
+        # Read regions: the full new set; replicas appear and disappear.
+        await adapter.update(created.id, DatabaseUpdate(read_regions=placement.more_read_regions))
+        assert (await adapter.get(created.id)).read_regions == placement.more_read_regions
+        eventually(
+            lambda: set(replica_ports(provider, created.id)) == set(placement.more_read_regions),
+            what="replicas for the added region",
+        )
+        added = replica_client(created, replica_ports(provider, created.id)[placement.more_read_regions[-1]])
+        eventually(lambda: added.get("greeting") == "hello", what="new replica to sync")
+        await adapter.update(created.id, DatabaseUpdate(read_regions=()))
+        assert (await adapter.get(created.id)).read_regions == ()
+        eventually(lambda: replica_ports(provider, created.id) == {}, what="replicas to go away")
+
+        # Eviction, checked on the server itself.
+        await adapter.update(created.id, DatabaseUpdate(eviction=True))
+        assert (await adapter.get(created.id)).eviction is True
+        assert primary.config_get("maxmemory-policy")["maxmemory-policy"] != "noeviction"
+        await adapter.update(created.id, DatabaseUpdate(eviction=False))
+        assert (await adapter.get(created.id)).eviction is False
+        assert primary.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+
+        # Plan change, together with a region change, as the reconciler would send it.
+        maxmemory_before = primary.config_get("maxmemory")["maxmemory"]
+        await adapter.update(
+            created.id, DatabaseUpdate(plan=placement.bigger_plan, read_regions=placement.read_regions)
+        )
+        changed = await adapter.get(created.id)
+        assert changed.plan == placement.bigger_plan and changed.read_regions == placement.read_regions
+        assert primary.config_get("maxmemory")["maxmemory"] != maxmemory_before
+        entry = admin_entry(provider, created.id)
+        assert entry is not None and entry["plan"] == placement.bigger_plan
+
+        # Reset password: the old one is refused, the new one works, data survives.
+        reset = await adapter.reset_password(created.id)
+        assert reset.password and reset.password != created.password
+        with pytest.raises(redis.AuthenticationError):
+            connect(created.url).ping()
+        assert connect(reset.url).get("greeting") == "hello"
+        assert (await adapter.get(created.id)).password == reset.password
+    finally:
+        await adapter.delete(created.id)
+
+    assert admin_entry(provider, created.id) is None
+    with pytest.raises(NotFoundError):
+        await adapter.get(created.id)
+    await adapter.delete(created.id)  # already gone is fine
+    assert await adapter.find_by_name(unique_name) is None
+
+
+async def test_duplicate_name(adapter: ProviderClient, placement: Placement, unique_name: str) -> None:
+    request = CreateDatabaseRequest(name=unique_name, primary_region=placement.primary)
+    created = await adapter.create(request)
+    try:
+        with pytest.raises(AlreadyExistsError):
+            await adapter.create(request)
+    finally:
+        await adapter.delete(created.id)
+
+
+async def test_unknown_region_is_invalid(adapter: ProviderClient, unique_name: str) -> None:
+    with pytest.raises(InvalidRequestError):
+        await adapter.create(CreateDatabaseRequest(name=unique_name, primary_region="atlantis-1"))
+
+
+async def test_unknown_id_is_not_found(adapter: ProviderClient) -> None:
+    with pytest.raises(NotFoundError):
+        await adapter.get("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(NotFoundError):
+        await adapter.update("00000000-0000-0000-0000-000000000000", DatabaseUpdate(eviction=True))
+    with pytest.raises(NotFoundError):
+        await adapter.reset_password("00000000-0000-0000-0000-000000000000")
+    await adapter.delete("00000000-0000-0000-0000-000000000000")
+
+
+async def test_bad_credentials(provider_type: ProviderType, provider: LocalProvider) -> None:
+    client = make_adapter(provider_type, provider, secret="wrong-secret-value")
+    try:
+        with pytest.raises(UnauthorizedError) as raised:
+            await client.list()
+        assert "wrong-secret-value" not in str(raised.value)
+    finally:
+        await client.aclose()
+
+
+async def test_injected_503_is_retried_a_bounded_number_of_times(
+    adapter: ProviderClient, provider: LocalProvider, provider_type: ProviderType
+) -> None:
+    # Warm caches (Fly resolves its organization once) so the counters below see only the calls under test.
+    await adapter.list()
+    counter = "upstash:list" if provider_type is ProviderType.UPSTASH else "fly:organization"
+    provider.admin.reset_counters()
+    provider.admin.faults(fail_next=10, fail_status=503)
+    with pytest.raises(UnavailableError):
+        await adapter.list()
+    assert provider.admin.counters().get(counter) == FAST_RETRY.max_attempts
+
+    # Recovers when the outage is shorter than the budget.
+    provider.admin.faults(fail_next=FAST_RETRY.max_attempts - 1, fail_status=503)
+    await adapter.list()
+
+
+async def test_create_is_never_resent(
+    adapter: ProviderClient,
+    provider: LocalProvider,
+    provider_type: ProviderType,
+    placement: Placement,
+    unique_name: str,
+) -> None:
+    await adapter.list()
+    if provider_type is ProviderType.FLY:  # warm the organization and plan caches
+        await adapter.create(CreateDatabaseRequest(name=unique_name + "-warm", primary_region=placement.primary))
+        warm = await adapter.find_by_name(unique_name + "-warm")
+        assert warm is not None
+        await adapter.delete(warm.id)
+    counter = "upstash:create" if provider_type is ProviderType.UPSTASH else "fly:createAddOn"
+    provider.admin.reset_counters()
+    provider.admin.faults(fail_next=1, fail_status=503)
+    with pytest.raises(UnavailableError):
+        await adapter.create(CreateDatabaseRequest(name=unique_name, primary_region=placement.primary))
+    assert provider.admin.counters().get(counter) == 1
+    assert await adapter.find_by_name(unique_name) is None
+
+
+async def test_rate_limit_reports_retry_after(adapter: ProviderClient, provider: LocalProvider) -> None:
+    await adapter.list()
+    provider.admin.faults(fail_next=1, fail_status=429, retry_after=120)
+    with pytest.raises(RateLimitedError) as raised:
+        await adapter.list()
+    assert raised.value.retry_after == 120.0
+
+    # A short Retry-After is waited out in-process and the call succeeds.
+    provider.admin.faults(fail_next=1, fail_status=429, retry_after=1)
+    started = time.monotonic()
+    await adapter.list()
+    assert time.monotonic() - started >= 0.9
+
+
+async def test_factory_clients_reach_the_local_provider(provider_type: ProviderType, provider: LocalProvider) -> None:
+    credentials = (
+        {"email": provider.upstash_email, "apiKey": provider.upstash_api_key}
+        if provider_type is ProviderType.UPSTASH
+        else {"token": provider.fly_token}
+    )
+    client = make_client(provider_type, provider.url, credentials, provider.fly_org)
+    try:
+        assert isinstance(await client.list(), list)
+    finally:
+        await client.aclose()
+
+
+async def test_fly_unknown_organization_is_a_configuration_error(provider: LocalProvider) -> None:
+    client = make_client(ProviderType.FLY, provider.url, {"token": provider.fly_token}, "no-such-org")
+    try:
+        with pytest.raises(InvalidRequestError, match="no-such-org"):
+            await client.list()
+        with pytest.raises(InvalidRequestError, match="no-such-org"):
+            await client.create(CreateDatabaseRequest(name="never", primary_region="mad"))
+    finally:
+        await client.aclose()
