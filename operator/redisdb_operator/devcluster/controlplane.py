@@ -88,18 +88,23 @@ def free_port() -> int:
 
 
 def has_default_route() -> bool:
-    """kube-apiserver derives its advertise address from the default-route interface and fails without one."""
+    """kube-apiserver derives its advertise address from the default-route interface and fails without one.
+
+    A network namespace without networking still lists an IPv6 "unreachable" default on `lo`; that one does
+    not count (the apiserver cannot use it either).
+    """
+    rtf_reject = 0x0200
     try:
         for line in Path("/proc/net/route").read_text().splitlines()[1:]:
-            fields = line.split()
-            if len(fields) > 1 and fields[1] == "00000000":
+            iface, destination, _gateway, flags, *_ = line.split()
+            if destination == "00000000" and iface != "lo" and not int(flags, 16) & rtf_reject:
                 return True
         for line in Path("/proc/net/ipv6_route").read_text().splitlines():
             fields = line.split()
-            if fields and fields[0] == "0" * 32 and fields[1] == "00":
+            if fields[:2] == ["0" * 32, "00"] and fields[9] != "lo" and not int(fields[8], 16) & rtf_reject:
                 return True
-    except OSError:
-        return True  # not Linux-like; let the apiserver decide
+    except (OSError, ValueError, IndexError):
+        return True  # cannot tell: let the apiserver decide
     return False
 
 
@@ -304,9 +309,7 @@ class ControlPlane:
     def _start_locked(self) -> None:
         missing = [name for name in BINARIES if not os.access(self.bin_dir / name, os.X_OK)]
         if missing:
-            raise ControlPlaneError(
-                f"missing in {self.bin_dir}: {', '.join(missing)}; build them with `make tools`"
-            )
+            raise ControlPlaneError(f"missing in {self.bin_dir}: {', '.join(missing)}; build them with `make tools`")
         for stale in ("etcd-data", "pki", "logs"):
             shutil.rmtree(self.state_dir / stale, ignore_errors=True)
         self.logs_dir.mkdir(parents=True)
