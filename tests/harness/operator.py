@@ -167,13 +167,19 @@ def start_operator(
     env = {"KUBECONFIG": str(kubeconfig or cluster.kubeconfig), "PYTHONPATH": str(REPO / "operator")}
     process = runner.start("operator", argv, env)
     operator = OperatorProcess(runner, process, argv, env, f"http://127.0.0.1:{health_port}/healthz")
-    operator.wait_healthy()
-    if webhook:
-        wait_for(
-            lambda: get_json("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, kubeconfig=cluster.kubeconfig),
-            30,
-            message="the managed ValidatingWebhookConfiguration",
-        )
+    try:
+        operator.wait_healthy()
+        if webhook:
+            wait_for(
+                lambda: get_json(
+                    "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, kubeconfig=cluster.kubeconfig
+                ),
+                30,
+                message="the managed ValidatingWebhookConfiguration",
+            )
+    except BaseException:
+        runner.stop_all()
+        raise
     return operator
 
 

@@ -1,0 +1,299 @@
+"""`redisdb-operator demo up|down` (make demo / make demo-down): the whole product on one machine.
+
+Uses the configured cluster when one answers, else starts the local control plane; starts the local provider
+and the operator as background processes; applies the seed's sample RedisDatabase; waits until it is Ready;
+prints its REDIS_URL and proves it with a PING. `down` stops everything `up` started, and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+
+from .devcluster.controlplane import ControlPlane, resolve_bin_dir
+from .webhook_certs import write_webhook_cert_dir
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_DIR = Path(os.environ.get("REDISDB_DEMO_DIR", REPO / ".run" / "demo"))
+DEMO_NAMESPACE = "demo"
+SYSTEM_NAMESPACE = "redisdb-system"
+FLY_TOKEN = "local-fly-token"  # the local provider's development credentials, not a secret
+FLY_ORG = "personal"
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Demo:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.state_file = run_dir / "state.json"
+        self.kubectl_bin = str(resolve_bin_dir() / "kubectl")
+
+    # --- state -----------------------------------------------------------------------------------------------
+    def load_state(self) -> dict[str, Any]:
+        if self.state_file.exists():
+            state: dict[str, Any] = json.loads(self.state_file.read_text())
+            return state
+        return {}
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+    def kubectl(self, kubeconfig: str, *args: str, input: str | None = None) -> str:
+        result = subprocess.run(
+            [self.kubectl_bin, "--kubeconfig", kubeconfig, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> int:
+        log = (self.run_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=REPO,
+            start_new_session=True,
+        )
+        return process.pid
+
+    @staticmethod
+    def alive(pid: int | None) -> bool:
+        if not pid:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def configured_cluster(self) -> str | None:
+        """The user's kubeconfig when it points at a cluster that answers, else None."""
+        candidate = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        if not candidate or not all(Path(part).exists() for part in candidate.split(os.pathsep)):
+            return None
+        try:
+            self.kubectl(candidate, "get", "--raw", "/readyz", "--request-timeout=5s")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            return None
+        return candidate
+
+    # --- up --------------------------------------------------------------------------------------------------
+    def up(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = self.load_state()
+        kubeconfig = self.configured_cluster()
+        local_cluster = kubeconfig is None
+        if local_cluster:
+            say(
+                "no reachable cluster configured: starting the local control plane (etcd, kube-apiserver, "
+                "kube-controller-manager)"
+            )
+            plane = ControlPlane()
+            plane.start()
+            kubeconfig = str(plane.kubeconfig)
+        else:
+            say(f"using the configured cluster ({kubeconfig})")
+        assert kubeconfig is not None
+        state.update({"kubeconfig": kubeconfig, "local_cluster": local_cluster})
+
+        if not self.alive(state.get("provider_pid")):
+            say("starting the local provider (Fly GraphQL + Upstash v2 APIs over real redis-servers)")
+            port = _free_port()
+            port_file = self.run_dir / "local-provider.port"
+            port_file.unlink(missing_ok=True)
+            state["provider_pid"] = self.spawn(
+                "local-provider",
+                [
+                    sys.executable,
+                    "-m",
+                    "redisdb_operator.cli",
+                    "local-provider",
+                    "--port",
+                    str(port),
+                    "--port-file",
+                    str(port_file),
+                    "--state-dir",
+                    str(self.run_dir / "local-provider"),
+                    "--fly-token",
+                    FLY_TOKEN,
+                    "--fly-org",
+                    FLY_ORG,
+                ],
+                {},
+            )
+            deadline = time.monotonic() + 60
+            while not port_file.exists():
+                if time.monotonic() > deadline or not self.alive(state["provider_pid"]):
+                    raise RuntimeError(f"the local provider did not start; see {self.run_dir}/local-provider.log")
+                time.sleep(0.1)
+            state["provider_url"] = f"http://127.0.0.1:{int(port_file.read_text())}"
+        self.save_state(state)
+
+        say("installing the CRDs")
+        self.kubectl(kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds"))
+        self.kubectl(
+            kubeconfig,
+            "wait",
+            "--for=condition=Established",
+            "crd/redisdatabases.redisdb.dev",
+            "crd/redisproviders.redisdb.dev",
+            "--timeout=60s",
+        )
+
+        if not self.alive(state.get("operator_pid")):
+            say("starting the operator" + (" with its validating webhook" if local_cluster else ""))
+            argv = [
+                sys.executable,
+                "-m",
+                "redisdb_operator.cli",
+                "run",
+                "--liveness",
+                f"http://127.0.0.1:{_free_port()}/healthz",
+                "--resync-interval",
+                "30",
+            ]
+            if local_cluster:  # a remote apiserver cannot call a webhook on this machine's loopback
+                certs = write_webhook_cert_dir(self.run_dir / "webhook-certs")
+                argv += [
+                    "--webhook-listen",
+                    f"127.0.0.1:{_free_port()}",
+                    "--webhook-cert-dir",
+                    str(certs),
+                    "--webhook-host",
+                    "127.0.0.1",
+                    "--webhook-managed",
+                    "redisdb.dev",
+                ]
+            state["operator_pid"] = self.spawn("operator", argv, {"KUBECONFIG": kubeconfig})
+            self.save_state(state)
+
+        say("applying the sample: RedisProvider 'default' (local, Fly wire API) and RedisDatabase demo/cache")
+        self.kubectl(kubeconfig, "apply", "-f", "-", input=self.provider_manifests(state["provider_url"]))
+        self.kubectl(kubeconfig, "apply", "-n", DEMO_NAMESPACE, "-f", str(REPO / "examples" / "redisdatabase.yaml"))
+
+        say("waiting until demo/cache is Ready")
+        obj = self.wait_ready(kubeconfig)
+        secret = json.loads(
+            self.kubectl(kubeconfig, "get", "secret", obj["status"]["secretName"], "-n", DEMO_NAMESPACE, "-o", "json")
+        )
+        url = base64.b64decode(secret["data"]["REDIS_URL"]).decode()
+        client = redis.Redis.from_url(url, socket_timeout=5)
+        pong = client.ping()
+        client.close()
+        (self.run_dir / "env").write_text(
+            f"export KUBECONFIG={kubeconfig}\nexport REDIS_URL={url}\n"
+            f"export PATH={Path(self.kubectl_bin).parent}:$PATH\n"
+        )
+        print()
+        print(self.kubectl(kubeconfig, "get", "rdb", "-n", DEMO_NAMESPACE).rstrip())
+        print()
+        print(f"REDIS_URL={url}")
+        print(f"PING -> {'PONG' if pong else pong}")
+        print()
+        print(f"Next: source {self.run_dir / 'env'}  (sets KUBECONFIG, REDIS_URL and PATH for kubectl)")
+        print(f"      kubectl get rdb -n {DEMO_NAMESPACE}; kubectl edit rdb cache -n {DEMO_NAMESPACE}")
+        print("      make demo-down   # stops everything this started")
+        return 0
+
+    def provider_manifests(self, provider_url: str) -> str:
+        documents: list[dict[str, Any]] = [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}},
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DEMO_NAMESPACE}},
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "local-fly-credentials", "namespace": SYSTEM_NAMESPACE},
+                "stringData": {"token": FLY_TOKEN},
+            },
+            {
+                "apiVersion": "redisdb.dev/v1alpha1",
+                "kind": "RedisProvider",
+                "metadata": {"name": "default"},
+                "spec": {
+                    "type": "fly",
+                    "url": provider_url,
+                    "organization": FLY_ORG,
+                    "credentialsSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "local-fly-credentials"},
+                },
+            },
+        ]
+        return yaml.safe_dump_all(documents, sort_keys=False)
+
+    def wait_ready(self, kubeconfig: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                obj: dict[str, Any] = json.loads(
+                    self.kubectl(kubeconfig, "get", "rdb", "cache", "-n", DEMO_NAMESPACE, "-o", "json")
+                )
+            except RuntimeError as error:
+                last = str(error)
+            else:
+                conditions = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+                ready = conditions.get("Ready", {})
+                if ready.get("status") == "True":
+                    return obj
+                last = f"Ready={ready.get('status')} {ready.get('reason', '')}: {ready.get('message', '')}"
+            time.sleep(0.5)
+        raise RuntimeError(f"demo/cache not Ready after {timeout:.0f}s ({last}); see {self.run_dir}/operator.log")
+
+    # --- down ------------------------------------------------------------------------------------------------
+    def down(self) -> int:
+        state = self.load_state()
+        for key in ("operator_pid", "provider_pid"):
+            pid = state.get(key)
+            if pid is not None and self.alive(pid):
+                say(f"stopping {key.removesuffix('_pid')} (pid {pid})")
+                os.killpg(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 30
+                while self.alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if self.alive(pid):
+                    os.killpg(pid, signal.SIGKILL)
+        if state.get("local_cluster"):
+            say("stopping the local control plane")
+            ControlPlane().stop()
+        self.state_file.unlink(missing_ok=True)
+        say("demo stopped")
+        return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="redisdb-operator demo", description=__doc__)
+    parser.add_argument("command", choices=("up", "down"))
+    args = parser.parse_args(argv)
+    demo = Demo(RUN_DIR)
+    return demo.up() if args.command == "up" else demo.down()
