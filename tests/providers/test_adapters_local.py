@@ -27,7 +27,9 @@ from redisdb_operator.providers.base import (
     UnavailableError,
 )
 from redisdb_operator.providers.factory import make_client
-from tests.harness.local_provider import LocalProvider
+from redisdb_operator.providers.fly import FlyClient
+from redisdb_operator.providers.upstash import UpstashClient
+from tests.harness.local_provider import OTHER_FLY_ORG, OTHER_UPSTASH_API_KEY, OTHER_UPSTASH_EMAIL, LocalProvider
 
 from .conftest import FAST_RETRY, Placement, make_adapter
 
@@ -260,3 +262,27 @@ async def test_fly_unknown_organization_is_a_configuration_error(provider: Local
             await client.create(CreateDatabaseRequest(name="never", primary_region="mad"))
     finally:
         await client.aclose()
+
+
+async def test_other_accounts_databases_are_invisible(
+    adapter: ProviderClient,
+    provider: LocalProvider,
+    provider_type: ProviderType,
+    placement: Placement,
+    unique_name: str,
+) -> None:
+    other: ProviderClient
+    if provider_type is ProviderType.UPSTASH:
+        other = UpstashClient(provider.upstash_url, email=OTHER_UPSTASH_EMAIL, api_key=OTHER_UPSTASH_API_KEY)
+    else:
+        other = FlyClient(provider.url, token=provider.fly_token, organization=OTHER_FLY_ORG)
+    created = await adapter.create(CreateDatabaseRequest(name=unique_name, primary_region=placement.primary))
+    try:
+        assert await other.find_by_name(unique_name) is None
+        assert created.id not in {d.id for d in await other.list()}
+        if provider_type is ProviderType.UPSTASH:
+            with pytest.raises(NotFoundError):
+                await other.get(created.id)
+    finally:
+        await adapter.delete(created.id)
+        await other.aclose()

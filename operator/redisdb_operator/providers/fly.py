@@ -139,7 +139,14 @@ class FlyClient:
         except NotFoundError:
             return None
         add_on = data.get("addOn")
-        return None if add_on is None else parse_add_on(add_on, operation="find add-on")
+        if not isinstance(add_on, Mapping):
+            return None
+        slug = _str(_dig(add_on, "organization", "slug"))
+        if slug and slug != self.organization:
+            # Same name in another organization: not ours to adopt; a create will report the name as taken.
+            log.info("fly add-on %r exists in organization %r, not %r", name, slug, self.organization)
+            return None
+        return parse_add_on(add_on, operation="find add-on")
 
     async def list(self) -> Sequence[Database]:
         try:

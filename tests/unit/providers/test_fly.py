@@ -306,3 +306,9 @@ async def test_queries_are_retried_on_503(fly: FlyClient) -> None:
         )
         assert (await fly.get("addon-1")).name == "cache"
         assert route.call_count == 2
+
+
+async def test_find_by_name_ignores_other_organizations(fly: FlyClient, graphql: FakeGraphQL) -> None:
+    other = {**ADD_ON, "organization": {"id": "org-2", "slug": "acme"}}
+    graphql.handlers["GetByName"] = lambda q, v: {"data": {"addOn": other}}
+    assert await fly.find_by_name("cache") is None
