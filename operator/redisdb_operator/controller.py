@@ -27,7 +27,7 @@ from .models import (
     RedisDatabaseSpec,
 )
 from .provider_registry import ProviderHandle, ProviderRegistry
-from .providers.base import Database, NotFoundError, ProviderClient
+from .providers.base import Database, NotFoundError, ProviderClient, UnauthorizedError
 from .reconcile import (
     ConfigurationError,
     ConflictAction,
@@ -98,6 +98,10 @@ class DatabaseController:
                 raise
             except Exception as error:
                 verdict = classify_error(error)
+                if isinstance(error, UnauthorizedError):
+                    self._registry.invalidate(
+                        RedisDatabaseSpec.model_validate(dict(body.spec)).effective_provider_name()
+                    )
                 self._report_failure(body, patch, verdict, generation)
                 if verdict.reason == "InternalError":
                     logger.exception("reconcile failed")

@@ -165,8 +165,8 @@ class ConfigurationError(Exception):
 def classify_error(error: BaseException) -> ErrorVerdict:
     """Map any failure to a condition reason and a retry decision."""
     if isinstance(error, ConfigurationError):
-        # The user fixes it by creating/updating an object; poll for that, slowly.
-        return ErrorVerdict(error.reason, error.message, temporary=True, retry_after=30.0)
+        # The user fixes it by creating/updating an object: poll for that with growing (capped) delays.
+        return ErrorVerdict(error.reason, error.message, temporary=True)
     if isinstance(error, RateLimitedError):
         return ErrorVerdict("RateLimited", f"provider rate limit: {error.message}", True, error.retry_after)
     if isinstance(error, UnavailableError):
@@ -176,7 +176,6 @@ def classify_error(error: BaseException) -> ErrorVerdict:
             "Unauthorized",
             f"the provider refused the credentials ({error.message}); fix the credentials Secret of the RedisProvider",
             temporary=True,
-            retry_after=60.0,
         )
     if isinstance(error, AlreadyExistsError):
         return ErrorVerdict("AlreadyExists", f"provider: {error.message}", temporary=True, retry_after=10.0)

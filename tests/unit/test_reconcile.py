@@ -126,10 +126,10 @@ def test_other_database_with_the_name_is_a_conflict() -> None:
     [
         (RateLimitedError("slow down", retry_after=7), "RateLimited", True, 7),
         (UnavailableError("503"), "ProviderUnavailable", True, None),
-        (UnauthorizedError("bad key"), "Unauthorized", True, 60.0),
+        (UnauthorizedError("bad key"), "Unauthorized", True, None),
         (InvalidRequestError("unknown region"), "InvalidRequest", False, None),
         (AlreadyExistsError("taken"), "AlreadyExists", True, 10.0),
-        (ConfigurationError("CredentialsNotFound", "no secret"), "CredentialsNotFound", True, 30.0),
+        (ConfigurationError("CredentialsNotFound", "no secret"), "CredentialsNotFound", True, None),
         (RuntimeError("boom"), "InternalError", True, None),
     ],
 )
