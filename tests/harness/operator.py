@@ -253,3 +253,25 @@ def wait_gone(kind: str, name: str, namespace: str | None, timeout: float = 60) 
 
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
+
+
+def delete_at_provider(local_provider: LocalProvider, database_id: str) -> None:
+    """Delete a database through its own wire API, as someone using the provider's console or CLI would."""
+    described = local_provider.admin.database(database_id)
+    if described["api"] == "upstash":
+        response = httpx.delete(
+            f"{local_provider.upstash_url}/redis/database/{database_id}", auth=local_provider.upstash_auth, timeout=30
+        )
+        response.raise_for_status()
+        return
+    query = (
+        'mutation($name: String) { deleteAddOn(input: {name: $name, provider: "upstash_redis"}) { deletedAddOnName } }'
+    )
+    response = httpx.post(
+        local_provider.graphql_url,
+        json={"query": query, "variables": {"name": described["name"]}},
+        headers=local_provider.fly_headers,
+        timeout=30,
+    )
+    response.raise_for_status()
+    assert not response.json().get("errors"), response.json()

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class ProviderType(str, enum.Enum):
+class ProviderType(enum.StrEnum):
     """The wire API a provider speaks."""
 
     FLY = "fly"

@@ -1,0 +1,214 @@
+"""The mission through kubectl: edit in place, rotate, drift repair, deletion policies, namespace deletion.
+
+Each test drives the real kubectl against the real kube-apiserver; the operator runs as a process; the local
+provider backs every database with real redis-servers. Both wire APIs (fly, upstash) are covered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from tests.harness.cluster import apply, get_json, kubectl, wait_for
+from tests.harness.local_provider import LocalProvider
+from tests.harness.operator import (
+    FLY_PROVIDER,
+    UPSTASH_PROVIDER,
+    OperatorProcess,
+    condition,
+    delete_at_provider,
+    events_for,
+    secret_data,
+    wait_gone,
+    wait_ready,
+)
+
+FLY = {"provider": FLY_PROVIDER, "primary": "mad", "read": ["ams"], "more": ["ams", "fra"], "plan": "fixed_1gb"}
+UPSTASH = {
+    "provider": UPSTASH_PROVIDER,
+    "primary": "us-east-1",
+    "read": ["eu-west-1"],
+    "more": ["eu-west-1", "ap-south-1"],
+    "plan": "fixed_1gb",
+}
+BOTH = [pytest.param(FLY, id="fly"), pytest.param(UPSTASH, id="upstash")]
+
+
+def database(name: str, case: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "redisdb.dev/v1alpha1",
+        "kind": "RedisDatabase",
+        "metadata": {"name": name},
+        "spec": {"providerRef": {"name": case["provider"]}, "primaryRegion": case["primary"], **spec},
+    }
+
+
+def connect(namespace: str, secret: str = "cache-redis") -> redis.Redis:
+    return redis.Redis.from_url(secret_data(secret, namespace)["REDIS_URL"], socket_timeout=5)
+
+
+def replica_ports(local_provider: LocalProvider, database_id: str) -> dict[str, int]:
+    return {r["region"]: r["port"] for r in local_provider.admin.database(database_id)["replicas"]}
+
+
+def maxmemory_policy(client: redis.Redis) -> str:
+    return str(client.config_get("maxmemory-policy")["maxmemory-policy"])
+
+
+def event_reasons(name: str, namespace: str) -> set[str]:
+    return {event["reason"] for event in events_for(name, namespace)}
+
+
+@pytest.mark.parametrize("case", BOTH)
+def test_edit_read_regions_plan_and_eviction_in_place(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str, case: dict[str, Any]
+) -> None:
+    apply(database("cache", case, readRegions=case["read"]), namespace)
+    obj = wait_ready("cache", namespace)
+    database_id = obj["status"]["databaseId"]
+    assert obj["metadata"]["generation"] == 1
+    client = connect(namespace)
+    client.set("k", "v")
+    # the replica serves what the primary wrote
+    (replica_port,) = replica_ports(local_provider, database_id).values()
+    password = secret_data("cache-redis", namespace)["REDIS_PASSWORD"]
+    replica = redis.Redis(host="127.0.0.1", port=replica_port, password=password, socket_timeout=5)
+    wait_for(lambda: replica.get("k") == b"v", 20, message="replica has the key")
+
+    # add a read region
+    apply(database("cache", case, readRegions=case["more"]), namespace)
+    obj = wait_ready("cache", namespace, generation=2)
+    assert sorted(obj["status"]["readRegions"]) == sorted(case["more"])
+    assert sorted(replica_ports(local_provider, database_id)) == sorted(case["more"])
+    assert condition(obj, "Synced")["observedGeneration"] == 2  # type: ignore[index]
+    assert condition(obj, "Ready")["observedGeneration"] == 2  # type: ignore[index]
+
+    # remove every read region, change plan and eviction in the same edit
+    apply(database("cache", case, readRegions=[], plan=case["plan"], eviction=True), namespace)
+    obj = wait_ready("cache", namespace, generation=3)
+    status = obj["status"]
+    assert (status["readRegions"], status["plan"], status["eviction"]) == ([], case["plan"], True)
+    provider_side = local_provider.admin.database(database_id)
+    assert provider_side["replicas"] == [] and provider_side["plan"] == case["plan"] and provider_side["eviction"]
+    assert maxmemory_policy(client) != "noeviction"
+    assert int(client.config_get("maxmemory")["maxmemory"]) == 1024**3
+
+    apply(database("cache", case, readRegions=[], plan=case["plan"], eviction=False), namespace)
+    wait_ready("cache", namespace, generation=4)
+    assert maxmemory_policy(client) == "noeviction"
+    assert client.get("k") == b"v"  # in place: same database, same data
+    assert "Updated" in event_reasons("cache", namespace)
+    client.close()
+    replica.close()
+
+
+@pytest.mark.parametrize("case", BOTH)
+def test_rotate_password_via_annotation(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str, case: dict[str, Any]
+) -> None:
+    apply(database("cache", case), namespace)
+    wait_ready("cache", namespace)
+    old = secret_data("cache-redis", namespace)
+    redis.Redis.from_url(old["REDIS_URL"], socket_timeout=5).set("kept", "yes")
+
+    kubectl("annotate", "rdb", "cache", "-n", namespace, "redisdb.dev/rotate-password=first", "--overwrite")
+
+    def rotated() -> dict[str, Any] | None:
+        obj = get_json("redisdatabase", "cache", namespace)
+        return obj if (obj or {}).get("status", {}).get("lastHandledRotation") == "first" else None
+
+    obj = wait_for(rotated, 60, message="rotation handled")
+    assert obj["status"]["passwordRotatedAt"]
+    new = secret_data("cache-redis", namespace)
+    assert new["REDIS_PASSWORD"] != old["REDIS_PASSWORD"]
+    assert new["REDIS_URL"] != old["REDIS_URL"]
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis.from_url(old["REDIS_URL"], socket_timeout=5).ping()
+    client = redis.Redis.from_url(new["REDIS_URL"], socket_timeout=5)
+    assert client.get("kept") == b"yes"
+    assert "PasswordRotated" in event_reasons("cache", namespace)
+    # the same annotation value again does nothing
+    kubectl("annotate", "rdb", "cache", "-n", namespace, "redisdb.dev/rotate-password=first", "--overwrite")
+    assert secret_data("cache-redis", namespace) == new
+
+
+@pytest.mark.parametrize("case", BOTH)
+def test_drift_is_repaired_by_the_resync(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str, case: dict[str, Any]
+) -> None:
+    apply(database("cache", case, readRegions=case["more"]), namespace)
+    obj = wait_ready("cache", namespace)
+    database_id = obj["status"]["databaseId"]
+
+    # someone removes a replica and enables eviction in the provider's console
+    local_provider.admin.drift(database_id, read_regions=case["read"], eviction=True)
+    wait_for(
+        lambda: (
+            sorted(replica_ports(local_provider, database_id)) == sorted(case["more"])
+            and not local_provider.admin.database(database_id)["eviction"]
+        ),
+        60,
+        message="drift repaired at the provider",
+    )
+    wait_for(lambda: "DriftRepaired" in event_reasons("cache", namespace), 30, message="DriftRepaired event")
+
+    # someone deletes the database at the provider: it is re-created and the Secret follows
+    old_url = secret_data("cache-redis", namespace)["REDIS_URL"]
+    delete_at_provider(local_provider, database_id)
+
+    def recreated() -> dict[str, Any] | None:
+        current = get_json("redisdatabase", "cache", namespace)
+        new_id = (current or {}).get("status", {}).get("databaseId")
+        return current if new_id and new_id != database_id and condition(current, "Ready") else None
+
+    obj = wait_for(recreated, 60, message="database re-created")
+    wait_for(lambda: secret_data("cache-redis", namespace)["REDIS_URL"] != old_url, 30, message="Secret updated")
+    assert connect(namespace).ping()
+    assert sorted(replica_ports(local_provider, obj["status"]["databaseId"])) == sorted(case["more"])
+    assert "DriftRecreated" in event_reasons("cache", namespace)
+
+
+@pytest.mark.parametrize("case", BOTH)
+def test_delete_policies(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str, case: dict[str, Any]
+) -> None:
+    apply(
+        [database("gone", case, readRegions=case["read"]), database("kept", case, deletionPolicy="Orphan")], namespace
+    )
+    gone_id = wait_ready("gone", namespace)["status"]["databaseId"]
+    kept_id = wait_ready("kept", namespace)["status"]["databaseId"]
+    gone_pids = [local_provider.admin.database(gone_id)["pid"]] + [
+        r["pid"] for r in local_provider.admin.database(gone_id)["replicas"]
+    ]
+
+    kubectl("delete", "rdb", "gone", "kept", "-n", namespace, "--timeout=60s")
+    wait_gone("redisdatabase", "gone", namespace)
+    wait_gone("redisdatabase", "kept", namespace)
+    ids = {d["id"] for d in local_provider.admin.databases()}
+    assert gone_id not in ids
+    assert kept_id in ids  # Orphan keeps the provider database
+    for pid in gone_pids:
+        wait_for(lambda pid=pid: not _alive(pid), 20, message=f"redis-server {pid} stopped")
+    wait_for(lambda: get_json("secret", "gone-redis", namespace) is None, 90, message="Secret garbage-collected")
+    delete_at_provider(local_provider, kept_id)  # tidy up what Orphan left behind
+
+
+def test_deleting_the_namespace_deletes_its_databases(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str
+) -> None:
+    apply([database("one", FLY), database("two", UPSTASH, readRegions=UPSTASH["read"])], namespace)
+    ids = {wait_ready(name, namespace)["status"]["databaseId"] for name in ("one", "two")}
+    kubectl("delete", "namespace", namespace, "--wait=false")
+    wait_for(lambda: get_json("namespace", namespace) is None, 120, message="namespace deletion completes")
+    remaining = {d["id"] for d in local_provider.admin.databases()}
+    assert not ids & remaining
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
