@@ -1,0 +1,122 @@
+"""What goes wrong in real life: credentials that arrive late or are wrong, provider outages and rate limits,
+and an operator killed in the middle of a create. Each converges by itself, without hot loops or duplicates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.harness.cluster import Cluster, apply, get_json, kubectl, wait_for
+from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, LocalProvider
+from tests.harness.operator import (
+    FLY_PROVIDER,
+    SYSTEM_NAMESPACE,
+    OperatorProcess,
+    condition,
+    secret_data,
+    wait_ready,
+)
+
+
+def database(name: str, provider: str = FLY_PROVIDER, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "redisdb.dev/v1alpha1",
+        "kind": "RedisDatabase",
+        "metadata": {"name": name},
+        "spec": {"providerRef": {"name": provider}, "primaryRegion": "mad", **spec},
+    }
+
+
+def synced_reason(name: str, namespace: str) -> str | None:
+    synced = condition(get_json("redisdatabase", name, namespace), "Synced")
+    return synced["reason"] if synced and synced["status"] == "False" else None
+
+
+@pytest.fixture
+def late_provider(cluster: Cluster, local_provider: LocalProvider, operator: OperatorProcess) -> Iterator[str]:
+    """A RedisProvider whose credentials Secret does not exist yet."""
+    apply(
+        {
+            "apiVersion": "redisdb.dev/v1alpha1",
+            "kind": "RedisProvider",
+            "metadata": {"name": "late-fly"},
+            "spec": {
+                "type": "fly",
+                "url": local_provider.url,
+                "organization": FLY_ORG,
+                "credentialsSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "late-fly-credentials"},
+            },
+        }
+    )
+    yield "late-fly"
+    kubectl("delete", "secret", "late-fly-credentials", "-n", SYSTEM_NAMESPACE, "--ignore-not-found")
+    kubectl("delete", "redisprovider", "late-fly", "--ignore-not-found", "--wait=false")
+
+
+def credentials(token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "late-fly-credentials", "namespace": SYSTEM_NAMESPACE},
+        "stringData": {"token": token},
+    }
+
+
+def test_credentials_created_after_the_database_converge(
+    operator: OperatorProcess, namespace: str, late_provider: str
+) -> None:
+    apply(database("cache", late_provider), namespace)
+    wait_for(lambda: synced_reason("cache", namespace) == "CredentialsNotFound", 30, message="CredentialsNotFound")
+    message = condition(get_json("redisdatabase", "cache", namespace), "Synced")["message"]  # type: ignore[index]
+    assert f"{SYSTEM_NAMESPACE}/late-fly-credentials" in message
+    apply(credentials(FLY_TOKEN))  # GitOps ordering: the Secret arrives later
+    wait_ready("cache", namespace, timeout=90)
+    assert redis.Redis.from_url(secret_data("cache-redis", namespace)["REDIS_URL"], socket_timeout=5).ping()
+
+
+def test_wrong_credentials_give_a_clear_condition_and_recover(
+    operator: OperatorProcess, namespace: str, late_provider: str
+) -> None:
+    apply(credentials("not-the-token"))
+    apply(database("cache", late_provider), namespace)
+    wait_for(lambda: synced_reason("cache", namespace) == "Unauthorized", 60, message="Unauthorized condition")
+    message = condition(get_json("redisdatabase", "cache", namespace), "Synced")["message"]  # type: ignore[index]
+    assert "credentials" in message and "not-the-token" not in message
+    apply(credentials(FLY_TOKEN))
+    wait_ready("cache", namespace, timeout=90)
+
+
+@pytest.mark.parametrize(
+    ("faults", "reason"),
+    [
+        pytest.param({"fail_status": 503}, "ProviderUnavailable", id="503"),
+        pytest.param({"fail_status": 429, "retry_after": 2}, "RateLimited", id="429"),
+    ],
+)
+def test_provider_outage_backs_off_and_converges(
+    operator: OperatorProcess,
+    local_provider: LocalProvider,
+    namespace: str,
+    faults: dict[str, Any],
+    reason: str,
+) -> None:
+    local_provider.admin.reset_counters()
+    local_provider.admin.faults(fail_next=100_000, **faults)
+    try:
+        apply(database("cache"), namespace)
+        wait_for(lambda: synced_reason("cache", namespace) == reason, 60, message=f"Synced=False {reason}")
+        local_provider.admin.reset_counters()
+        started = time.monotonic()
+        time.sleep(20)
+        calls = sum(local_provider.admin.counters().values())
+        elapsed = time.monotonic() - started
+    finally:
+        local_provider.admin.clear_faults()
+    # a hot loop would make hundreds of calls in 20 s; backoff keeps it to a handful
+    assert calls <= 30, f"{calls} provider calls in {elapsed:.0f}s of outage"
+    wait_ready("cache", namespace, timeout=120)
+    assert len([d for d in local_provider.admin.databases() if d["name"] == f"{namespace}-cache"]) == 1
