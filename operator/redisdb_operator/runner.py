@@ -16,6 +16,7 @@ from .handlers import register
 from .kube import KubeClient
 from .models import GROUP
 from .provider_registry import ProviderRegistry
+from .webhook_bootstrap import bootstrap, plan_from_args
 
 
 def _env_float(name: str, default: float) -> float:
@@ -80,6 +81,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=os.environ.get("REDISDB_WEBHOOK_FAILURE_POLICY", "Ignore"),
         help="Ignore (default: CEL rules still hold immutability when the webhook is down) or Fail",
     )
+    parser.add_argument(
+        "--webhook-cert-secret",
+        default=os.environ.get("REDISDB_WEBHOOK_CERT_SECRET", ""),
+        help="NAMESPACE/NAME of a Secret holding the webhook CA and serving certificate, shared by all replicas: "
+        "created when absent, written to --webhook-cert-dir at startup (in-cluster without cert-manager)",
+    )
+    parser.add_argument(
+        "--webhook-service",
+        default=os.environ.get("REDISDB_WEBHOOK_SERVICE", ""),
+        help="NAMESPACE/NAME of the webhook Service: the certificate's DNS names (with --webhook-cert-secret)",
+    )
+    parser.add_argument(
+        "--webhook-configuration",
+        default=os.environ.get("REDISDB_WEBHOOK_CONFIGURATION", ""),
+        help="ValidatingWebhookConfiguration (owned by the chart) whose caBundle gets the CA of --webhook-cert-secret",
+    )
     parser.add_argument("--verbose", action="store_true", default=bool(os.environ.get("REDISDB_VERBOSE")))
     return parser.parse_args(list(argv))
 
@@ -142,6 +159,11 @@ async def run_operator(args: argparse.Namespace) -> None:
             raise kopf.PermanentError("no Kubernetes credentials: set KUBECONFIG or run in a pod")
         kube = KubeClient(info)
         memo["kube"] = kube
+        plan = plan_from_args(
+            args.webhook_cert_secret, args.webhook_service, args.webhook_configuration, args.webhook_cert_dir
+        )
+        if plan is not None:
+            await bootstrap(kube, plan, logger)
         memo["controller"] = DatabaseController(
             kube,
             ProviderRegistry(kube),
