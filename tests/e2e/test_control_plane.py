@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -191,5 +192,27 @@ def test_start_is_idempotent_and_down_from_another_process_leaves_nothing(
         for process in state.processes:
             assert not process.alive(), f"{process.name} (pid {process.pid}) survived `cluster down`"
         assert _cli("status", state_dir=state_dir).returncode == 1
+    finally:
+        plane.stop()
+
+
+def test_stale_state_is_cleaned_up_on_start(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A control plane with a dead member (a crash, an OOM kill) is replaced as a whole, survivors stopped."""
+    plane = ControlPlane(tmp_path_factory.mktemp("stale"), bin_dir(), die_with_parent=True)
+    try:
+        plane.start()
+        before = plane.state()
+        assert before is not None
+        apiserver = next(p for p in before.processes if p.name == "kube-apiserver")
+        os.kill(apiserver.pid, signal.SIGKILL)
+        wait_for(lambda: not apiserver.alive(), timeout=10, message="the killed kube-apiserver to be gone")
+        assert not plane.is_running()
+
+        plane.start()
+        after = plane.state()
+        assert after is not None and plane.is_running()
+        assert {p.pid for p in after.processes}.isdisjoint(p.pid for p in before.processes)
+        assert not any(p.alive() for p in before.processes), "a member of the stale control plane survived"
+        assert json.loads(kubectl("version", "-o", "json", kubeconfig=plane.kubeconfig).stdout)["serverVersion"]
     finally:
         plane.stop()
