@@ -4,26 +4,45 @@ The checks are pure functions over kopf in-memory indexes (no API call, no provi
 answers in microseconds and honours dryRun trivially: it has no side effects. Immutability is checked here too,
 with messages that show old and new values, but the CRD's CEL rules hold that line even when the webhook is
 down — which is why the webhook can use `failurePolicy: Ignore` without risking a region change.
+
+Every message names the field, the bad value (or old -> new), the allowed values and what to do instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import re
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from .models import RedisDatabaseSpec, RedisProviderSpec
+from .models import NAME_FORMAT, NAME_MAX_LENGTH, NAME_PATTERN, RedisDatabaseSpec, RedisProviderSpec
 from .providers import catalog
+from .providers.base import ProviderType
 from .reconcile import DesiredDatabase, validate_against_catalog
+
+_NAME = re.compile(NAME_PATTERN)
+_PROVIDER_LABEL = {ProviderType.FLY: "a Fly.io", ProviderType.UPSTASH: "an Upstash"}
 
 
 def _pydantic_message(error: ValidationError) -> str:
+    """One line per problem: our own value errors already name the field; pydantic's get the field and value."""
     problems = []
     for item in error.errors():
+        if item["type"] == "value_error":
+            problems.append(str(item.get("ctx", {}).get("error", item["msg"])))
+            continue
         location = ".".join(str(part) for part in item["loc"])
-        problems.append(f"spec.{location}: {item['msg']}" if location else item["msg"])
+        field = f"spec.{location}" if location else "spec"
+        if item["type"] == "missing":
+            problems.append(f"{field} is required: set it (e.g. primaryRegion: ams)")
+        else:
+            problems.append(f"{field}: {item['msg']} (got {item.get('input')!r}); fix the value")
     return "; ".join(problems)
+
+
+def _listing(codes: Iterable[str]) -> str:
+    return ", ".join(codes)
 
 
 def provider_key(provider_name: str, provider_side_name: str) -> str:
@@ -62,7 +81,7 @@ def validate_redisdatabase(
     except ValidationError as error:
         return _pydantic_message(error)
     if operation == "UPDATE" and old_spec is not None:
-        problem = _immutability_problem(parsed, old_spec, namespace, name)
+        problem = immutability_problem(parsed, old_spec, namespace, name)
         if problem:
             return problem
     provider_name = parsed.effective_provider_name()
@@ -70,31 +89,87 @@ def validate_redisdatabase(
     if provider_spec is None:
         known = ", ".join(sorted(providers)) or "none exist yet"
         return (
-            f"spec.providerRef.name: RedisProvider {provider_name!r} does not exist (known: {known}); "
+            f"spec.providerRef.name: RedisProvider {provider_name} does not exist (known: {known}); "
             "create the RedisProvider first or reference an existing one"
         )
     try:
         provider = RedisProviderSpec.model_validate(dict(provider_spec))
     except ValidationError:
-        return f"spec.providerRef.name: RedisProvider {provider_name!r} has an invalid spec; fix the RedisProvider"
+        return f"spec.providerRef.name: RedisProvider {provider_name} has an invalid spec; fix the RedisProvider first"
     desired = DesiredDatabase.from_spec(parsed, namespace=namespace, metadata_name=name)
+    problem = name_problem(parsed, desired.name) or catalog_problem(provider.type, desired)
+    if problem:
+        return problem
+    # The reconciler's own pre-flight check, as a safety net: it must never refuse what admission let through.
     problem = validate_against_catalog(provider.type, desired)
     if problem:
         return problem
-    if catalog.plan(provider.type, desired.plan) is None:  # pragma: no cover - caught above
-        return f"spec.plan {desired.plan!r} is unknown"
     holders = set(claims.get(provider_key(provider_name, desired.name), ())) - {f"{namespace}/{name}"}
     if holders:
         return (
-            f"spec.name: the provider-side name {desired.name!r} on RedisProvider {provider_name!r} is already "
-            f"used by RedisDatabase {sorted(holders)[0]}; choose another spec.name"
+            f"spec.name: the provider-side name {desired.name} on RedisProvider {provider_name} is already used by "
+            f"RedisDatabase {sorted(holders)[0]}; set a different spec.name"
         )
     return None
 
 
-def _immutability_problem(
+def name_problem(parsed: RedisDatabaseSpec, effective_name: str) -> str | None:
+    """The default name `<namespace>-<metadata.name>` may be too long or contain dots; CEL cannot see it."""
+    if parsed.name is not None:
+        return None  # checked by the schema
+    if len(effective_name) > NAME_MAX_LENGTH or not _NAME.fullmatch(effective_name):
+        return (
+            f"spec.name is unset and the default provider-side name {effective_name} (<namespace>-<metadata.name>) "
+            f"is not usable ({len(effective_name)} characters, at most {NAME_MAX_LENGTH}; {NAME_FORMAT.split(': ')[1]})"
+            ": set spec.name explicitly"
+        )
+    return None
+
+
+def catalog_problem(provider_type: ProviderType, desired: DesiredDatabase) -> str | None:
+    """Regions and plans the referenced provider's type offers, and the plan's limits."""
+    label = _PROVIDER_LABEL[provider_type]
+    regions = catalog.REGIONS[provider_type]
+    current = [code for code, region in regions.items() if not region.deprecated]
+    if desired.primary_region not in regions:
+        return (
+            f"spec.primaryRegion {desired.primary_region} is not {label} region: use one of {_listing(current)} "
+            f"(or reference a RedisProvider of the other type)"
+        )
+    if desired.primary_region in desired.read_regions:
+        return (
+            f"spec.readRegions must not contain the primary region {desired.primary_region}: the primary already "
+            f"serves reads; remove {desired.primary_region} from readRegions"
+        )
+    readable = [code for code in current if regions[code].read_region_allowed and code != desired.primary_region]
+    for code in sorted(desired.read_regions):
+        region = regions.get(code)
+        if region is None:
+            return f"spec.readRegions: {code} is not {label} region: use one of {_listing(readable)}"
+        if not region.read_region_allowed:
+            return (
+                f"spec.readRegions: {code} ({region.name}) can be {label} primary region but not a read region: "
+                f"remove it, or use one of {_listing(readable)}"
+            )
+    plans = catalog.PLANS[provider_type]
+    plan = plans.get(desired.plan)
+    if plan is None:
+        return f"spec.plan {desired.plan} is not {label} plan: use one of {_listing(plans)}"
+    if plan.max_read_regions is not None and len(desired.read_regions) > plan.max_read_regions:
+        multi_region = [name for name, candidate in plans.items() if candidate.max_read_regions is None]
+        limit = "single-region" if plan.max_read_regions == 0 else f"limited to {plan.max_read_regions} read regions"
+        return (
+            f"spec.readRegions: plan {plan.name} is {limit} but readRegions has {len(desired.read_regions)} "
+            f"({_listing(sorted(desired.read_regions))}): remove readRegions, or choose a plan with read regions: "
+            f"{_listing(multi_region)}"
+        )
+    return None
+
+
+def immutability_problem(
     parsed: RedisDatabaseSpec, old_spec: Mapping[str, Any], namespace: str, name: str
 ) -> str | None:
+    """The same transition rules as the CRD's CEL, worded the same way, on the effective (defaulted) values."""
     try:
         old = RedisDatabaseSpec.model_validate(dict(old_spec))
     except ValidationError:
@@ -108,12 +183,18 @@ def _immutability_problem(
     if old_name != new_name:
         return (
             f"spec.name is immutable ({old_name} -> {new_name}): the provider cannot rename a database; create a "
-            "new RedisDatabase with the new name and migrate"
+            f"new RedisDatabase named {new_name} and migrate"
         )
     old_provider, new_provider = old.effective_provider_name(), parsed.effective_provider_name()
     if old_provider != new_provider:
         return (
             f"spec.providerRef.name is immutable ({old_provider} -> {new_provider}): create a new RedisDatabase "
             f"on {new_provider} and migrate"
+        )
+    if old.tls is not None and parsed.tls is not None and old.tls != parsed.tls:
+        before, after = str(old.tls).lower(), str(parsed.tls).lower()
+        return (
+            f"spec.tls is set at creation only ({before} -> {after}): keep tls: {before}, or create a new "
+            f"RedisDatabase with tls: {after} and migrate"
         )
     return None

@@ -8,12 +8,15 @@ operator reads cannot drift apart. CEL rules live next to the fields they guard 
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
+from .providers import catalog
 from .providers.base import ProviderType
 
 GROUP = "redisdb.dev"
@@ -26,18 +29,80 @@ LABEL_DATABASE = f"{GROUP}/database"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER_NAME = "redisdb-operator"
 
-NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$"
-REGION_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
-PLAN_PATTERN = r"^[a-z0-9_]{1,32}$"
+# Formats. Lengths are separate (maxLength) so a too-long value gets the apiserver's own "Too long" answer and
+# the CEL cost estimate stays small; the patterns say only which characters go where. All are RE2-compatible.
+NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$"
+NAME_MAX_LENGTH = 63
+REGION_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+REGION_MAX_LENGTH = 32
+PLAN_PATTERN = r"^[a-z0-9_]+$"
+PLAN_MAX_LENGTH = 32
+KNOWN_PLANS = ", ".join(dict.fromkeys(name for plans in catalog.PLANS.values() for name in plans))
+
+# `reason` turns the apiserver's "Invalid value: \"string\"" prefix into "Forbidden" for transition rules.
+FORBIDDEN = "FieldValueForbidden"
 
 
-def _cel(rule: str, message: str, *, field_path: str | None = None, reason: str | None = None) -> JsonDict:
+def _cel(
+    rule: str,
+    message: str,
+    *,
+    message_expression: str | None = None,
+    field_path: str | None = None,
+    reason: str | None = None,
+) -> JsonDict:
+    """One x-kubernetes-validations entry; `message` is the fallback when `message_expression` cannot run."""
     validation: JsonDict = {"rule": rule, "message": message}
+    if message_expression:
+        validation["messageExpression"] = message_expression
     if field_path:
         validation["fieldPath"] = field_path
     if reason:
         validation["reason"] = reason
     return validation
+
+
+def _cel_string(text: str) -> str:
+    """A CEL single-quoted string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _format_rule(pattern: str, field: str, what: str) -> JsonDict:
+    """A CEL `matches` rule whose message shows the bad value, what it should be and an example."""
+    return _cel(
+        f"self.matches({_cel_string(pattern)})",
+        f"{field} must be {what}",
+        message_expression=f"{_cel_string(field + ' ')} + self + {_cel_string(' is not ' + what)}",
+    )
+
+
+def _matching(pattern: str, field: str, what: str) -> Callable[[str], str]:
+    """The same format check for pydantic, so parsing in the operator agrees with the CRD."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{field} {value} is not {what}")
+        return value
+
+    return check
+
+
+NAME_FORMAT = (
+    "a valid provider-side name: use letters, digits, - and _, starting and ending with a letter or digit, "
+    "e.g. shop-cache"
+)
+REGION_FORMAT = "a region code: use a lower-case code such as ams, mad, us-east-1 or eu-west-1"
+PLAN_FORMAT = f"a plan name: use one of {KNOWN_PLANS}"
+
+ProviderSideName = Annotated[str, AfterValidator(_matching(NAME_PATTERN, "spec.name", NAME_FORMAT))]
+PrimaryRegionCode = Annotated[str, AfterValidator(_matching(REGION_PATTERN, "spec.primaryRegion", REGION_FORMAT))]
+ReadRegionCode = Annotated[
+    str,
+    Field(max_length=REGION_MAX_LENGTH),
+    AfterValidator(_matching(REGION_PATTERN, "spec.readRegions", REGION_FORMAT)),
+]
+PlanName = Annotated[str, AfterValidator(_matching(PLAN_PATTERN, "spec.plan", PLAN_FORMAT))]
 
 
 class CamelModel(BaseModel):
@@ -78,25 +143,51 @@ class DeletionPolicy(enum.StrEnum):
 class RedisDatabaseSpec(CamelModel):
     """Desired state of one Upstash Redis database, as `flyctl redis create/update` would set it."""
 
+    # The CEL rules here and on the fields are the admission layer that is always on (no webhook needed): formats,
+    # the read-region set, and the transition rules that keep primaryRegion, name, providerRef and tls as created.
+    # What needs the RedisProvider or the other RedisDatabases is checked by the webhook (admission.py).
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
                     "has(self.name) == has(oldSelf.name)",
-                    "spec.name cannot be added or removed after creation (the provider-side name never "
-                    "changes): create a new RedisDatabase instead",
+                    "spec.name is immutable: it cannot be added or removed after creation (the provider-side name "
+                    "never changes); create a new RedisDatabase with the new name and migrate",
+                    message_expression=(
+                        "has(self.name) ? 'spec.name is immutable (unset, i.e. <namespace>-<metadata.name> -> ' + "
+                        "self.name + '): the provider cannot rename a database; remove spec.name, or create a new "
+                        "RedisDatabase named ' + self.name + ' and migrate' : 'spec.name is immutable (' + "
+                        "oldSelf.name + ' -> unset): the provider cannot rename a database; keep spec.name: ' + "
+                        "oldSelf.name"
+                    ),
                     field_path=".name",
+                    reason=FORBIDDEN,
                 ),
                 _cel(
                     "has(self.providerRef) == has(oldSelf.providerRef)",
-                    "spec.providerRef cannot be added or removed after creation: create a new RedisDatabase "
-                    "on the other provider and migrate",
+                    "spec.providerRef is immutable: it cannot be added or removed after creation; create a new "
+                    "RedisDatabase on the other provider and migrate",
+                    message_expression=(
+                        "has(self.providerRef) ? 'spec.providerRef is immutable (unset, i.e. default -> ' + "
+                        "(has(self.providerRef.name) ? self.providerRef.name : 'default') + '): remove "
+                        "spec.providerRef, or create a new RedisDatabase on ' + "
+                        "(has(self.providerRef.name) ? self.providerRef.name : 'default') + ' and migrate' : "
+                        "'spec.providerRef is immutable (' + "
+                        "(has(oldSelf.providerRef.name) ? oldSelf.providerRef.name : 'default') + ' -> unset): "
+                        "keep spec.providerRef.name: ' + "
+                        "(has(oldSelf.providerRef.name) ? oldSelf.providerRef.name : 'default')"
+                    ),
                     field_path=".providerRef",
+                    reason=FORBIDDEN,
                 ),
                 _cel(
                     "!has(self.readRegions) || !(self.primaryRegion in self.readRegions)",
                     "spec.readRegions must not contain spec.primaryRegion: the primary already serves reads; "
                     "remove it from readRegions",
+                    message_expression=(
+                        "'spec.readRegions must not contain the primary region ' + self.primaryRegion + "
+                        "': the primary already serves reads; remove ' + self.primaryRegion + ' from readRegions'"
+                    ),
                     field_path=".readRegions",
                 ),
             ]
@@ -112,54 +203,77 @@ class RedisDatabaseSpec(CamelModel):
                 _cel(
                     "self == oldSelf",
                     "spec.providerRef is immutable: create a new RedisDatabase on the other provider and migrate",
+                    message_expression=(
+                        "'spec.providerRef.name is immutable (' + (has(oldSelf.name) ? oldSelf.name : 'default') + "
+                        "' -> ' + (has(self.name) ? self.name : 'default') + '): create a new RedisDatabase on ' + "
+                        "(has(self.name) ? self.name : 'default') + ' and migrate'"
+                    ),
+                    reason=FORBIDDEN,
                 )
             ]
         },
     )
-    name: str | None = Field(
+    name: ProviderSideName | None = Field(
         default=None,
         min_length=1,
-        max_length=63,
-        pattern=NAME_PATTERN,
+        max_length=NAME_MAX_LENGTH,
         description="Provider-side database name (letters, digits, `-` and `_`; up to 63 characters). "
         "Defaults to `<namespace>-<metadata.name>`. Immutable: the provider cannot rename it.",
         json_schema_extra={
             "x-kubernetes-validations": [
+                _format_rule(NAME_PATTERN, "spec.name", NAME_FORMAT),
                 _cel(
                     "self == oldSelf",
                     "spec.name is immutable (the provider-side name never changes): create a new RedisDatabase "
                     "with the new name and migrate",
-                )
+                    message_expression=(
+                        "'spec.name is immutable (' + oldSelf + ' -> ' + self + '): the provider cannot rename a "
+                        "database; create a new RedisDatabase named ' + self + ' and migrate'"
+                    ),
+                    reason=FORBIDDEN,
+                ),
             ]
         },
     )
-    primary_region: str = Field(
+    primary_region: PrimaryRegionCode = Field(
         min_length=3,
-        max_length=32,
-        pattern=REGION_PATTERN,
+        max_length=REGION_MAX_LENGTH,
         description="Region of the primary, e.g. `mad` or `ams` for Fly.io, `us-east-1` or `eu-west-1` for "
         "Upstash. Required. Immutable: it can't be changed later (as `flyctl redis create` warns).",
         json_schema_extra={
             "x-kubernetes-validations": [
+                _format_rule(REGION_PATTERN, "spec.primaryRegion", REGION_FORMAT),
                 _cel(
                     "self == oldSelf",
                     "spec.primaryRegion is immutable: create a new RedisDatabase in the new region and migrate",
-                )
+                    message_expression=(
+                        "'spec.primaryRegion is immutable (' + oldSelf + ' -> ' + self + '): create a new "
+                        "RedisDatabase in ' + self + ' and migrate'"
+                    ),
+                    reason=FORBIDDEN,
+                ),
             ]
         },
     )
-    read_regions: list[str] | None = Field(
+    read_regions: list[ReadRegionCode] | None = Field(
         default=None,
         max_length=32,
         description="Regions that hold a read replica (a set, without the primary). Can be changed at any "
         "time without downtime; reads are served by the nearest replica, writes go to the primary.",
-        json_schema_extra={"x-kubernetes-list-type": "set", "items": {"pattern": REGION_PATTERN, "maxLength": 32}},
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "items": {
+                "maxLength": REGION_MAX_LENGTH,
+                "x-kubernetes-validations": [_format_rule(REGION_PATTERN, "spec.readRegions", REGION_FORMAT)],
+            },
+        },
     )
-    plan: str | None = Field(
+    plan: PlanName | None = Field(
         default=None,
-        pattern=PLAN_PATTERN,
+        max_length=PLAN_MAX_LENGTH,
         description="Pricing plan: `payg` (default), `free`, or a fixed plan such as `fixed_250mb`, `fixed_1gb`, "
         "`fixed_5gb`, `fixed_10gb`, `fixed_50gb` (Upstash also `fixed_100gb`, `fixed_500gb`). Changeable.",
+        json_schema_extra={"x-kubernetes-validations": [_format_rule(PLAN_PATTERN, "spec.plan", PLAN_FORMAT)]},
     )
     eviction: bool | None = Field(
         default=None,
@@ -169,6 +283,20 @@ class RedisDatabaseSpec(CamelModel):
     tls: bool | None = Field(
         default=None,
         description="Require TLS (rediss://). Unset means the provider's default. Set at creation only.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self == oldSelf",
+                    "spec.tls is set at creation only: create a new RedisDatabase with the new setting and migrate",
+                    message_expression=(
+                        "'spec.tls is set at creation only (' + (oldSelf ? 'true' : 'false') + ' -> ' + "
+                        "(self ? 'true' : 'false') + '): keep tls: ' + (oldSelf ? 'true' : 'false') + ', or create a "
+                        "new RedisDatabase with tls: ' + (self ? 'true' : 'false') + ' and migrate'"
+                    ),
+                    reason=FORBIDDEN,
+                )
+            ]
+        },
     )
     connection_secret: ConnectionSecretSpec | None = Field(
         default=None, description="The Secret that receives the connection details."

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redisdb_operator.admission import claim_of, validate_redisdatabase
+from redisdb_operator.admission import catalog_problem, claim_of, validate_redisdatabase
+from redisdb_operator.providers.base import ProviderType
+from redisdb_operator.reconcile import DesiredDatabase, validate_against_catalog
 
 PROVIDERS: dict[str, dict[str, Any]] = {
     "default": {"type": "fly", "organization": "personal", "credentialsSecretRef": {"namespace": "x", "name": "y"}},
@@ -74,13 +76,29 @@ def test_setting_the_name_to_its_default_is_not_a_change() -> None:
 @pytest.mark.parametrize(
     ("spec", "fragment"),
     [
-        ({"primaryRegion": "mad", "providerRef": {"name": "nope"}}, "RedisProvider 'nope' does not exist"),
-        ({"primaryRegion": "us-east-1"}, "spec.primaryRegion 'us-east-1' is not a fly region"),
-        ({"primaryRegion": "mad", "plan": "gold"}, "spec.plan 'gold' is not a fly plan"),
-        ({"primaryRegion": "mad", "plan": "free", "readRegions": ["ams"]}, "allows at most 0 read regions"),
-        ({"primaryRegion": "mad", "readRegions": ["mad"]}, "must not contain the primary region"),
-        ({"readRegions": ["ams"]}, "spec.primaryRegion: Field required"),
+        ({"primaryRegion": "mad", "providerRef": {"name": "nope"}}, "RedisProvider nope does not exist"),
+        ({"primaryRegion": "us-east-1"}, "spec.primaryRegion us-east-1 is not a Fly.io region: use one of ams,"),
+        ({"primaryRegion": "mad", "readRegions": ["xyz"]}, "spec.readRegions: xyz is not a Fly.io region"),
+        ({"primaryRegion": "mad", "plan": "gold"}, "spec.plan gold is not a Fly.io plan: use one of free, payg"),
+        ({"primaryRegion": "mad", "plan": "fixed_100gb"}, "spec.plan fixed_100gb is not a Fly.io plan"),
+        (
+            {"primaryRegion": "mad", "plan": "free", "readRegions": ["ams"]},
+            "spec.readRegions: plan free is single-region but readRegions has 1 (ams): remove readRegions",
+        ),
+        ({"primaryRegion": "mad", "readRegions": ["mad"]}, "must not contain the primary region mad"),
+        ({"readRegions": ["ams"]}, "spec.primaryRegion is required"),
         ({"primaryRegion": "mad", "eviction": "maybe"}, "spec.eviction"),
+        ({"primaryRegion": "MAD"}, "spec.primaryRegion MAD is not a region code: use a lower-case code"),
+        ({"primaryRegion": "mad", "plan": "Gold"}, "spec.plan Gold is not a plan name: use one of free, payg"),
+        ({"primaryRegion": "mad", "name": "-x"}, "spec.name -x is not a valid provider-side name"),
+        (
+            {"primaryRegion": "us-east-1", "providerRef": {"name": "upstash"}, "readRegions": ["us-central1"]},
+            "spec.readRegions: us-central1 (GCP US Central (Iowa)) can be an Upstash primary region but not a read",
+        ),
+        (
+            {"primaryRegion": "us-east-1", "providerRef": {"name": "upstash"}, "plan": "gold"},
+            "spec.plan gold is not an Upstash plan",
+        ),
     ],
 )
 def test_bad_input_is_refused_with_the_field(spec: dict[str, Any], fragment: str) -> None:
@@ -91,9 +109,47 @@ def test_bad_input_is_refused_with_the_field(spec: dict[str, Any], fragment: str
 def test_a_name_claimed_by_another_database_is_refused() -> None:
     claims = {"default/shop-cache": {"other/db"}}
     problem = check({"primaryRegion": "mad"}, claims=claims)
-    assert problem is not None and "already used by RedisDatabase other/db" in problem
+    assert problem is not None and "already used by RedisDatabase other/db; set a different spec.name" in problem
     # its own claim is not a conflict
     assert check({"primaryRegion": "mad"}, claims={"default/shop-cache": {"shop/cache"}}) is None
+
+
+def test_an_unusable_default_name_asks_for_spec_name() -> None:
+    problem = validate_redisdatabase(
+        operation="CREATE",
+        namespace="shop",
+        name="my.cache",
+        spec={"primaryRegion": "mad"},
+        old_spec=None,
+        providers=PROVIDERS,
+        claims={},
+    )
+    assert problem is not None and problem.startswith("spec.name is unset and the default provider-side name shop-my.")
+    assert problem.endswith("set spec.name explicitly")
+    long_name = "c" * 60
+    problem = check({"primaryRegion": "mad"}) or ""
+    assert problem == ""
+    problem = (
+        validate_redisdatabase(
+            operation="CREATE",
+            namespace="shop",
+            name=long_name,
+            spec={"primaryRegion": "mad"},
+            old_spec=None,
+            providers=PROVIDERS,
+            claims={},
+        )
+        or ""
+    )
+    assert "65 characters, at most 63" in problem
+
+
+def test_tls_is_set_at_creation_only() -> None:
+    problem = check({"primaryRegion": "mad", "tls": False}, {"primaryRegion": "mad", "tls": True})
+    assert problem == "spec.tls is set at creation only (true -> false): keep tls: true, or create a new " + (
+        "RedisDatabase with tls: false and migrate"
+    )
+    assert check({"primaryRegion": "mad", "tls": True}, {"primaryRegion": "mad"}) is None
 
 
 def test_claims_key_by_provider_and_effective_name() -> None:
@@ -121,3 +177,54 @@ def test_no_input_makes_validation_raise(spec: dict[str, Any], old: dict[str, An
         operation=operation, namespace="ns", name="n", spec=spec, old_spec=old, providers=PROVIDERS, claims={}
     )
     assert result is None or (isinstance(result, str) and result)
+
+
+region_like = st.sampled_from(["mad", "ams", "us-east-1", "us-central1", "af-south-1", "zzz"]) | st.text(max_size=8)
+provider_specs = st.fixed_dictionaries(
+    {"type": st.sampled_from(["fly", "upstash"]) | st.text(max_size=5)},
+    optional={"organization": st.text(max_size=5), "credentialsSecretRef": json_values},
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    spec=spec_like
+    | st.fixed_dictionaries({"primaryRegion": region_like}, optional={"readRegions": st.lists(region_like)}),
+    provider=provider_specs,
+    namespace=st.text(max_size=40),
+    name=st.text(max_size=40),
+    claimed_by=st.sets(st.text(max_size=8), max_size=3),
+)
+def test_no_provider_or_claim_makes_validation_raise(
+    spec: dict[str, Any], provider: dict[str, Any], namespace: str, name: str, claimed_by: set[str]
+) -> None:
+    claims = {claim_of(spec, namespace, name) or "x": claimed_by}
+    result = validate_redisdatabase(
+        operation="CREATE",
+        namespace=namespace,
+        name=name,
+        spec=spec,
+        old_spec=None,
+        providers={"default": provider},
+        claims=claims,
+    )
+    assert result is None or (isinstance(result, str) and result)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    primary=region_like,
+    read_regions=st.frozensets(region_like, max_size=4),
+    plan=st.sampled_from(["free", "payg", "fixed_100gb", "gold"]) | st.text(max_size=6),
+    provider_type=st.sampled_from(list(ProviderType)),
+)
+def test_catalog_problem_answers_every_combination(
+    primary: str, read_regions: frozenset[str], plan: str, provider_type: ProviderType
+) -> None:
+    desired = DesiredDatabase(
+        name="n", primary_region=primary, read_regions=read_regions, plan=plan, eviction=False, tls=None
+    )
+    result = catalog_problem(provider_type, desired)
+    assert result is None or result.startswith("spec.")
+    if result is None:  # what admission lets through, the reconciler's pre-flight check accepts
+        assert validate_against_catalog(provider_type, desired) is None
