@@ -53,6 +53,15 @@ class ControllerConfig:
     max_concurrent_reconciles: int = 32
 
 
+def _normal_event(body: kopf.Body, *, reason: str, message: str) -> None:
+    # kopf.event, not kopf.info: handler log lines stay out of the API (posting level WARNING), Events do not.
+    kopf.event(body, type="Normal", reason=reason, message=message)
+
+
+def _warning_event(body: kopf.Body, *, reason: str, message: str) -> None:
+    kopf.event(body, type="Warning", reason=reason, message=message)
+
+
 def utcnow() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -136,7 +145,7 @@ class DatabaseController:
             )
         previous = condition(status.get("conditions"), "Synced")
         if previous is None or previous.get("reason") != verdict.reason or previous.get("status") != "False":
-            kopf.warn(body, reason=verdict.reason, message=verdict.message)
+            _warning_event(body, reason=verdict.reason, message=verdict.message)
         patch.status["conditions"] = conditions
 
     async def _reconcile(
@@ -193,9 +202,9 @@ class DatabaseController:
             summary = "; ".join(change.describe() for change in action.changes)
             is_drift = generation == status.get("observedGeneration") and not fresh
             if is_drift:
-                kopf.warn(body, reason="DriftRepaired", message=f"changed at the provider, repaired: {summary}")
+                _warning_event(body, reason="DriftRepaired", message=f"changed at the provider, repaired: {summary}")
             else:
-                kopf.info(body, reason="Updated", message=f"updated at the provider: {summary}")
+                _normal_event(body, reason="Updated", message=f"updated at the provider: {summary}")
         else:
             assert isinstance(action, NoAction)
 
@@ -209,7 +218,7 @@ class DatabaseController:
                 observed = await client.reset_password(observed.id)
                 handle.observer.remember(observed)
                 rotated_at = utcnow()
-                kopf.info(body, reason="PasswordRotated", message="the provider issued a new password")
+                _normal_event(body, reason="PasswordRotated", message="the provider issued a new password")
             handled_rotation = rotation
 
         secret_name = spec.effective_secret_name(name)
@@ -285,7 +294,7 @@ class DatabaseController:
         existing = await client.find_by_name(desired.name)
         if existing is not None:
             if recorded_id is None:
-                kopf.info(body, reason="Adopted", message=f"adopted the existing provider database {existing.name}")
+                _normal_event(body, reason="Adopted", message=f"adopted the existing provider database {existing.name}")
             await self._record_id(body, existing.id)
             handle.observer.remember(existing)
             return existing, False
@@ -293,13 +302,13 @@ class DatabaseController:
         await self._record_id(body, created.id)
         handle.observer.remember(created)
         if action.recreate:
-            kopf.warn(
+            _warning_event(
                 body,
                 reason="DriftRecreated",
                 message=f"the provider database {recorded_id} was deleted outside Kubernetes; created {created.id}",
             )
         else:
-            kopf.info(
+            _normal_event(
                 body,
                 reason="Created",
                 message=f"created {created.name} ({created.id}) in {created.primary_region}",
@@ -345,7 +354,7 @@ class DatabaseController:
                 await self._kube.create(secret_path(namespace), rendered)
             except KubeConflict:
                 raise kopf.TemporaryError("the Secret appeared concurrently; retrying", delay=1) from None
-            kopf.info(body, reason="SecretWritten", message=f"wrote connection Secret {secret_name}")
+            _normal_event(body, reason="SecretWritten", message=f"wrote connection Secret {secret_name}")
             return
         old_hash = (existing["metadata"].get("annotations") or {}).get(secrets.ANNOTATION_CONTENT_HASH)
         new_hash = rendered["metadata"]["annotations"][secrets.ANNOTATION_CONTENT_HASH]
@@ -353,7 +362,7 @@ class DatabaseController:
             return
         rendered["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         await self._kube.replace(secret_path(namespace, secret_name), rendered)
-        kopf.info(body, reason="SecretWritten", message=f"updated connection Secret {secret_name}")
+        _normal_event(body, reason="SecretWritten", message=f"updated connection Secret {secret_name}")
 
     # --- delete ---------------------------------------------------------------------------------------------
 
@@ -370,13 +379,13 @@ class DatabaseController:
         try:
             spec = RedisDatabaseSpec.model_validate(dict(body.spec))
         except ValidationError:
-            kopf.warn(body, reason="Orphaned", message="the spec is invalid; nothing was deleted at the provider")
+            _warning_event(body, reason="Orphaned", message="the spec is invalid; nothing was deleted at the provider")
             return
         if spec.effective_deletion_policy() is DeletionPolicy.ORPHAN:
-            kopf.info(body, reason="Orphaned", message="deletionPolicy is Orphan: the provider database is kept")
+            _normal_event(body, reason="Orphaned", message="deletionPolicy is Orphan: the provider database is kept")
             return
         if (meta.annotations or {}).get(ANNOTATION_FORCE_ORPHAN) == "true":
-            kopf.warn(body, reason="Orphaned", message=f"{ANNOTATION_FORCE_ORPHAN} is set: the database is kept")
+            _warning_event(body, reason="Orphaned", message=f"{ANNOTATION_FORCE_ORPHAN} is set: the database is kept")
             return
         async with self._lock_for(meta.uid):
             try:
@@ -389,7 +398,7 @@ class DatabaseController:
                 if database_id is not None:
                     await handle.client.delete(database_id)
                     handle.observer.forget(database_id)
-                    kopf.info(body, reason="Deleted", message=f"deleted provider database {database_id}")
+                    _normal_event(body, reason="Deleted", message=f"deleted provider database {database_id}")
             except Exception as error:
                 verdict = classify_error(error)
                 message = (
