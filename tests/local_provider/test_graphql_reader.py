@@ -13,7 +13,8 @@ def test_arguments_of_every_literal_kind_and_variables() -> None:
         # a comment
         mutation M($name: String = "fallback", $regions: [String!]!) {
           op: updateAddOn(input: {name: $name, readRegions: $regions, n: -3, f: 1.5e2, on: true, off: false,
-                                  none: null, kind: upstash_redis, text: "a\\"b\\u00e9", block: \"\"\"x\"\"\"}) { addOn { id } }
+                                  none: null, kind: upstash_redis, text: "a\\"b\\u00e9",
+                                  block: \"\"\"x\"\"\"}) { addOn { id } }
         }
         """
     )

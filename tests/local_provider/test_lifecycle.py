@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -116,3 +117,28 @@ async def test_sigterm_stops_every_redis_server(tmp_path: Path) -> None:
         assert provider.stop() == 0
         assert provider.leftover_redis_servers(timeout=0) == [], "SIGTERM waits for its redis-servers"
         assert not provider.port_file.exists()
+
+
+async def test_a_crashed_redis_server_is_restarted_with_its_data(local_provider: LocalProvider) -> None:
+    async with httpx.AsyncClient(
+        base_url=local_provider.upstash_url, auth=local_provider.upstash_auth, timeout=60
+    ) as api:
+        created = (
+            await api.post(
+                "/redis/database",
+                json={"database_name": unique("crashy"), "region": "global", "primary_region": "us-west-1"},
+            )
+        ).json()
+        database_id, password, port = created["database_id"], created["password"], created["port"]
+        async with redis_client(port, password) as client:
+            await client.set("before-crash", "kept")
+        old_pid = local_provider.admin.database(database_id)["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            pid = local_provider.admin.database(database_id)["pid"]
+            return bool(pid) and pid != old_pid and await replica_value(port, password, "before-crash") == "kept"
+
+        assert await eventually(restarted, within=15)
+        assert local_provider.admin.database(database_id)["port"] == port
+        await api.delete(f"/redis/database/{database_id}")

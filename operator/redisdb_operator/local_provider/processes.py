@@ -125,7 +125,7 @@ class RedisInstance:
             return None
         return self.process.pid
 
-    def _write_secrets(self) -> Path:
+    def _write_secrets(self) -> None:
         path = self.data_dir / "secrets.conf"
         lines = [f'requirepass "{self.settings.password}"']
         if self.settings.replica_of is not None:
@@ -135,7 +135,6 @@ class RedisInstance:
         with os.fdopen(fd, "w") as handle:
             handle.write("\n".join(lines) + "\n")
         os.replace(tmp, path)
-        return path
 
     def _argv(self, secrets: Path) -> list[str]:
         is_replica = self.settings.replica_of is not None
@@ -173,30 +172,37 @@ class RedisInstance:
     async def start(self, preferred_port: int | None = None, wait_seconds: float = 30.0) -> None:
         """Start the process and return once it answers PING; retries on a lost port race."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        secrets = self._write_secrets()
+        self._write_secrets()
         last_error: Exception | None = None
         for attempt in range(3):
             self.port = self.ports.allocate(preferred_port if attempt == 0 else None)
             self._stopping = False
-            self.process = await asyncio.create_subprocess_exec(
-                *self._argv(secrets),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-                close_fds=True,
-            )
             try:
-                await self._wait_ready(wait_seconds)
+                await self._spawn(wait_seconds)
             except RedisStartError as error:
                 last_error = error
                 await self._kill()
                 self.ports.release(self.port)
                 log.warning("redis-server %s did not start on port %d (attempt %d)", self.label, self.port, attempt + 1)
                 continue
-            self._watch = asyncio.create_task(self._watch_exit(self.process))
+            self._watch = asyncio.create_task(self._watch_exit(self._running()))
             return
         raise RedisStartError(f"redis-server {self.label} failed to start: {last_error}")
+
+    def _running(self) -> asyncio.subprocess.Process:
+        assert self.process is not None
+        return self.process
+
+    async def _spawn(self, wait_seconds: float) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self._argv(self.data_dir / "secrets.conf"),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            close_fds=True,
+        )
+        await self._wait_ready(wait_seconds)
 
     async def _wait_ready(self, wait_seconds: float) -> None:
         assert self.process is not None
@@ -263,9 +269,27 @@ class RedisInstance:
         self._write_secrets()
 
     async def _watch_exit(self, process: asyncio.subprocess.Process) -> None:
+        """Restart a redis-server that died on its own, on the same port and data, like a managed service would."""
         code = await process.wait()
-        if not self._stopping:
-            log.error("redis-server %s (pid %d) exited unexpectedly with status %s", self.label, process.pid, code)
+        if self._stopping:
+            return
+        log.error("redis-server %s (pid %d) exited unexpectedly with status %s", self.label, process.pid, code)
+        for attempt in range(5):
+            await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+            if self._stopping:
+                return
+            try:
+                await self._spawn(30.0)
+            except RedisStartError:
+                await self._kill()
+                continue
+            if self._stopping:  # stop() ran while we were starting it
+                await self._kill()
+                return
+            log.warning("redis-server %s restarted on port %d (pid %d)", self.label, self.port, self._running().pid)
+            self._watch = asyncio.create_task(self._watch_exit(self._running()))
+            return
+        log.error("gave up restarting redis-server %s", self.label)
 
     async def _kill(self) -> None:
         if self.process is not None and self.process.returncode is None:
