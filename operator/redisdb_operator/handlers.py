@@ -67,6 +67,8 @@ def register(registry: kopf.OperatorRegistry, *, resync_interval: float, webhook
     )
     kopf.on.delete(*DATABASES, id="delete", registry=registry)(on_redisdatabase_delete)
     kopf.on.event(*PROVIDERS, id="provider-changed", registry=registry)(on_redisprovider_event)
+    if not webhook:
+        return  # kopf refuses admission handlers without a server; the indexes only serve the webhook
 
     def index_providers(name: str, spec: Mapping[str, Any], **_: Any) -> dict[str, Mapping[str, Any]]:
         return {name: dict(spec)}

@@ -139,6 +139,7 @@ async def run_operator(args: argparse.Namespace) -> None:
     register(
         registry,
         resync_interval=args.resync_interval,
+        webhook=bool(args.webhook_listen),
         webhook_ignore_failures=args.webhook_failure_policy == "Ignore",
     )
 
