@@ -35,7 +35,13 @@ class _FirstOf(Mapping[str, Mapping[str, Any]]):
         return len(self._index)
 
 
-def register(registry: kopf.OperatorRegistry, *, resync_interval: float, webhook_ignore_failures: bool = True) -> None:
+def register(
+    registry: kopf.OperatorRegistry,
+    *,
+    resync_interval: float,
+    webhook: bool = True,
+    webhook_ignore_failures: bool = True,
+) -> None:
     """Register every handler in `registry`; intervals come from configuration, hence no module-level decorators."""
 
     async def on_redisdatabase_change(
