@@ -250,6 +250,46 @@ class ControlPlane:
     def is_running(self) -> bool:
         return self._healthy()
 
+    def restart_member(self, name: str, *, timeout: float = 90.0) -> float:
+        """Stop one process (etcd, kube-apiserver or kube-controller-manager) and start it again with the same
+        arguments, ports and data; return the seconds until it answered again. For chaos tests: clients must
+        reconnect by themselves."""
+        with self._locked():
+            state = self.state()
+            if state is None:
+                raise ControlPlaneError("no control plane is recorded in this state dir")
+            index = next((i for i, record in enumerate(state.processes) if record.name == name), None)
+            if index is None:
+                raise ControlPlaneError(f"no control-plane process named {name!r}; known: {BINARIES}")
+            old = state.processes[index]
+            try:
+                argv = Path(f"/proc/{old.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            except OSError as error:
+                raise ControlPlaneError(f"{name} (pid {old.pid}) is not running") from error
+            args = [arg.decode() for arg in argv[1:]]
+            started = time.monotonic()
+            self._terminate(old)
+            self._children.pop(old.pid, None)
+            del state.processes[index]
+            record = self._spawn(state, name, args)
+            state.processes.remove(record)
+            state.processes.insert(index, record)
+            state.save(self._state_file)
+            deadline = time.monotonic() + timeout
+            api = next(record for record in state.processes if record.name == "kube-apiserver")
+
+            def etcd_ready() -> bool:
+                return _http_ok(f"http://127.0.0.1:{state.etcd_port}/health")
+
+            def apiserver_ready() -> bool:
+                return self._ok(state.server, "/readyz")
+
+            if name == "etcd":
+                self._wait(record, deadline, "etcd after a restart", etcd_ready)
+            # Whatever restarted, the apiserver must serve again (it reconnects to etcd by itself).
+            self._wait(api, deadline, f"kube-apiserver after {name} restarted", apiserver_ready)
+            return time.monotonic() - started
+
     # -- internals --------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

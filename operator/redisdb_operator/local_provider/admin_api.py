@@ -15,6 +15,7 @@ from aiohttp import web
 from ..providers import catalog
 from .gate import WireGate
 from .registry import Registry, RegistryError
+from .settings import Settings
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
@@ -33,9 +34,10 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 
 class AdminApi:
-    def __init__(self, registry: Registry, gate: WireGate) -> None:
+    def __init__(self, registry: Registry, gate: WireGate, settings: Settings | None = None) -> None:
         self.registry = registry
         self.gate = gate
+        self.settings = settings
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -48,6 +50,7 @@ class AdminApi:
             web.get("/admin/databases", self.databases),
             web.get("/admin/databases/{id}", self.database),
             web.post("/admin/databases/{id}/drift", self.drift),
+            web.get("/admin/issued-credentials", self.issued_credentials),
         ]
 
     async def health(self, request: web.Request) -> web.StreamResponse:
@@ -55,11 +58,13 @@ class AdminApi:
 
     async def counters(self, request: web.Request) -> web.StreamResponse:
         calls = dict(sorted(self.gate.counters.items()))
-        return web.json_response({"calls": calls, "total": sum(calls.values())})
+        injected = dict(sorted(self.gate.injected.items()))
+        return web.json_response({"calls": calls, "total": sum(calls.values()), "injected": injected})
 
     async def reset_counters(self, request: web.Request) -> web.StreamResponse:
         self.gate.counters.clear()
-        return web.json_response({"calls": {}, "total": 0})
+        self.gate.injected.clear()
+        return web.json_response({"calls": {}, "total": 0, "injected": {}})
 
     async def get_faults(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.gate.faults.to_json())
@@ -104,3 +109,16 @@ class AdminApi:
         except RegistryError as error:
             return web.json_response({"error": error.message}, status=404 if error.kind == "not_found" else 400)
         return web.json_response(database.describe())
+
+    async def issued_credentials(self, request: web.Request) -> web.StreamResponse:
+        """TEST-ONLY: every password ever issued and every API token/key accepted, for secret-hygiene scans.
+
+        Like the rest of the admin API this is unauthenticated and meant for loopback only; a real provider has
+        no such thing. Tests use it to prove that no credential ever reached a log, an Event or a status.
+        """
+        if request.remote not in ("127.0.0.1", "::1"):
+            return web.json_response({"error": "loopback only"}, status=403)
+        tokens: list[str] = []
+        if self.settings is not None:
+            tokens = [*self.settings.fly_tokens, *self.settings.upstash_accounts.values()]
+        return web.json_response({"passwords": self.registry.issued_passwords(), "tokens": tokens})

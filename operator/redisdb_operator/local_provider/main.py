@@ -45,7 +45,7 @@ async def _internal_errors(
 
 def build_app(registry: Registry, gate: WireGate, settings: Settings) -> web.Application:
     app = web.Application(middlewares=[_internal_errors])
-    app.add_routes(AdminApi(registry, gate).routes())
+    app.add_routes(AdminApi(registry, gate, settings).routes())
     app.add_routes(FlyApi(registry, gate, settings).routes())
     app.add_routes(UpstashApi(registry, gate, settings).routes())
     return app

@@ -225,6 +225,19 @@ class Registry:
             raise RegistryError("not_found", "database not found")
         return database
 
+    def issued_passwords(self) -> list[dict[str, Any]]:
+        """Test-only: every password this provider ever issued (durable across restarts), newest last."""
+        return [
+            {
+                "database_id": database_id,
+                "name": name,
+                "password": password,
+                "issued_at": issued_at,
+                "current": database_id in self.databases and self.databases[database_id].record.password == password,
+            }
+            for database_id, name, password, issued_at in self.store.issued()
+        ]
+
     # -- changes -------------------------------------------------------------------------------------------------
 
     async def create(
@@ -270,6 +283,7 @@ class Registry:
                 log.error("create of %s (%s) failed: %s", record.id, name, error)
                 raise RegistryError("unavailable", "could not start the database; try again") from error
             self.store.save(record)
+            self.store.record_issued(record.id, name, record.password, time.time())
             self.databases[record.id] = database
         finally:
             self._reserved.discard(key)
@@ -357,6 +371,7 @@ class Registry:
             await database.primary.set_password(new_password)
             record.password = new_password
             self.store.save(record)
+            self.store.record_issued(record.id, record.name, new_password, time.time())
             for region, replica in database.replicas.items():
                 try:
                     await replica.set_password(new_password)

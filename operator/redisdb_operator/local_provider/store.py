@@ -57,6 +57,11 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS databases (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
+        # Test-only bookkeeping: every password ever issued, so tests can prove none leaked anywhere.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS issued_passwords "
+            "(database_id TEXT NOT NULL, name TEXT NOT NULL, password TEXT NOT NULL, issued_at REAL NOT NULL)"
+        )
 
     def load(self) -> list[DatabaseRecord]:
         rows = self._db.execute("SELECT body FROM databases ORDER BY rowid").fetchall()
@@ -70,6 +75,18 @@ class Store:
 
     def delete(self, database_id: str) -> None:
         self._db.execute("DELETE FROM databases WHERE id = ?", (database_id,))
+
+    def record_issued(self, database_id: str, name: str, password: str, issued_at: float) -> None:
+        self._db.execute(
+            "INSERT INTO issued_passwords (database_id, name, password, issued_at) VALUES (?, ?, ?, ?)",
+            (database_id, name, password, issued_at),
+        )
+
+    def issued(self) -> list[tuple[str, str, str, float]]:
+        rows = self._db.execute(
+            "SELECT database_id, name, password, issued_at FROM issued_passwords ORDER BY rowid"
+        ).fetchall()
+        return [(str(a), str(b), str(c), float(d)) for a, b, c, d in rows]
 
     def close(self) -> None:
         self._db.close()
