@@ -42,12 +42,13 @@ class WebhookBootstrap:
 
     @property
     def dns_names(self) -> list[str]:
+        """The Service's DNS names; the bare name last, as it becomes the CN (at most 64 characters)."""
         service, namespace = self.service_name, self.service_namespace
         return [
-            service,
-            f"{service}.{namespace}",
             f"{service}.{namespace}.svc",
             f"{service}.{namespace}.svc.cluster.local",
+            f"{service}.{namespace}",
+            service,
         ]
 
 

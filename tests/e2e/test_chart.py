@@ -1,0 +1,409 @@
+"""The Helm chart against the real apiserver: lint, server-side dry-run of every values file, install and upgrade,
+and least privilege: the operator, run under the chart's ServiceAccount (TokenRequest token, never the admin
+certificate), takes a database through create -> update -> rotate -> delete; without one ClusterRole rule it cannot.
+
+There is no kubelet, so the chart's Deployment never runs a pod: the operator runs as a local process with the
+same flags the Deployment passes, and the apiserver reaches its webhook on 127.0.0.1 with the certificate the
+operator bootstrapped into the chart's Secret and the chart's ValidatingWebhookConfiguration.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.harness.cluster import (
+    _RUNNERS,
+    Cluster,
+    KubectlError,
+    apply,
+    get_json,
+    helm,
+    kubectl,
+    service_account_kubeconfig,
+    wait_for,
+)
+from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, UPSTASH_API_KEY, UPSTASH_EMAIL, LocalProvider
+from tests.harness.operator import REPO, OperatorProcess, free_port, secret_data, start_operator, wait_gone, wait_ready
+
+CHART = REPO / "charts" / "redisdb-operator"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+RELEASE = "rdbop"
+FULLNAME = "rdbop-redisdb-operator"
+# How a refused request shows in the operator log (kopf's APIForbiddenError, our KubeError), not a timestamp's ",403".
+FORBIDDEN = re.compile(r"Forbidden|forbidden|API 403|status=403")
+CERT_MANAGER_STUB_CRDS = [
+    ("certificates", "Certificate", "Namespaced"),
+    ("issuers", "Issuer", "Namespaced"),
+    ("clusterissuers", "ClusterIssuer", "Cluster"),
+]
+
+
+def server_version() -> str:
+    version = json.loads(kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    return str(version)
+
+
+def render(namespace: str, *values_args: str, release: str = RELEASE) -> str:
+    args = ["template", release, str(CHART), "--namespace", namespace, "--kube-version", server_version()]
+    return helm(*args, *values_args).stdout
+
+
+def documents(rendered: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+@pytest.fixture(scope="module")
+def release_namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"redisdb-chart-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    helm("uninstall", RELEASE, "--namespace", name, "--wait=false", check=False)
+    cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="module")
+def cert_manager_crds(cluster: Cluster) -> None:
+    """cert-manager is not installed here: stand-in CRDs (any spec) let the apiserver accept its kinds in a dry run."""
+    stubs = []
+    for plural, kind, scope in CERT_MANAGER_STUB_CRDS:
+        stubs.append(
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.cert-manager.io"},
+                "spec": {
+                    "group": "cert-manager.io",
+                    "names": {"plural": plural, "kind": kind},
+                    "scope": scope,
+                    "versions": [
+                        {
+                            "name": "v1",
+                            "served": True,
+                            "storage": True,
+                            "schema": {
+                                "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                            },
+                        }
+                    ],
+                },
+            }
+        )
+    apply(stubs)
+    names = [f"{plural}.cert-manager.io" for plural, _, _ in CERT_MANAGER_STUB_CRDS]
+    cluster.kubectl("wait", "--for=condition=Established", "crd", *names)
+
+
+# -- static checks --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=["default", *(p.name for p in CI_VALUES)])
+def test_helm_lint_strict(cluster: Cluster, values: Path | None) -> None:
+    args = ["lint", "--strict", str(CHART), "--kube-version", server_version()]
+    if values:
+        args += ["-f", str(values)]
+    result = helm(*args)
+    assert "0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
+
+
+def test_chart_crds_are_the_generated_ones(cluster: Cluster) -> None:
+    """files/crds is a copy of crds/ (generated from models.py); the rendered CRDs carry the same spec."""
+    for generated in sorted((REPO / "crds").glob("*.yaml")):
+        copy = CHART / "files" / "crds" / generated.name
+        assert copy.read_text() == generated.read_text(), f"run: cp crds/{generated.name} {copy.relative_to(REPO)}"
+    rendered = {doc["metadata"]["name"]: doc for doc in documents(render("redisdb-system"))}
+    for generated in sorted((REPO / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(generated.read_text())
+        assert rendered[crd["metadata"]["name"]]["spec"] == crd["spec"]
+        assert rendered[crd["metadata"]["name"]]["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+
+
+def test_rbac_has_no_wildcards_and_no_secret_listing(cluster: Cluster) -> None:
+    for values in [None, *CI_VALUES]:
+        extra = ["-f", str(values)] if values else []
+        for doc in documents(render("redisdb-system", *extra)):
+            if doc["kind"] not in ("ClusterRole", "Role"):
+                continue
+            for rule in doc["rules"]:
+                for key in ("apiGroups", "resources", "verbs"):
+                    assert "*" not in rule.get(key, []), (values, rule)
+                assert all("/" not in group for group in rule["apiGroups"]), "apiGroups are group names, no versions"
+                if "secrets" in rule["resources"]:
+                    assert not {"list", "watch", "delete"} & set(rule["verbs"]), rule
+
+
+def test_no_per_render_randomness(cluster: Cluster) -> None:
+    """Two renders are identical: no genCA / randAlphaNum, so GitOps never sees churn from the chart itself."""
+    args = ["-f", str(CHART / "ci" / "providers-values.yaml")]
+    assert render("redisdb-system", *args) == render("redisdb-system", *args)
+
+
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=["default", *(p.name for p in CI_VALUES)])
+def test_template_passes_server_side_dry_run(
+    cluster: Cluster, crds: None, cert_manager_crds: None, release_namespace: str, values: Path | None
+) -> None:
+    extra = ["-f", str(values)] if values else []
+    rendered = render(release_namespace, *extra, release=f"dry{secrets.token_hex(2)}")
+    result = kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
+    kinds = {doc["kind"] for doc in documents(rendered)}
+    assert {"Deployment", "ServiceAccount", "ValidatingWebhookConfiguration", "Service"} <= kinds
+    assert "dry run" in result.stdout
+
+
+# -- install, upgrade, least privilege -----------------------------------------------------------------------
+
+
+def provider_values(local_provider: LocalProvider) -> dict[str, Any]:
+    return {
+        "providers": [
+            {
+                "name": "chart-fly",
+                "type": "fly",
+                "url": local_provider.url,
+                "organization": FLY_ORG,
+                "credentials": {"token": FLY_TOKEN},
+            },
+            {
+                "name": "chart-upstash",
+                "type": "upstash",
+                "url": local_provider.upstash_url,
+                "credentials": {"email": UPSTASH_EMAIL, "apiKey": UPSTASH_API_KEY},
+            },
+        ],
+        # CRDs come from the session's `crds` fixture (crds/ applied server-side); the chart's own copy is
+        # proven by the dry runs above.
+        "crds": {"install": False},
+        # There is no Service routing here; the test points the webhook at the local process below.
+        "webhook": {"timeoutSeconds": 5},
+    }
+
+
+@pytest.fixture(scope="module")
+def installed(
+    cluster: Cluster, crds: None, local_provider: LocalProvider, release_namespace: str, tmp_path_factory: Any
+) -> Path:
+    values = tmp_path_factory.mktemp("chart") / "values.yaml"
+    values.write_text(yaml.safe_dump(provider_values(local_provider)))
+    result = helm("install", RELEASE, str(CHART), "--namespace", release_namespace, "-f", str(values))
+    assert "STATUS: deployed" in result.stdout
+    return values
+
+
+def test_install_then_upgrade(cluster: Cluster, installed: Path, release_namespace: str) -> None:
+    deployment = get_json("deployment", FULLNAME, release_namespace)
+    assert deployment is not None
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["requests"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "--resync-interval=300" in container["args"]
+    for kind, name in [("redisprovider", "chart-fly"), ("redisprovider", "chart-upstash")]:
+        assert get_json(kind, name) is not None
+
+    result = helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        release_namespace,
+        "-f",
+        str(installed),
+        "--set",
+        "operator.resyncInterval=60",
+    )
+    assert "STATUS: deployed" in result.stdout and "REVISION: 2" in result.stdout
+    deployment = get_json("deployment", FULLNAME, release_namespace)
+    assert deployment is not None
+    assert "--resync-interval=60" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    history = json.loads(helm("history", RELEASE, "--namespace", release_namespace, "-o", "json").stdout)
+    assert [entry["status"] for entry in history] == ["superseded", "deployed"]
+
+
+def deployment_args(release_namespace: str) -> list[str]:
+    deployment = get_json("deployment", FULLNAME, release_namespace)
+    assert deployment is not None
+    args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+def start_as_chart_service_account(
+    cluster: Cluster, release_namespace: str, workdir: Path, kubeconfig: Path
+) -> OperatorProcess:
+    """The operator with the Deployment's webhook flags, except that it listens on 127.0.0.1 and a local cert dir."""
+    args = deployment_args(release_namespace)
+    bootstrap_flags = [arg for arg in args if arg.split("=")[0] in ("--webhook-cert-secret", "--webhook-service")]
+    bootstrap_flags += [arg for arg in args if arg.startswith("--webhook-configuration=")]
+    assert len(bootstrap_flags) == 3, args
+    webhook_port = free_port()
+    operator = start_operator(
+        cluster,
+        workdir,
+        webhook=False,
+        kubeconfig=kubeconfig,
+        extra_args=[
+            f"--webhook-listen=127.0.0.1:{webhook_port}",
+            f"--webhook-cert-dir={workdir / 'webhook-certs'}",
+            *bootstrap_flags,
+        ],
+    )
+    operator.env["WEBHOOK_PORT"] = str(webhook_port)
+    return operator
+
+
+def route_webhook_to(port: int | None, release_namespace: str = "") -> None:
+    """What a Service would do in a real cluster: send the chart's webhook to the operator (on 127.0.0.1);
+    port None puts the chart's `service:` reference back (helm's 3-way merge would not remove a `url`)."""
+    configuration = get_json("validatingwebhookconfiguration", FULLNAME)
+    assert configuration is not None
+    client_config: dict[str, Any] = {"caBundle": configuration["webhooks"][0]["clientConfig"]["caBundle"]}
+    if port is None:
+        client_config["service"] = {
+            "name": f"{FULLNAME}-webhook",
+            "namespace": release_namespace,
+            "path": "/validate-redisdatabase",
+            "port": 443,
+        }
+    else:
+        client_config["url"] = f"https://127.0.0.1:{port}/validate-redisdatabase"
+    patch = [
+        {"op": "replace", "path": "/webhooks/0/clientConfig", "value": client_config},
+        {"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore" if port is None else "Fail"},
+    ]
+    kubectl("patch", "validatingwebhookconfiguration", FULLNAME, "--type=json", "-p", json.dumps(patch))
+
+
+def database(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "redisdb.dev/v1alpha1",
+        "kind": "RedisDatabase",
+        "metadata": {"name": name},
+        "spec": {"providerRef": {"name": "chart-fly"}, "primaryRegion": "mad", **spec},
+    }
+
+
+def test_least_privilege_lifecycle(
+    cluster: Cluster,
+    installed: Path,
+    release_namespace: str,
+    local_provider: LocalProvider,
+    namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    service_account = FULLNAME
+    sa_kubeconfig = service_account_kubeconfig(cluster, release_namespace, service_account, tmp_path / "sa.kubeconfig")
+    who = f"system:serviceaccount:{release_namespace}:{service_account}"
+    for verb, resource in [("list", "secrets"), ("delete", "secrets"), ("watch", "secrets"), ("update", "pods")]:
+        allowed = kubectl("auth", "can-i", verb, resource, "--all-namespaces", f"--as={who}", check=False)
+        assert allowed.stdout.strip() == "no", (verb, resource)
+    other = kubectl("auth", "can-i", "update", "validatingwebhookconfigurations/other", f"--as={who}", check=False)
+    assert other.stdout.strip() == "no"
+
+    operator = start_as_chart_service_account(cluster, release_namespace, tmp_path / "op", sa_kubeconfig)
+    request.node.stash[_RUNNERS] = operator.runner
+    try:
+        # The bootstrap: one Secret holds the CA and serving cert; the chart's configuration trusts that CA.
+        cert = secret_data(f"{FULLNAME}-webhook-cert", release_namespace)
+        configuration = get_json("validatingwebhookconfiguration", FULLNAME)
+        assert configuration is not None
+        assert base64.b64decode(configuration["webhooks"][0]["clientConfig"]["caBundle"]).decode() == cert["ca.crt"]
+        port = int(operator.env["WEBHOOK_PORT"])
+        context = ssl.create_default_context(cadata=cert["ca.crt"])
+        service_host = f"{FULLNAME}-webhook.{release_namespace}.svc"
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=service_host) as tls,
+        ):
+            assert tls.version()
+        route_webhook_to(port)
+
+        # The webhook answers through the apiserver with the bootstrapped certificate (failurePolicy Fail above).
+        with pytest.raises(KubectlError, match="no-such-provider"):
+            apply(database("bad", providerRef={"name": "no-such-provider"}), namespace)
+
+        # create
+        apply(database("cache", readRegions=["ams"]), namespace)
+        obj = wait_ready("cache", namespace)
+        database_id = obj["status"]["databaseId"]
+        password = secret_data("cache-redis", namespace)["REDIS_PASSWORD"]
+        # update
+        apply(database("cache", readRegions=["ams", "fra"]), namespace)
+        obj = wait_ready("cache", namespace, generation=2)
+        assert obj["status"]["readRegions"] == ["ams", "fra"]
+        assert sorted(local_provider.admin.database(database_id)["read_regions"]) == ["ams", "fra"]
+        # rotate
+        kubectl("annotate", "redisdatabase", "cache", "-n", namespace, "redisdb.dev/rotate-password=first")
+
+        def rotated() -> bool:
+            status = (get_json("redisdatabase", "cache", namespace) or {}).get("status") or {}
+            return status.get("lastHandledRotation") == "first" and bool(status.get("passwordRotatedAt"))
+
+        wait_for(rotated, 60, message="password rotation handled")
+        wait_for(lambda: secret_data("cache-redis", namespace)["REDIS_PASSWORD"] != password, 30, message="new pwd")
+        # delete
+        kubectl("delete", "redisdatabase", "cache", "-n", namespace, "--timeout=60s")
+        wait_gone("redisdatabase", "cache", namespace)
+        assert database_id not in {item["id"] for item in local_provider.admin.databases()}
+    finally:
+        operator.runner.stop_all()
+    assert not FORBIDDEN.search(operator.log()), operator.log()[-3000:]
+
+
+def test_a_missing_rule_breaks_it(
+    cluster: Cluster,
+    installed: Path,
+    release_namespace: str,
+    namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Without `redisdatabases/status: patch` the operator cannot report Ready; with the rule back it does."""
+    role = get_json("clusterrole", FULLNAME)
+    assert role is not None
+    original = [dict(rule) for rule in role["rules"]]
+    role["rules"] = [rule for rule in original if rule["resources"] != ["redisdatabases/status"]]
+    assert len(role["rules"]) == len(original) - 1
+    kubectl("replace", "-f", "-", input=json.dumps(role))
+
+    sa_kubeconfig = service_account_kubeconfig(cluster, release_namespace, FULLNAME, tmp_path / "sa.kubeconfig")
+    operator = start_as_chart_service_account(cluster, release_namespace, tmp_path / "op", sa_kubeconfig)
+    request.node.stash[_RUNNERS] = operator.runner
+    try:
+        route_webhook_to(int(operator.env["WEBHOOK_PORT"]))
+        apply(database("broken"), namespace)
+        wait_for(lambda: FORBIDDEN.search(operator.log()), 60, message="a 403 in the operator log")
+        with pytest.raises(AssertionError, match="timed out"):
+            wait_ready("broken", namespace, timeout=15)
+
+        route_webhook_to(None, release_namespace)
+        helm(
+            "upgrade",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            release_namespace,
+            "-f",
+            str(installed),
+            "--set",
+            "operator.resyncInterval=61",
+        )
+        restored = get_json("clusterrole", FULLNAME)
+        assert restored is not None and len(restored["rules"]) == len(original)
+        wait_ready("broken", namespace, timeout=120)
+        kubectl("delete", "redisdatabase", "broken", "-n", namespace, "--timeout=60s")
+    finally:
+        operator.runner.stop_all()
