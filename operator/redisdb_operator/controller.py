@@ -389,7 +389,9 @@ class DatabaseController:
             return
         async with self._lock_for(meta.uid):
             try:
-                handle = await self._registry.get(spec.effective_provider_name())
+                provider_name = spec.effective_provider_name()
+                self._registry.invalidate(provider_name)  # destroy only with the provider as it is now
+                handle = await self._registry.get(provider_name)
                 database_id: str | None = status.get("databaseId")
                 if database_id is None:
                     name = spec.effective_name(str(meta.namespace), str(meta.name))
@@ -406,5 +408,6 @@ class DatabaseController:
                     f"deleting it at the provider, annotate it {ANNOTATION_FORCE_ORPHAN}=true"
                 )
                 self._report_failure(body, patch, dataclasses.replace(verdict, message=message), meta.get("generation"))
-                raise kopf.TemporaryError(message, delay=backoff_delay(retry, verdict.retry_after)) from None
+                # capped low: a fixed Secret or the force-orphan annotation should take effect soon
+                raise kopf.TemporaryError(message, delay=backoff_delay(retry, verdict.retry_after, cap=30)) from None
         self.forget(meta.uid)

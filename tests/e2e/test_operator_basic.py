@@ -67,6 +67,11 @@ def test_apply_ready_ping_delete(
     assert header[:6] == ["NAME", "READY", "PROVIDER", "PRIMARY", "READ", "REGIONS"]
     assert "True" in table and primary in table
 
+    explained = kubectl("explain", "redisdatabase.spec").stdout
+    for field in ("providerRef", "name", "primaryRegion", "readRegions", "plan", "eviction", "tls", "deletionPolicy"):
+        assert field in explained
+    assert "can't be changed later" in explained
+
     kubectl("delete", "redisdatabase", "cache", "-n", namespace, "--timeout=60s")
     wait_gone("redisdatabase", "cache", namespace)
     remaining = {database["id"] for database in local_provider.admin.databases()}

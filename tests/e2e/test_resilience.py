@@ -17,6 +17,7 @@ from tests.harness.operator import (
     SYSTEM_NAMESPACE,
     OperatorProcess,
     condition,
+    delete_at_provider,
     secret_data,
     wait_ready,
 )
@@ -120,3 +121,24 @@ def test_provider_outage_backs_off_and_converges(
     assert calls <= 30, f"{calls} provider calls in {elapsed:.0f}s of outage"
     wait_ready("cache", namespace, timeout=120)
     assert len([d for d in local_provider.admin.databases() if d["name"] == f"{namespace}-cache"]) == 1
+
+
+def test_deletion_with_the_credentials_gone_has_a_documented_escape(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str, late_provider: str
+) -> None:
+    apply(credentials(FLY_TOKEN))
+    apply(database("cache", late_provider), namespace)
+    database_id = wait_ready("cache", namespace)["status"]["databaseId"]
+    kubectl("delete", "secret", "late-fly-credentials", "-n", SYSTEM_NAMESPACE)
+    kubectl("delete", "rdb", "cache", "-n", namespace, "--wait=false")
+
+    def blocked_message() -> str | None:
+        synced = condition(get_json("redisdatabase", "cache", namespace), "Synced")
+        return synced["message"] if synced and synced["status"] == "False" else None
+
+    message = wait_for(blocked_message, 60, message="a condition explaining why deletion waits")
+    assert "redisdb.dev/force-orphan=true" in message and "late-fly-credentials" in message
+    kubectl("annotate", "rdb", "cache", "-n", namespace, "redisdb.dev/force-orphan=true")
+    wait_for(lambda: get_json("redisdatabase", "cache", namespace) is None, 60, message="deletion completes")
+    assert database_id in {d["id"] for d in local_provider.admin.databases()}  # kept, as the annotation says
+    delete_at_provider(local_provider, database_id)
