@@ -1,0 +1,138 @@
+"""GitOps against the real apiserver: once a database is Ready, re-applying the same manifest server-side changes
+nothing and `kubectl diff` (server-side and client-side) is empty, because the operator writes only status, its
+own annotations and the finalizer, never spec. The same run evaluates the Argo CD health.lua on the live objects
+and, with REDISDB_ARGOCD_TESTDATA=<dir>, writes them as the health check's testdata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.harness.cluster import get_json, kubectl, to_yaml, wait_for
+from tests.harness.local_provider import LocalProvider
+from tests.harness.operator import FLY_PROVIDER, OperatorProcess, condition, wait_gone, wait_ready
+from tests.unit.test_argocd_health import health_of
+
+FIELD_MANAGER = "argocd-controller"
+PERMANENT = {"InvalidRequest", "InvalidSpec", "PrimaryRegionMismatch", "DatabaseIdMismatch"}
+
+
+def manifest(name: str, read_regions: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "redisdb.dev/v1alpha1",
+        "kind": "RedisDatabase",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "shop"}},
+        "spec": {"providerRef": {"name": FLY_PROVIDER}, "primaryRegion": "mad", "readRegions": read_regions},
+    }
+
+
+def server_side_apply(obj: dict[str, Any], namespace: str) -> None:
+    kubectl(
+        "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-n", namespace, "-f", "-", input=to_yaml(obj)
+    )
+
+
+def diff(obj: dict[str, Any], namespace: str, *flags: str) -> tuple[int, str]:
+    result = kubectl("diff", *flags, "-n", namespace, "-f", "-", input=to_yaml(obj), check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+def save_testdata(obj: dict[str, Any], name: str) -> None:
+    directory = os.environ.get("REDISDB_ARGOCD_TESTDATA")
+    if not directory:
+        return
+    clean = {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "managedFields"}}
+    Path(directory, f"{name}.yaml").write_text(yaml.safe_dump(clean, sort_keys=False))
+
+
+def test_server_side_reapply_and_diff_are_clean(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str
+) -> None:
+    desired = manifest("orders", ["ams"])
+    server_side_apply(desired, namespace)
+    ready = wait_ready("orders", namespace)
+    assert health_of(ready)["status"] == "Healthy"
+    save_testdata(ready, "healthy")
+    version = ready["metadata"]["resourceVersion"]
+
+    server_side_apply(desired, namespace)
+    again = get_json("redisdatabase", "orders", namespace)
+    assert again is not None
+    assert again["metadata"]["resourceVersion"] == version, "re-applying the same manifest changed the object"
+    assert again["metadata"]["generation"] == ready["metadata"]["generation"] == 1
+    for flags in (("--server-side", f"--field-manager={FIELD_MANAGER}"), ()):
+        code, output = diff(desired, namespace, *flags)
+        assert code == 0, f"kubectl diff {' '.join(flags)} shows drift:\n{output}"
+
+    # Nobody but the GitOps applier owns anything in spec; the operator owns status and metadata only.
+    managed = kubectl("get", "redisdatabase", "orders", "-n", namespace, "-o", "json", "--show-managed-fields")
+    for entry in json.loads(managed.stdout)["metadata"]["managedFields"]:
+        if entry["manager"] != FIELD_MANAGER:
+            assert "f:spec" not in entry.get("fieldsV1", {}), entry
+    assert again["spec"] == desired["spec"], "no defaulting drift: the stored spec is exactly the manifest"
+    kubectl("delete", "redisdatabase", "orders", "-n", namespace, "--timeout=60s")
+    wait_gone("redisdatabase", "orders", namespace)
+
+
+def test_health_of_live_objects_through_a_lifecycle(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str
+) -> None:
+    admin = local_provider.admin
+    try:
+        # Creating while the provider answers 503: Synced=False (temporary), Progressing.
+        admin.faults(fail_next=1000, fail_status=503)
+        server_side_apply(manifest("billing", ["ams"]), namespace)
+
+        def synced_false() -> dict[str, Any] | None:
+            obj = get_json("redisdatabase", "billing", namespace)
+            synced = condition(obj, "Synced")
+            return obj if synced and synced["status"] == "False" else None
+
+        retrying = wait_for(synced_false, 60, message="Synced=False while the provider is down")
+        assert health_of(retrying)["status"] == "Progressing", health_of(retrying)
+        save_testdata(retrying, "progressing-retrying")
+        admin.clear_faults()
+        ready = wait_ready("billing", namespace)
+        assert health_of(ready)["status"] == "Healthy"
+
+        # Updating: generation 2 is applied while the provider is slow, so Ready is about generation 1.
+        admin.faults(latency_ms=4000)
+        server_side_apply(manifest("billing", ["ams", "fra"]), namespace)
+        updating = get_json("redisdatabase", "billing", namespace)
+        assert updating is not None and updating["metadata"]["generation"] == 2
+        assert health_of(updating)["status"] == "Progressing", health_of(updating)
+        save_testdata(updating, "progressing-updating")
+        admin.clear_faults()
+        wait_ready("billing", namespace, generation=2)
+    finally:
+        admin.clear_faults()
+
+    # A permanent error: the database is orphaned at the provider, then declared again in another region; the
+    # operator adopts the provider database by name and refuses to move it (PrimaryRegionMismatch) -> Degraded.
+    orphaned = manifest("billing", ["ams", "fra"])
+    orphaned["spec"]["deletionPolicy"] = "Orphan"
+    server_side_apply(orphaned, namespace)
+    kept_id = wait_ready("billing", namespace, generation=3)["status"]["databaseId"]
+    kubectl("delete", "redisdatabase", "billing", "-n", namespace, "--timeout=60s")
+    wait_gone("redisdatabase", "billing", namespace)
+    assert kept_id in {item["id"] for item in admin.databases()}, "deletionPolicy Orphan kept it"
+    moved = manifest("billing", [])
+    moved["spec"]["primaryRegion"] = "ams"
+    del moved["spec"]["readRegions"]
+    server_side_apply(moved, namespace)
+
+    def refused() -> dict[str, Any] | None:
+        obj = get_json("redisdatabase", "billing", namespace)
+        synced = condition(obj, "Synced")
+        return obj if synced and synced["status"] == "False" and synced["reason"] in PERMANENT else None
+
+    degraded = wait_for(refused, 60, message="Synced=False with a permanent reason")
+    assert health_of(degraded)["status"] == "Degraded", health_of(degraded)
+    save_testdata(degraded, "degraded-permanent-error")
+    kubectl("delete", "redisdatabase", "billing", "-n", namespace, "--timeout=60s")
+    wait_gone("redisdatabase", "billing", namespace)
