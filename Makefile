@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/operator
 export PATH := $(shell bash hack/build-k8s-tools.sh --print-bin-dir):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv deps tools test unit e2e lint crds check-crds cluster-up cluster-down demo demo-down bench chaos clean
+.PHONY: help venv deps tools test unit e2e e2e-kind lint crds check-crds cluster-up cluster-down demo demo-down bench chaos clean
 
 help:
 	@echo "make demo        # local control plane (or your cluster) + local provider + operator + sample -> REDIS_URL"
@@ -33,12 +33,17 @@ lint: venv
 
 crds: venv
 	$(PY) -m redisdb_operator.cli gen-crds --out crds
+	cp crds/*.yaml charts/redisdb-operator/files/crds/
 
 unit: venv
 	$(PY) -m pytest tests/unit -q
 
 e2e: deps tools
 	$(PY) -m pytest tests/e2e -q
+
+# Needs Docker + kind (not available on the development VM): kind cluster, image build + load, helm install, e2e.
+e2e-kind: venv
+	bash hack/e2e-kind.sh
 
 # The README's test command; .ci/run calls exactly this.
 test: deps tools lint

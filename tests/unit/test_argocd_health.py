@@ -105,3 +105,8 @@ def test_script_uses_only_lua_51_base_functions() -> None:
     code = "\n".join(line for line in HEALTH_LUA.read_text().splitlines() if not line.lstrip().startswith("--"))
     for forbidden in ("string.", "table.", "os.", "io.", "require", "goto", "//"):
         assert forbidden not in code, forbidden
+
+
+def test_argocd_cm_snippet_is_the_same_script() -> None:
+    patch = yaml.safe_load((CHECK_DIR.parents[2] / "argocd-cm-patch.yaml").read_text())
+    assert patch["data"]["resource.customizations.health.redisdb.dev_RedisDatabase"] == HEALTH_LUA.read_text()
