@@ -407,3 +407,25 @@ def test_a_missing_rule_breaks_it(
         kubectl("delete", "redisdatabase", "broken", "-n", namespace, "--timeout=60s")
     finally:
         operator.runner.stop_all()
+
+
+def _leaf_keys(values: dict[str, Any], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and path not in ("resources",):
+            keys |= _leaf_keys(value, f"{path}.")
+        else:
+            keys.add(path)
+    return keys
+
+
+def test_every_value_is_in_the_schema_and_the_readme() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    readme = (CHART / "README.md").read_text()
+    for key in sorted(_leaf_keys(values)):
+        node = schema
+        for part in key.split("."):
+            node = node["properties"][part]
+        assert f"`{key}`" in readme, f"{key} is missing from the chart README's values table"
