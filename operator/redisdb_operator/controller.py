@@ -246,6 +246,7 @@ class DatabaseController:
         )
         new_status: dict[str, Any] = {
             **observed_status(observed),
+            "provider": handle.name,
             "secretName": secret_name,
             "observedGeneration": generation,
             "conditions": conditions,

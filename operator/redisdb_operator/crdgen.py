@@ -98,7 +98,7 @@ def redis_database_crd() -> dict[str, Any]:
                             "type": "string",
                             "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
                         },
-                        {"name": "Provider", "type": "string", "jsonPath": ".spec.providerRef.name"},
+                        {"name": "Provider", "type": "string", "jsonPath": ".status.provider"},
                         {"name": "Primary", "type": "string", "jsonPath": ".spec.primaryRegion"},
                         {"name": "Read Regions", "type": "string", "jsonPath": ".spec.readRegions"},
                         {"name": "Plan", "type": "string", "jsonPath": ".status.plan"},

@@ -338,6 +338,7 @@ class RedisDatabaseStatus(CamelModel):
     """Observed state, written only by the operator."""
 
     database_id: str | None = Field(default=None, description="Provider-side database id.")
+    provider: str | None = Field(default=None, description="The RedisProvider serving this database.")
     provider_name: str | None = Field(default=None, description="Provider-side database name.")
     endpoint: str | None = Field(default=None, description="Host name clients connect to.")
     port: int | None = None
