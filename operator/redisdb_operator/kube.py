@@ -12,6 +12,7 @@ import contextlib
 import os
 import ssl
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -64,14 +65,23 @@ def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
 class KubeClient:
     """Just the verbs the operator needs, each returning parsed JSON or raising KubeError."""
 
-    def __init__(self, info: kopf.ConnectionInfo, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo,
+        *,
+        timeout: float = 30.0,
+        relogin: Callable[[], kopf.ConnectionInfo | None] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._info = info
+        self._relogin = relogin
         self._client = httpx.AsyncClient(
             base_url=info.server.rstrip("/"),
             verify=_ssl_context(info),
             timeout=timeout,
             headers=info.as_http_headers(),
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            transport=transport,
         )
 
     async def aclose(self) -> None:
@@ -82,6 +92,13 @@ class KubeClient:
     ) -> dict[str, Any] | None:
         headers = {"Content-Type": content_type} if content_type else None
         response = await self._client.request(method, path, json=json, headers=headers)
+        if response.status_code == 401 and self._relogin is not None:
+            # A rotated ServiceAccount token (projected tokens expire): read it again and retry once.
+            fresh = self._relogin()
+            if fresh is not None and fresh.as_http_headers() != self._info.as_http_headers():
+                self._info = fresh
+                self._client.headers.update(fresh.as_http_headers())
+                response = await self._client.request(method, path, json=json, headers=headers)
         if response.status_code == 404 and method == "GET":
             return None
         if response.status_code >= 400:

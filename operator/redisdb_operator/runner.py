@@ -158,7 +158,7 @@ async def run_operator(args: argparse.Namespace) -> None:
         )
         if info is None:
             raise kopf.PermanentError("no Kubernetes credentials: set KUBECONFIG or run in a pod")
-        kube = KubeClient(info)
+        kube = KubeClient(info, relogin=lambda: kopf.login_with_service_account(settings=settings, logger=logger))
         memo["kube"] = kube
         plan = plan_from_args(
             args.webhook_cert_secret, args.webhook_service, args.webhook_configuration, args.webhook_cert_dir
