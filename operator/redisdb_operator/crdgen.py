@@ -68,53 +68,40 @@ def _conditions_hoist(status: dict[str, Any]) -> dict[str, Any]:
     return status
 
 
-def redis_database_crd() -> dict[str, Any]:
-    spec = openapi_schema(RedisDatabaseSpec)
-    status = _conditions_hoist(openapi_schema(RedisDatabaseStatus))
+def _crd(
+    *,
+    kind: str,
+    plural: str,
+    scope: str,
+    description: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    columns: list[dict[str, Any]],
+    short_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """One served-and-stored version with the status subresource: the shape both CRDs share."""
+    names: dict[str, Any] = {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()}
+    if short_names:
+        names["shortNames"] = short_names
+    names["categories"] = ["redisdb"]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"redisdatabases.{GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
-            "names": {
-                "kind": "RedisDatabase",
-                "listKind": "RedisDatabaseList",
-                "plural": "redisdatabases",
-                "singular": "redisdatabase",
-                "shortNames": ["rdb"],
-                "categories": ["redisdb"],
-            },
-            "scope": "Namespaced",
+            "names": names,
+            "scope": scope,
             "versions": [
                 {
                     "name": VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {
-                            "name": "Ready",
-                            "type": "string",
-                            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-                        },
-                        {"name": "Provider", "type": "string", "jsonPath": ".status.provider"},
-                        {"name": "Primary", "type": "string", "jsonPath": ".spec.primaryRegion"},
-                        {"name": "Read Regions", "type": "string", "jsonPath": ".spec.readRegions"},
-                        {"name": "Plan", "type": "string", "jsonPath": ".status.plan"},
-                        {
-                            "name": "Reason",
-                            "type": "string",
-                            "priority": 1,
-                            "jsonPath": '.status.conditions[?(@.type=="Synced")].reason',
-                        },
-                        {"name": "Database ID", "type": "string", "priority": 1, "jsonPath": ".status.databaseId"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
+                    "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
-                            "description": "RedisDatabase is a managed Upstash Redis database (via Fly.io or "
-                            "Upstash), as `flyctl redis create` makes one; its connection lands in a Secret.",
+                            "description": description,
                             "type": "object",
                             "required": ["spec"],
                             "properties": {
@@ -132,53 +119,56 @@ def redis_database_crd() -> dict[str, Any]:
     }
 
 
+def _column(name: str, json_path: str, *, type_: str = "string", priority: int | None = None) -> dict[str, Any]:
+    column: dict[str, Any] = {"name": name, "type": type_}
+    if priority is not None:
+        column["priority"] = priority
+    column["jsonPath"] = json_path
+    return column
+
+
+_AGE = _column("Age", ".metadata.creationTimestamp", type_="date")
+
+
+def redis_database_crd() -> dict[str, Any]:
+    return _crd(
+        kind="RedisDatabase",
+        plural="redisdatabases",
+        scope="Namespaced",
+        short_names=["rdb"],
+        description="RedisDatabase is a managed Upstash Redis database (via Fly.io or Upstash), as `flyctl redis "
+        "create` makes one; its connection lands in a Secret.",
+        spec=openapi_schema(RedisDatabaseSpec),
+        status=_conditions_hoist(openapi_schema(RedisDatabaseStatus)),
+        columns=[
+            _column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            _column("Provider", ".status.provider"),
+            _column("Primary", ".spec.primaryRegion"),
+            _column("Read Regions", ".spec.readRegions"),
+            _column("Plan", ".status.plan"),
+            _column("Reason", '.status.conditions[?(@.type=="Synced")].reason', priority=1),
+            _column("Database ID", ".status.databaseId", priority=1),
+            _AGE,
+        ],
+    )
+
+
 def redis_provider_crd() -> dict[str, Any]:
-    spec = openapi_schema(RedisProviderSpec)
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"redisproviders.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": "RedisProvider",
-                "listKind": "RedisProviderList",
-                "plural": "redisproviders",
-                "singular": "redisprovider",
-                "categories": ["redisdb"],
-            },
-            "scope": "Cluster",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
-                        {"name": "Organization", "type": "string", "jsonPath": ".spec.organization"},
-                        {"name": "URL", "type": "string", "jsonPath": ".spec.url"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "description": "RedisProvider is one provider account (a Fly.io organization or a "
-                            "native Upstash account) that RedisDatabases are created in.",
-                            "type": "object",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec,
-                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return _crd(
+        kind="RedisProvider",
+        plural="redisproviders",
+        scope="Cluster",
+        description="RedisProvider is one provider account (a Fly.io organization or a native Upstash account) "
+        "that RedisDatabases are created in.",
+        spec=openapi_schema(RedisProviderSpec),
+        status={"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        columns=[
+            _column("Type", ".spec.type"),
+            _column("Organization", ".spec.organization"),
+            _column("URL", ".spec.url"),
+            _AGE,
+        ],
+    )
 
 
 HEADER = (
