@@ -376,7 +376,10 @@ def _split_redis_url(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, password) of a redis URL; a lone userinfo part is the password (Fly docs form)."""
     if not url:
         return "", "", 0, ""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # raises on a malformed IPv6 host such as "redis://[::1"
+    except ValueError:
+        return "", "", 0, ""
     try:
         port = parts.port or 6379
     except ValueError:
