@@ -7,7 +7,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck disable=SC1091
 . "$here/versions.env"
 cache_root=${REDISDB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redisdb-operator}
-bin_dir="$cache_root/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+# BUILD_RECIPE: bump when the build itself changes (flags, stamping) so cached binaries are rebuilt.
+BUILD_RECIPE=2
+bin_dir="$cache_root/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-r$BUILD_RECIPE"
 mkdir -p "$bin_dir" "$cache_root/build"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 
@@ -77,7 +79,13 @@ build_helm() {
   (
     cd "$mod"
     [ -f go.mod ] || { go mod init example.invalid/helm-tools; go mod edit -require="helm.sh/helm/$major@$HELM_VERSION"; }
-    go build -trimpath -ldflags "-s -w -X helm.sh/helm/$major/internal/version.version=$HELM_VERSION" \
+    # Stamp the Kubernetes version helm assumes offline (`helm template`, `helm lint`): the pinned one, not 1.20.
+    local k8s_minor=${KUBERNETES_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
+    local stamp="-X helm.sh/helm/$major/internal/version.version=$HELM_VERSION"
+    for p in pkg/chartutil pkg/lint/rules; do
+      stamp="$stamp -X helm.sh/helm/$major/$p.k8sVersionMajor=1 -X helm.sh/helm/$major/$p.k8sVersionMinor=$k8s_minor"
+    done
+    go build -trimpath -ldflags "-s -w $stamp" \
       -o "$bin_dir/helm.tmp" "helm.sh/helm/$major/cmd/helm" && mv "$bin_dir/helm.tmp" "$bin_dir/helm"
   ) >>"$log" 2>&1 || fail helm
 }

@@ -109,3 +109,18 @@ def test_webhook_serving_cert_completes_a_real_tls_handshake(tmp_path: Path) -> 
         assert tls.recv(2) == b"ok"
     thread.join(timeout=5)
     listener.close()
+
+
+def test_serving_cert_for_a_long_in_cluster_dns_name() -> None:
+    from cryptography import x509 as _x509
+
+    from redisdb_operator.devcluster.pki import issue_serving_cert, new_ca
+
+    long_name = "redisdb-operator-webhook." + "a-rather-long-namespace-name-for-tests" + ".svc.cluster.local"
+    assert len(long_name) > 64
+    cert_pem, _ = issue_serving_cert(new_ca("test-ca"), ["redisdb-operator-webhook", long_name])
+    cert = _x509.load_pem_x509_certificate(cert_pem)
+    names = cert.extensions.get_extension_for_class(_x509.SubjectAlternativeName).value.get_values_for_type(
+        _x509.DNSName
+    )
+    assert long_name in names

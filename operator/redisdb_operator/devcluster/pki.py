@@ -165,7 +165,9 @@ def issue_serving_cert(ca: CertKey, hosts: Iterable[str]) -> tuple[bytes, bytes]
     Returns (cert_pem, key_pem); give the apiserver `ca.cert_pem` as the webhook's caBundle.
     """
     host_list = ["127.0.0.1", *hosts]
-    issued = _issue(ca, _name(host_list[-1]), ExtendedKeyUsageOID.SERVER_AUTH, _general_names(host_list))
+    # Hosts are verified against SANs only; the CN is informational and X.509 caps it at 64 characters.
+    common_name = next((host for host in hosts if len(host) <= 64), "redisdb-operator-webhook")
+    issued = _issue(ca, _name(common_name), ExtendedKeyUsageOID.SERVER_AUTH, _general_names(host_list))
     return issued.cert_pem, issued.key_pem
 
 
