@@ -30,6 +30,10 @@ class KubeConflict(KubeError):
     pass
 
 
+class KubeUnavailable(KubeError):
+    """The API server could not be reached or answered 429/5xx (a restart, etcd away): retry later."""
+
+
 def _as_bytes(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
@@ -91,7 +95,10 @@ class KubeClient:
         self, method: str, path: str, *, json: Any = None, content_type: str | None = None
     ) -> dict[str, Any] | None:
         headers = {"Content-Type": content_type} if content_type else None
-        response = await self._client.request(method, path, json=json, headers=headers)
+        try:
+            response = await self._client.request(method, path, json=json, headers=headers)
+        except httpx.TransportError as failure:
+            raise KubeUnavailable(0, f"{type(failure).__name__}: {failure}"[:500]) from failure
         if response.status_code == 401 and self._relogin is not None:
             # A rotated ServiceAccount token (projected tokens expire): read it again and retry once.
             fresh = self._relogin()
@@ -107,6 +114,8 @@ class KubeClient:
             except ValueError:
                 message = response.text
             error = KubeConflict if response.status_code == 409 else KubeError
+            if response.status_code == 429 or response.status_code >= 500:
+                error = KubeUnavailable
             raise error(response.status_code, message[:500])
         parsed: dict[str, Any] = response.json()
         return parsed

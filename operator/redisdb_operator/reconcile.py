@@ -11,6 +11,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from .kube import KubeError, KubeUnavailable
 from .models import Condition, RedisDatabaseSpec
 from .providers import catalog
 from .providers.base import (
@@ -185,6 +186,11 @@ def classify_error(error: BaseException) -> ErrorVerdict:
         return ErrorVerdict("NotFound", f"provider: {error.message}", temporary=True, retry_after=5.0)
     if isinstance(error, ProviderError):
         return ErrorVerdict("ProviderError", error.message, temporary=error.temporary)
+    if isinstance(error, KubeUnavailable):
+        # An apiserver restart or an etcd outage: expected, retried, and no reason for a traceback.
+        return ErrorVerdict("KubernetesUnavailable", f"the Kubernetes API is unavailable: {error.message}", True, 5.0)
+    if isinstance(error, KubeError):
+        return ErrorVerdict("KubernetesError", str(error), temporary=True)
     return ErrorVerdict("InternalError", f"{type(error).__name__}: {error}", temporary=True)
 
 
