@@ -30,7 +30,12 @@ FLY_TOKEN = "local-fly-token"
 FLY_ORG = "personal"
 OTHER_FLY_ORG = "acme"
 
-_PROVIDERS: list[LocalProvider] = []  # every provider of this session, for failure reports
+_PROVIDERS: list[LocalProvider] = []  # every provider of this session, for failure reports and hygiene scans
+
+
+def session_providers() -> list[LocalProvider]:
+    """Every local provider started in this session (running or stopped), oldest first."""
+    return list(_PROVIDERS)
 
 
 def redis_servers_under(state_dir: Path) -> list[int]:
@@ -74,6 +79,16 @@ class Admin:
         with self._client() as client:
             return client.get("/admin/counters").raise_for_status().json()["calls"]  # type: ignore[no-any-return]
 
+    def counters_with_injected(self) -> dict[str, Any]:
+        """The whole counters answer: ``calls`` per operation, ``total`` and ``injected`` failures by status."""
+        with self._client() as client:
+            return client.get("/admin/counters").raise_for_status().json()  # type: ignore[no-any-return]
+
+    def issued_credentials(self) -> dict[str, Any]:
+        """Test-only endpoint: every password ever issued (``passwords``) and every accepted API token (``tokens``)."""
+        with self._client() as client:
+            return client.get("/admin/issued-credentials").raise_for_status().json()  # type: ignore[no-any-return]
+
     def reset_counters(self) -> None:
         with self._client() as client:
             client.post("/admin/counters/reset").raise_for_status()
@@ -113,6 +128,7 @@ class LocalProvider:
     fly_org: str = FLY_ORG
     extra_args: list[str] = field(default_factory=list)
     pids_seen: set[int] = field(default_factory=set)
+    issued_snapshot: dict[str, Any] = field(default_factory=dict)  # issued credentials, as of the last stop
 
     def __post_init__(self) -> None:
         self.admin = Admin(self)
@@ -201,6 +217,12 @@ class LocalProvider:
             time.sleep(0.05)
         raise RuntimeError(f"local provider not healthy after {timeout}s:\n{self.log_text()}")
 
+    def issued_credentials(self) -> dict[str, Any]:
+        """Every password and token issued: asked live while running, else as recorded when it stopped."""
+        if self.process is not None and self.process.poll() is None:
+            return self.admin.issued_credentials()
+        return self.issued_snapshot or {"passwords": [], "tokens": []}
+
     def remember_pids(self) -> None:
         """Remember every redis-server pid the provider reports, to check later that none outlived it."""
         with contextlib.suppress(httpx.HTTPError):
@@ -212,6 +234,8 @@ class LocalProvider:
         if self.process is None:
             return 0
         self.remember_pids()
+        with contextlib.suppress(httpx.HTTPError):
+            self.issued_snapshot = self.admin.issued_credentials()
         with contextlib.suppress(ProcessLookupError):
             self.process.send_signal(sig)
         try:

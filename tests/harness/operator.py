@@ -32,6 +32,11 @@ UPSTASH_PROVIDER = "local-upstash"
 WEBHOOK_CONFIGURATION = "redisdb.dev"
 
 
+# Every operator log file and every Events snapshot of this session: the secret-hygiene test scans them all.
+SESSION_OPERATOR_LOGS: list[Path] = []
+SESSION_EVENT_SNAPSHOTS: list[str] = []
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -166,6 +171,8 @@ def start_operator(
         ]
     env = {"KUBECONFIG": str(kubeconfig or cluster.kubeconfig), "PYTHONPATH": str(REPO / "operator")}
     process = runner.start("operator", argv, env)
+    if process.log_path not in SESSION_OPERATOR_LOGS:
+        SESSION_OPERATOR_LOGS.append(process.log_path)
     operator = OperatorProcess(runner, process, argv, env, f"http://127.0.0.1:{health_port}/healthz")
     try:
         operator.wait_healthy()
@@ -199,6 +206,19 @@ def _attach_operator_logs(request: pytest.FixtureRequest) -> None:
     if "operator" in request.fixturenames:
         running: OperatorProcess = request.getfixturevalue("operator")
         request.node.stash[_RUNNERS] = running.runner
+
+
+@pytest.fixture(autouse=True)
+def _snapshot_namespace_events(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keep the Events of a test's namespace before it is deleted, for the session's secret-hygiene scan."""
+    if "namespace" not in request.fixturenames:
+        yield
+        return
+    namespace: str = request.getfixturevalue("namespace")
+    yield
+    result = kubectl("get", "events", "-n", namespace, "-o", "json", check=False, timeout=30)
+    if result.returncode == 0:
+        SESSION_EVENT_SNAPSHOTS.append(result.stdout)
 
 
 # -- helpers used by the end-to-end tests --------------------------------------------------------------------
