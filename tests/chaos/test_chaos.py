@@ -141,7 +141,7 @@ def test_2_provider_faults_converge_with_backoff(
 
     # Backoff, not hot loops: a steady outage against every live resource, counted.
     admin.reset_counters()
-    window = 40.0 if LONG else 20.0
+    window = 40.0 if LONG else 15.0
     admin.faults(fail_rate=1.0, fail_status=503)
     try:
         time.sleep(window)
