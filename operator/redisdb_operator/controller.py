@@ -17,17 +17,15 @@ import kopf
 from pydantic import ValidationError
 
 from . import secrets
-from .kube import KubeClient, KubeConflict, custom_path, secret_path
+from .kube import KubeClient, KubeConflict, secret_path
 from .models import (
     ANNOTATION_FORCE_ORPHAN,
     ANNOTATION_ROTATE_PASSWORD,
-    GROUP,
-    VERSION,
     DeletionPolicy,
     RedisDatabaseSpec,
 )
 from .provider_registry import ProviderHandle, ProviderRegistry
-from .providers.base import Database, NotFoundError, ProviderClient, UnauthorizedError
+from .providers.base import AlreadyExistsError, Database, NotFoundError, ProviderClient, UnauthorizedError
 from .reconcile import (
     ConfigurationError,
     ConflictAction,
@@ -175,11 +173,18 @@ class DatabaseController:
         client = handle.client
         recorded_id: str | None = status.get("databaseId")
 
-        observed = await self._observe(handle, desired, recorded_id, fresh=fresh)
+        if fresh and recorded_id is None:
+            # Nothing recorded yet: the create below is keyed by the name, so its answer is the observation
+            # (a taken name is looked up then); a lookup first would cost a provider call on every create.
+            observed: Database | None = None
+        else:
+            observed = await self._observe(handle, desired, recorded_id, fresh=fresh)
         action = plan_action(desired, observed, recorded_id)
         just_created = False
         if isinstance(action, CreateAction):
-            observed, just_created = await self._create(body, handle, desired, recorded_id, action, logger)
+            observed, just_created = await self._create(
+                body, handle, desired, recorded_id, action, patch, logger, fresh=fresh
+            )
             action = plan_action(desired, observed, observed.id)  # an adopted database may still differ
         if isinstance(action, ConflictAction):
             self._report_failure(body, patch, ErrorVerdict(action.reason, action.message, False), generation)
@@ -222,7 +227,7 @@ class DatabaseController:
             handled_rotation = rotation
 
         secret_name = spec.effective_secret_name(name)
-        await self._publish_secret(body, client, observed, secret_name)
+        await self._publish_secret(body, client, observed, secret_name, likely_absent=just_created)
 
         now = utcnow()
         conditions = set_condition(
@@ -281,26 +286,38 @@ class DatabaseController:
         desired: DesiredDatabase,
         recorded_id: str | None,
         action: CreateAction,
+        patch: kopf.Patch,
         logger: logging.Logger | logging.LoggerAdapter[Any],
+        *,
+        fresh: bool,
     ) -> tuple[Database, bool]:
-        """Create unless the database already exists: the authoritative check that keeps creates crash-safe."""
+        """Create unless the database already exists: creates are never duplicated, even across a crash.
+
+        The provider refuses a second database of one name (AlreadyExistsError) and the name follows from the
+        resource, so a create interrupted by a crash is found by name and adopted on the next reconcile. After
+        a fresh observation the create goes first and the name is looked up only when it is taken; after a
+        snapshot observation, which may be stale, the recorded id and the name are checked first.
+        """
         client = handle.client
-        if recorded_id is not None:
-            try:
-                existing: Database | None = await client.get(recorded_id)
-            except NotFoundError:
-                existing = None
+        if not fresh:
+            if recorded_id is not None:
+                try:
+                    existing: Database | None = await client.get(recorded_id)
+                except NotFoundError:
+                    existing = None
+                if existing is not None:
+                    return existing, False
+            existing = await client.find_by_name(desired.name)
             if existing is not None:
-                return existing, False
-        existing = await client.find_by_name(desired.name)
-        if existing is not None:
-            if recorded_id is None:
-                _normal_event(body, reason="Adopted", message=f"adopted the existing provider database {existing.name}")
-            await self._record_id(body, existing.id)
-            handle.observer.remember(existing)
-            return existing, False
-        created = await client.create(action.request)
-        await self._record_id(body, created.id)
+                return self._adopt(body, handle, desired, existing, recorded_id, patch), False
+        try:
+            created = await client.create(action.request)
+        except AlreadyExistsError:
+            existing = await client.find_by_name(desired.name)
+            if existing is None:
+                raise  # taken outside this organization or account: nothing of ours to adopt
+            return self._adopt(body, handle, desired, existing, recorded_id, patch), False
+        self._record_id(body, patch, created.id)
         handle.observer.remember(created)
         if action.recreate:
             _warning_event(
@@ -317,19 +334,57 @@ class DatabaseController:
         logger.info("created provider database %s (%s)", created.name, created.id)
         return created, True
 
-    async def _record_id(self, body: kopf.Body, database_id: str) -> None:
-        """Write the provider id to status at once, so a crash right after create cannot lose it."""
-        if (body.get("status") or {}).get("databaseId") == database_id:
-            return
-        path = custom_path(GROUP, VERSION, "redisdatabases", str(body.meta.name), str(body.meta.namespace))
-        await self._kube.merge_patch(path + "/status", {"status": {"databaseId": database_id}})
+    def _adopt(
+        self,
+        body: kopf.Body,
+        handle: ProviderHandle,
+        desired: DesiredDatabase,
+        existing: Database,
+        recorded_id: str | None,
+        patch: kopf.Patch,
+    ) -> Database:
+        """Take over a database of our name; one in another primary region is left to plan_action's conflict."""
+        if existing.primary_region == desired.primary_region:
+            if recorded_id is None:
+                _normal_event(body, reason="Adopted", message=f"adopted the existing provider database {existing.name}")
+            self._record_id(body, patch, existing.id)
+            handle.observer.remember(existing)
+        return existing
+
+    @staticmethod
+    def _record_id(body: kopf.Body, patch: kopf.Patch, database_id: str) -> None:
+        """Put the provider id into this reconcile's status patch, written whether the rest succeeds or fails.
+
+        Not a PATCH of its own: a crash before kopf writes the patch loses nothing, since the next reconcile
+        meets the taken name and adopts the database (see _create).
+        """
+        if (body.get("status") or {}).get("databaseId") != database_id:
+            patch.status["databaseId"] = database_id
 
     async def _publish_secret(
-        self, body: kopf.Body, client: ProviderClient, database: Database, secret_name: str
+        self,
+        body: kopf.Body,
+        client: ProviderClient,
+        database: Database,
+        secret_name: str,
+        *,
+        likely_absent: bool = False,
     ) -> None:
-        """Write the whole Secret when it is missing or its content changed; never a partial update."""
+        """Write the whole Secret when it is missing or its content changed; never a partial update.
+
+        ``likely_absent`` (the database was just created): POST first and read only if the name is taken,
+        saving a round trip on every create.
+        """
         namespace = str(body.meta.namespace)
         owner_uid = str(body.meta.uid)
+        if likely_absent and database.url and database.password:
+            try:
+                await self._kube.create(secret_path(namespace), self._render_secret(body, database, secret_name))
+            except KubeConflict:
+                pass  # someone's Secret, or ours from an earlier attempt: the checks below decide
+            else:
+                _normal_event(body, reason="SecretWritten", message=f"wrote connection Secret {secret_name}")
+                return
         existing = await self._kube.get(secret_path(namespace, secret_name))
         if existing is not None and not secrets.is_owned_by(existing, owner_uid):
             raise ConfigurationError(
@@ -343,13 +398,7 @@ class DatabaseController:
             ):
                 return  # no credentials in the snapshot; the Secret we wrote stands until they change
             database = await client.get(database.id)
-        rendered = secrets.render_connection_secret(
-            secret_name=secret_name,
-            namespace=namespace,
-            owner_name=str(body.meta.name),
-            owner_uid=owner_uid,
-            database=database,
-        )
+        rendered = self._render_secret(body, database, secret_name)
         if existing is None:
             try:
                 await self._kube.create(secret_path(namespace), rendered)
@@ -364,6 +413,16 @@ class DatabaseController:
         rendered["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         await self._kube.replace(secret_path(namespace, secret_name), rendered)
         _normal_event(body, reason="SecretWritten", message=f"updated connection Secret {secret_name}")
+
+    @staticmethod
+    def _render_secret(body: kopf.Body, database: Database, secret_name: str) -> dict[str, Any]:
+        return secrets.render_connection_secret(
+            secret_name=secret_name,
+            namespace=str(body.meta.namespace),
+            owner_name=str(body.meta.name),
+            owner_uid=str(body.meta.uid),
+            database=database,
+        )
 
     # --- delete ---------------------------------------------------------------------------------------------
 
