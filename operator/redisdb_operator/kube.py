@@ -84,7 +84,10 @@ class KubeClient:
             verify=_ssl_context(info),
             timeout=timeout,
             headers=info.as_http_headers(),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            # Keep idle connections for longer than httpx's 5 s: resync reads come every few seconds, and a new
+            # TLS connection per read costs more CPU than the read. Few of them: httpcore checks every pooled
+            # connection on every request, and ten serve 32 concurrent reconciles (a request takes milliseconds).
+            limits=httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=60),
             transport=transport,
         )
 

@@ -181,10 +181,11 @@ async def run_parts(args: argparse.Namespace, kube: Any, provider: Any, operator
     results: dict[str, Any] = {}
     if "single" in args.parts:
         results["single"] = await scenarios.single(kube, provider, args.single_runs)
+    profiler = _profiler(operator.pid, args.out) if args.profile else None
     if "webhook" in args.parts:
-        results["webhook"] = await scenarios.webhook(kube, args.webhook_requests, args.webhook_concurrency)
+        with profiler("webhook") if profiler else contextlib.nullcontext():
+            results["webhook"] = await scenarios.webhook(kube, args.webhook_requests, args.webhook_concurrency)
     if "bulk" in args.parts or "steady" in args.parts:
-        profiler = _profiler(operator.pid, args.out) if args.profile else None
         results["bulk"] = []
         for size in args.sizes:
             results["bulk"].append(
