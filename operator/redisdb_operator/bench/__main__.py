@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 from . import chart, scenarios
 from .environment import REPO, control_plane, install, local_provider, operator_process
 
@@ -53,8 +55,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--webhook-concurrency", type=int, default=50)
     parser.add_argument("--apply-concurrency", type=int, default=20, help="bulk applies in flight")
     parser.add_argument("--provider-latency-ms", type=int, default=50, help="injected per provider API call")
-    parser.add_argument("--resync-interval", type=float, default=None, help="operator resync (default 30; quick 10)")
-    parser.add_argument("--steady-intervals", type=int, default=2, help="resync intervals measured in steady state")
+    parser.add_argument(
+        "--resync-interval",
+        type=float,
+        default=None,
+        help="operator resync in seconds (default 300, the operator's own default; quick 10)",
+    )
+    parser.add_argument(
+        "--steady-intervals",
+        type=int,
+        default=None,
+        help="resync intervals measured in steady state (default 1; quick 2)",
+    )
     parser.add_argument("--max-concurrent-reconciles", type=int, default=32)
     parser.add_argument("--phase-timeout", type=float, default=600, help="seconds before a bulk phase fails")
     parser.add_argument("--operator-arg", action="append", default=[], help="extra flag for the operator")
@@ -71,7 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.sizes = [int(size) for size in sizes.split(",") if size]
     args.single_runs = args.single_runs or (10 if args.quick else 30)
     args.webhook_requests = args.webhook_requests or (200 if args.quick else 1000)
-    args.resync_interval = args.resync_interval or (10.0 if args.quick else 30.0)
+    args.resync_interval = args.resync_interval or (10.0 if args.quick else 300.0)
+    args.steady_intervals = args.steady_intervals or (2 if args.quick else 1)
     return args
 
 
@@ -225,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                 extra_args=args.operator_arg,
             ) as operator:
                 try:
-                    results = asyncio.run(run_parts(args, kube, provider, operator, workdir))
+                    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                        results = runner.run(run_parts(args, kube, provider, operator, workdir))
                 finally:
                     shutil.copy(operator.log_path, args.out / "operator.log")
                 operator_argv = operator.argv[3:]

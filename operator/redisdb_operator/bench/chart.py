@@ -12,7 +12,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (latency_axes, curve_axes) = plt.subplots(1, 2, figsize=(13, 4.8))
+    figure, (latency_axes, curve_axes, webhook_axes) = plt.subplots(1, 3, figsize=(18, 4.8))
     meta = results["meta"]
     figure.suptitle(
         f"redisdb-operator bench {meta['date']} - {meta['machine']['cpus']} cores, "
@@ -59,6 +59,21 @@ def draw(results: dict[str, Any], path: Path) -> None:
         curve_axes.legend(fontsize=8)
     else:
         curve_axes.set_visible(False)
+
+    webhook = results.get("webhook")
+    if webhook and webhook["webhook"].get("latencies_ms"):
+        latencies = webhook["webhook"]["latencies_ms"]
+        webhook_axes.hist(latencies, bins=40, color="#8172b2", alpha=0.85)
+        for key, style in (("p50_ms", "-"), ("p99_ms", "-.")):
+            value = webhook["webhook"][key]
+            webhook_axes.axvline(value, color="#c44e52", linestyle=style, label=f"{key[:3]} {value:.1f} ms")
+        webhook_axes.axvline(50, color="grey", linestyle=":", label="target p99 50 ms")
+        webhook_axes.set_title(f"webhook admission latency, {webhook['concurrency']} in flight")
+        webhook_axes.set_xlabel("ms")
+        webhook_axes.set_ylabel("reviews")
+        webhook_axes.legend(fontsize=8)
+    else:
+        webhook_axes.set_visible(False)
 
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
