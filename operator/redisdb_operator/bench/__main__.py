@@ -37,6 +37,7 @@ import uvloop
 
 from . import chart, scenarios
 from .environment import REPO, control_plane, install, local_provider, operator_process
+from .report import latest_table, machine
 
 PARTS = ("single", "bulk", "steady", "webhook")
 
@@ -274,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         published.mkdir(parents=True, exist_ok=True)
         shutil.copy(json_path, published / "latest.json")
         shutil.copy(args.out / "latest.png", published / "latest.png")
+    print(latest_table(report))
+    print(f"\nMachine: {machine(report)}.\n")
     for target in report["targets"]:
         mark = "met   " if target["met"] else "MISSED"
         print(f"{mark} {target['target']}: {target['value']} (goal {target['goal']})")
