@@ -61,7 +61,7 @@ def chaos_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPr
 
 
 @pytest.fixture(scope="package")
-def chaos_providers(cluster: Cluster, crds: None, chaos_provider: LocalProvider) -> dict[str, ProviderType]:
+def chaos_providers(cluster: Cluster, crds: None, chaos_provider: LocalProvider) -> Iterator[dict[str, ProviderType]]:
     if get_json("namespace", SYSTEM_NAMESPACE, kubeconfig=cluster.kubeconfig) is None:
         cluster.kubectl("create", "namespace", SYSTEM_NAMESPACE)
     apply(
@@ -102,7 +102,18 @@ def chaos_providers(cluster: Cluster, crds: None, chaos_provider: LocalProvider)
         ],
         kubeconfig=cluster.kubeconfig,
     )
-    return dict(CHAOS_PROVIDERS)
+    yield dict(CHAOS_PROVIDERS)
+    # Leave the session's cluster as found: later suites list the known RedisProviders in their messages.
+    cluster.kubectl("delete", "redisprovider", CHAOS_FLY, CHAOS_UPSTASH, "--ignore-not-found", "--wait=false")
+    cluster.kubectl(
+        "delete",
+        "secret",
+        "chaos-fly-credentials",
+        "chaos-upstash-credentials",
+        "-n",
+        SYSTEM_NAMESPACE,
+        "--ignore-not-found",
+    )
 
 
 @pytest.fixture(scope="package")
