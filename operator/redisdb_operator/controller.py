@@ -173,9 +173,9 @@ class DatabaseController:
         client = handle.client
         recorded_id: str | None = status.get("databaseId")
 
-        if fresh and recorded_id is None:
-            # Nothing recorded yet: the create below is keyed by the name, so its answer is the observation
-            # (a taken name is looked up then); a lookup first would cost a provider call on every create.
+        if fresh and recorded_id is None and client.names_are_unique:
+            # Nothing recorded yet and the provider refuses duplicate names: the create below is keyed by the
+            # name, so its answer is the observation (a taken name is looked up then), saving a call per create.
             observed: Database | None = None
         else:
             observed = await self._observe(handle, desired, recorded_id, fresh=fresh)
@@ -299,7 +299,7 @@ class DatabaseController:
         snapshot observation, which may be stale, the recorded id and the name are checked first.
         """
         client = handle.client
-        if not fresh:
+        if not fresh:  # a snapshot may be stale: check the recorded id and the name authoritatively first
             if recorded_id is not None:
                 try:
                     existing: Database | None = await client.get(recorded_id)

@@ -128,6 +128,10 @@ class ProviderClient(Protocol):
     """One provider account (Fly organization or Upstash account) behind one API."""
 
     provider_type: ProviderType
+    # True when the provider itself refuses a second database of one name. Only then may a create go first
+    # and rely on AlreadyExistsError to find a database an interrupted create left behind; otherwise the
+    # operator looks the name up before every create.
+    names_are_unique: bool
 
     async def create(self, request: CreateDatabaseRequest) -> Database:
         """Create a database; raises AlreadyExistsError when the name is taken."""

@@ -76,6 +76,7 @@ class FlyClient:
     """One Fly organization's Upstash Redis add-ons, through Fly's GraphQL API."""
 
     provider_type = ProviderType.FLY
+    names_are_unique = True  # add-ons are looked up by name alone (`addOn(name:, provider:)`)
 
     def __init__(
         self,

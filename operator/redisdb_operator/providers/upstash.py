@@ -35,6 +35,7 @@ class UpstashClient:
     """One Upstash account (email + API key) behind the Developer API."""
 
     provider_type = ProviderType.UPSTASH
+    names_are_unique = False  # the Developer API documents no uniqueness of database names: look up first
 
     def __init__(
         self,
