@@ -319,6 +319,7 @@ async def measure_floor(kube: Kube, provider: LocalProvider, runs: int) -> dict[
         "floor_ms": round(sum(parts.values()), 1),
         "parts_median_ms": {key: round(value, 1) for key, value in parts.items()},
         "provider_create": distribution(creates),
+        "provider_create_ms": [round(value * 1000, 1) for value in creates],
     }
 
 
