@@ -46,9 +46,11 @@ def _size_rows(size: int) -> list[Row]:
     def cpu_memory(results: dict[str, Any]) -> str:
         run = _bulk(results, size)
         steady = run["steady"]
+        # CPU per database per resync: comparable across runs made with different resync intervals
+        per_resync = steady["operator_cpu_percent"] / 100 * steady["resync_interval_s"] * 1000 / size
         return (
-            f"{steady['operator_cpu_percent']:.2f} %; {steady['operator_rss_mib']:.0f} / "
-            f"{run['operator_peak_rss_mib']:.0f} MiB"
+            f"{steady['operator_cpu_percent']:.2f} % ({per_resync:.1f} ms per database per resync); "
+            f"{steady['operator_rss_mib']:.0f} / {run['operator_peak_rss_mib']:.0f} MiB"
         )
 
     large = size >= 1000
