@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from .models import GROUP, VERSION, RedisDatabaseSpec, RedisDatabaseStatus, RedisProviderSpec
+from .models import GROUP, VERSION, RedisDatabaseSpec, RedisDatabaseStatus, RedisProviderSpec, RedisProviderStatus
 
 _DROP_KEYS = {"title", "default", "$defs"}
 
@@ -161,11 +161,14 @@ def redis_provider_crd() -> dict[str, Any]:
         description="RedisProvider is one provider account (a Fly.io organization or a native Upstash account) "
         "that RedisDatabases are created in.",
         spec=openapi_schema(RedisProviderSpec),
-        status={"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        status=_conditions_hoist(openapi_schema(RedisProviderStatus)),
         columns=[
             _column("Type", ".spec.type"),
             _column("Organization", ".spec.organization"),
-            _column("URL", ".spec.url"),
+            _column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            _column("Databases", ".status.databases", type_="integer"),
+            _column("Reason", '.status.conditions[?(@.type=="Ready")].reason', priority=1),
+            _column("URL", ".spec.url", priority=1),
             _AGE,
         ],
     )

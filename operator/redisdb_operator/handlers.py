@@ -11,6 +11,7 @@ import kopf
 from .admission import claim_of, validate_redisdatabase
 from .controller import DatabaseController
 from .models import GROUP, VERSION
+from .provider_checks import ProviderChecker
 
 DATABASES = (GROUP, VERSION, "redisdatabases")
 PROVIDERS = (GROUP, VERSION, "redisproviders")
@@ -65,6 +66,9 @@ def register(
     async def on_redisprovider_event(name: str, memo: Any, **_: Any) -> None:
         memo["controller"].registry.invalidate(name)
 
+    async def on_redisprovider_check(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
+        await ProviderChecker(memo["controller"].registry).check(body, patch=patch, retry=kwargs.get("retry", 0))
+
     kopf.on.create(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
     kopf.on.update(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
     kopf.on.resume(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
@@ -73,6 +77,11 @@ def register(
     )
     kopf.on.delete(*DATABASES, id="delete", registry=registry)(on_redisdatabase_delete)
     kopf.on.event(*PROVIDERS, id="provider-changed", registry=registry)(on_redisprovider_event)
+    for on_change in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        on_change(*PROVIDERS, id="check", registry=registry)(on_redisprovider_check)
+    kopf.timer(*PROVIDERS, id="recheck", interval=resync_interval, initial_delay=resync_interval, registry=registry)(
+        on_redisprovider_check
+    )
     if not webhook:
         return  # kopf refuses admission handlers without a server; the indexes only serve the webhook
 

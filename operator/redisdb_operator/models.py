@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -408,6 +408,17 @@ class RedisProviderSpec(CamelModel):
     credentials_secret_ref: CredentialsSecretReference = Field(description="Where the credentials are.")
 
 
+class RedisProviderStatus(CamelModel):
+    """What the operator last learned about the account, written only by the operator."""
+
+    conditions: list[Condition] | None = Field(
+        default=None, description="`Ready`: the API answered and accepted the credentials."
+    )
+    observed_generation: int | None = None
+    databases: int | None = Field(default=None, description="Databases the account holds at the provider.")
+    last_check_time: str | None = None
+
+
 class RedisProvider(CamelModel):
     spec: RedisProviderSpec
-    status: dict[str, Any] | None = None
+    status: RedisProviderStatus | None = None

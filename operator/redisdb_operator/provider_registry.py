@@ -48,6 +48,10 @@ class ProviderObserver:
     def age(self) -> float:
         return time.monotonic() - self._taken_at
 
+    @property
+    def database_count(self) -> int:
+        return len(self._by_id)
+
     async def refresh(self, max_age: float) -> None:
         if self.age <= max_age:
             return

@@ -142,3 +142,23 @@ def test_deletion_with_the_credentials_gone_has_a_documented_escape(
     wait_for(lambda: get_json("redisdatabase", "cache", namespace) is None, 60, message="deletion completes")
     assert database_id in {d["id"] for d in local_provider.admin.databases()}  # kept, as the annotation says
     delete_at_provider(local_provider, database_id)
+
+
+def test_the_provider_reports_its_own_health(
+    operator: OperatorProcess, local_provider: LocalProvider, late_provider: str
+) -> None:
+    def provider_ready(reason: str, status: str) -> dict[str, Any] | None:
+        obj = get_json("redisprovider", late_provider)
+        ready = condition(obj, "Ready")
+        return obj if ready and ready["status"] == status and ready["reason"] == reason else None
+
+    wait_for(lambda: provider_ready("CredentialsNotFound", "False"), 60, message="provider CredentialsNotFound")
+    apply(credentials("not-the-token"))
+    wait_for(lambda: provider_ready("Unauthorized", "False"), 90, message="provider Unauthorized")
+    apply(credentials(FLY_TOKEN))
+    obj = wait_for(lambda: provider_ready("CredentialsAccepted", "True"), 90, message="provider Ready")
+    assert obj["status"]["databases"] == len(
+        [d for d in local_provider.admin.databases() if d["api"] == "fly" and d["owner"] == FLY_ORG]
+    )
+    table = kubectl("get", "redisprovider", late_provider).stdout
+    assert table.split()[:5] == ["NAME", "TYPE", "ORGANIZATION", "READY", "DATABASES"]

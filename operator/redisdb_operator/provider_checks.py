@@ -1,0 +1,70 @@
+"""RedisProvider status: does the account's API answer and accept the credentials?
+
+A failing provider is otherwise only visible on each RedisDatabase that uses it; checking the account itself
+gives one place to look (`kubectl get redisproviders`) and an Argo CD health for it. The check is the same
+`list` call the databases' resync needs, through the shared snapshot, so it costs the provider nothing extra.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from .provider_registry import ProviderRegistry
+from .reconcile import backoff_delay, classify_error, condition, set_condition
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ProviderChecker:
+    def __init__(self, registry: ProviderRegistry) -> None:
+        self._registry = registry
+
+    async def check(self, body: kopf.Body, *, patch: kopf.Patch, retry: int) -> None:
+        name = str(body.meta.name)
+        generation = body.meta.get("generation")
+        status: Mapping[str, Any] = body.get("status") or {}
+        now = _now()
+        self._registry.invalidate(name)  # read the RedisProvider and its Secret as they are now
+        try:
+            handle = await self._registry.get(name)
+            await handle.observer.refresh(max_age=0)
+        except Exception as error:
+            verdict = classify_error(error)
+            previous = condition(status.get("conditions"), "Ready")
+            if previous is None or previous.get("reason") != verdict.reason:
+                kopf.event(body, type="Warning", reason=verdict.reason, message=verdict.message)
+            patch.status["conditions"] = set_condition(
+                status.get("conditions"),
+                type_="Ready",
+                status="False",
+                reason=verdict.reason,
+                message=verdict.message,
+                generation=generation,
+                now=now,
+            )
+            patch.status["observedGeneration"] = generation
+            patch.status["lastCheckTime"] = now
+            if verdict.temporary:
+                raise kopf.TemporaryError(
+                    verdict.message, delay=backoff_delay(retry, verdict.retry_after, cap=120)
+                ) from None
+            return
+        count = handle.observer.database_count
+        patch.status["conditions"] = set_condition(
+            status.get("conditions"),
+            type_="Ready",
+            status="True",
+            reason="CredentialsAccepted",
+            message=f"the {handle.provider_type.value} API accepted the credentials",
+            generation=generation,
+            now=now,
+        )
+        patch.status["observedGeneration"] = generation
+        patch.status["databases"] = count
+        patch.status["lastCheckTime"] = now
