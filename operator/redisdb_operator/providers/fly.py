@@ -71,6 +71,19 @@ RESET_MUTATION = (
     "mutation Reset($name: String!) { resetAddOnPassword(input: {name: $name}) { addOn { ...AddOn } } }" + (_FRAGMENT)
 )
 
+# What each document is called in metrics: its root field (ids and names stay out of metric labels).
+_METRIC_OPERATIONS = {
+    ORG_QUERY: "graphql:organization",
+    PLANS_QUERY: "graphql:addOnPlans",
+    CREATE_MUTATION: "graphql:createAddOn",
+    GET_QUERY: "graphql:addOn",
+    GET_BY_NAME_QUERY: "graphql:addOnByName",
+    LIST_QUERY: "graphql:organization.addOns",
+    UPDATE_MUTATION: "graphql:updateAddOn",
+    DELETE_MUTATION: "graphql:deleteAddOn",
+    RESET_MUTATION: "graphql:resetAddOnPassword",
+}
+
 
 class FlyClient:
     """One Fly organization's Upstash Redis add-ons, through Fly's GraphQL API."""
@@ -275,6 +288,7 @@ class FlyClient:
             operation=operation,
             idempotent=idempotent,
             json_body={"query": document, "variables": dict(variables)},
+            metric_operation=_METRIC_OPERATIONS.get(document, "graphql"),
         )
         try:
             body = response.json()

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from .. import metrics
 from .base import (
     AlreadyExistsError,
     InvalidRequestError,
@@ -252,16 +253,21 @@ class HttpTransport:
         idempotent: bool,
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
+        metric_operation: str = "",
     ) -> httpx.Response:
         """Send one logical call; return a 2xx response or raise a typed ProviderError.
 
         ``idempotent=False`` (create, reset-password) means exactly one attempt whatever happens: a timeout
         after the server acted would otherwise create a twin database or rotate the password twice.
+        ``metric_operation`` names the call in metrics (``create``, ``graphql:createAddOn``); never an id or a
+        name, which ``operation`` may carry. Without it, the first word of ``operation`` (its verb) stands in.
         """
         attempts = self.retry.max_attempts if idempotent else 1
         label = f"{self.provider} {operation}"
+        metric_operation = metric_operation or operation.split(" ", 1)[0]
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(self.timeouts.total):
                     response = await self._client.request(method, path, json=json_body, params=params)
@@ -272,12 +278,14 @@ class HttpTransport:
                 error = UnavailableError(f"{label} failed: connection error: {detail}")
             else:
                 if response.is_success:
+                    self._record(metric_operation, "ok", started)
                     return response
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 if retry_after is not None:
                     retry_after = min(retry_after, self.retry.max_retry_after)
                 message = self.redact(_truncate(error_message(response)))
                 error = error_for_status(response.status_code, message, operation=label, retry_after=retry_after)
+            self._record(metric_operation, type(error).__name__, started)
             if not error.temporary or last:
                 raise error
             delay = self._delay(attempt, error)
@@ -286,6 +294,13 @@ class HttpTransport:
             log.debug("%s: attempt %d/%d failed (%s); retrying in %.2fs", label, attempt + 1, attempts, error, delay)
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _record(self, operation: str, outcome: str, started: float) -> None:
+        """One attempt in the provider metrics; HTTP-level: a GraphQL ``errors[]`` answer (HTTP 200) counts as ok."""
+        metrics.PROVIDER_REQUESTS.inc(provider_type=self.provider, operation=operation, outcome=outcome)
+        metrics.PROVIDER_REQUEST_DURATION.observe(
+            time.monotonic() - started, provider_type=self.provider, operation=operation
+        )
 
     def _delay(self, attempt: int, error: ProviderError) -> float | None:
         """Pause before the next attempt, or None when the server asked for longer than we wait in-process."""

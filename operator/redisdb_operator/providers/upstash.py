@@ -76,13 +76,22 @@ class UpstashClient:
         if request.tls is not None:
             body["tls"] = request.tls
         response = await self._http.request(
-            "POST", "/redis/database", operation=f"create database {request.name!r}", idempotent=False, json_body=body
+            "POST",
+            "/redis/database",
+            operation=f"create database {request.name!r}",
+            idempotent=False,
+            json_body=body,
+            metric_operation="create",
         )
         return self._database(json_or_none(response), operation="create database")
 
     async def get(self, database_id: str) -> Database:
         response = await self._http.request(
-            "GET", f"/redis/database/{_segment(database_id)}", operation=f"get database {database_id}", idempotent=True
+            "GET",
+            f"/redis/database/{_segment(database_id)}",
+            operation=f"get database {database_id}",
+            idempotent=True,
+            metric_operation="get",
         )
         return self._database(json_or_none(response), operation="get database")
 
@@ -94,7 +103,9 @@ class UpstashClient:
         return None
 
     async def list(self) -> Sequence[Database]:
-        response = await self._http.request("GET", "/redis/databases", operation="list databases", idempotent=True)
+        response = await self._http.request(
+            "GET", "/redis/databases", operation="list databases", idempotent=True, metric_operation="list"
+        )
         body = json_or_none(response)
         if body is None:
             return []
@@ -122,6 +133,7 @@ class UpstashClient:
                 f"/redis/{action}/{_segment(database_id)}",
                 operation=f"{action} {database_id}",
                 idempotent=True,
+                metric_operation=action,
             )
 
     async def reset_password(self, database_id: str) -> Database:
@@ -130,6 +142,7 @@ class UpstashClient:
             f"/redis/reset-password/{_segment(database_id)}",
             operation=f"reset password of {database_id}",
             idempotent=False,
+            metric_operation="reset-password",
         )
         body = json_or_none(response)
         if isinstance(body, Mapping) and body.get("database_id"):
@@ -144,6 +157,7 @@ class UpstashClient:
                 f"/redis/database/{_segment(database_id)}",
                 operation=f"delete database {database_id}",
                 idempotent=True,
+                metric_operation="delete",
             )
         except NotFoundError:
             log.debug("upstash database %s was already gone", database_id)
@@ -154,6 +168,7 @@ class UpstashClient:
             f"/redis/update-regions/{_segment(database_id)}",
             operation=f"update read regions of {database_id}",
             idempotent=True,
+            metric_operation="update-regions",
             json_body={"read_regions": list(read_regions)},
         )
 
@@ -169,6 +184,7 @@ class UpstashClient:
                     f"/redis/{segment}/change-plan",
                     operation=operation,
                     idempotent=True,
+                    metric_operation="change-plan",
                     json_body={"plan_name": plan_name},
                 )
                 return
@@ -182,6 +198,7 @@ class UpstashClient:
             operation=operation,
             idempotent=True,
             json_body={"plan": plan_name},
+            metric_operation="change-plan",
         )
         self._legacy_change_plan = True
 
