@@ -10,13 +10,14 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from . import secrets
+from . import metrics, secrets
 from .kube import KubeClient, KubeConflict, secret_path
 from .models import (
     ANNOTATION_FORCE_ORPHAN,
@@ -99,12 +100,15 @@ class DatabaseController:
         if not fresh and waiting_for_spec_change(status, generation):
             return  # a permanent error at this generation: retrying cannot help, a spec change will
         async with self._lock_for(meta.uid), self._provider_slots:
+            started, result = time.monotonic(), "success"
             try:
                 await self._reconcile(body, fresh=fresh, patch=patch, logger=logger)
             except kopf.TemporaryError:
+                result = "temporary_error"
                 raise
             except Exception as error:
                 verdict = classify_error(error)
+                result = "temporary_error" if verdict.temporary else "permanent_error"
                 if isinstance(error, UnauthorizedError):
                     self._registry.invalidate(
                         RedisDatabaseSpec.model_validate(dict(body.spec)).effective_provider_name()
@@ -116,6 +120,25 @@ class DatabaseController:
                     raise kopf.TemporaryError(
                         verdict.message, delay=backoff_delay(retry, verdict.retry_after)
                     ) from None
+            finally:
+                self._record_reconcile(body, patch, "change" if fresh else "resync", result, started)
+
+    @staticmethod
+    def _record_reconcile(body: kopf.Body, patch: kopf.Patch, trigger: str, result: str, started: float) -> None:
+        """Count the reconcile, and place the database in `redisdb_databases` by the Ready condition it now has."""
+        written = patch.status.get("conditions")
+        synced = condition(written, "Synced")
+        if result == "success" and synced is not None and synced.get("status") == "False":
+            result = "permanent_error"  # reported without raising: an invalid spec or a conflict
+        metrics.RECONCILES.inc(trigger=trigger, result=result)
+        metrics.RECONCILE_DURATION.observe(time.monotonic() - started, trigger=trigger)
+        try:
+            provider = RedisDatabaseSpec.model_validate(dict(body.spec)).effective_provider_name()
+        except ValidationError:
+            return
+        ready = condition(written or (body.get("status") or {}).get("conditions"), "Ready")
+        ready_now = ready is not None and ready.get("status") == "True"
+        metrics.DATABASE_READINESS.set(str(body.meta.uid), provider=provider, ready=ready_now)
 
     def _report_failure(
         self, body: kopf.Body, patch: kopf.Patch, verdict: ErrorVerdict, generation: int | None
@@ -192,6 +215,7 @@ class DatabaseController:
         assert observed is not None
         if isinstance(action, UpdateAction):
             await client.update(observed.id, action.update)
+            metrics.PROVIDER_ACTIONS.inc(action="update")
             observed = observed.model_copy(
                 update={
                     key: value
@@ -207,6 +231,7 @@ class DatabaseController:
             summary = "; ".join(change.describe() for change in action.changes)
             is_drift = generation == status.get("observedGeneration") and not fresh
             if is_drift:
+                metrics.DRIFT_REPAIRS.inc()
                 _warning_event(body, reason="DriftRepaired", message=f"changed at the provider, repaired: {summary}")
             else:
                 _normal_event(body, reason="Updated", message=f"updated at the provider: {summary}")
@@ -221,6 +246,7 @@ class DatabaseController:
                 pass  # a fresh password already; only later changes of the annotation ask for a new one
             else:
                 observed = await client.reset_password(observed.id)
+                metrics.PROVIDER_ACTIONS.inc(action="reset_password")
                 handle.observer.remember(observed)
                 rotated_at = utcnow()
                 _normal_event(body, reason="PasswordRotated", message="the provider issued a new password")
@@ -319,7 +345,9 @@ class DatabaseController:
             return self._adopt(body, handle, desired, existing, recorded_id, patch), False
         self._record_id(body, patch, created.id)
         handle.observer.remember(created)
+        metrics.PROVIDER_ACTIONS.inc(action="recreate" if action.recreate else "create")
         if action.recreate:
+            metrics.DRIFT_REPAIRS.inc()
             _warning_event(
                 body,
                 reason="DriftRecreated",
@@ -346,6 +374,7 @@ class DatabaseController:
         """Take over a database of our name; one in another primary region is left to plan_action's conflict."""
         if existing.primary_region == desired.primary_region:
             if recorded_id is None:
+                metrics.PROVIDER_ACTIONS.inc(action="adopt")
                 _normal_event(body, reason="Adopted", message=f"adopted the existing provider database {existing.name}")
             self._record_id(body, patch, existing.id)
             handle.observer.remember(existing)
@@ -383,6 +412,7 @@ class DatabaseController:
             except KubeConflict:
                 pass  # someone's Secret, or ours from an earlier attempt: the checks below decide
             else:
+                metrics.SECRET_WRITES.inc()
                 _normal_event(body, reason="SecretWritten", message=f"wrote connection Secret {secret_name}")
                 return
         existing = await self._kube.get(secret_path(namespace, secret_name))
@@ -404,6 +434,7 @@ class DatabaseController:
                 await self._kube.create(secret_path(namespace), rendered)
             except KubeConflict:
                 raise kopf.TemporaryError("the Secret appeared concurrently; retrying", delay=1) from None
+            metrics.SECRET_WRITES.inc()
             _normal_event(body, reason="SecretWritten", message=f"wrote connection Secret {secret_name}")
             return
         old_hash = (existing["metadata"].get("annotations") or {}).get(secrets.ANNOTATION_CONTENT_HASH)
@@ -412,6 +443,7 @@ class DatabaseController:
             return
         rendered["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         await self._kube.replace(secret_path(namespace, secret_name), rendered)
+        metrics.SECRET_WRITES.inc()
         _normal_event(body, reason="SecretWritten", message=f"updated connection Secret {secret_name}")
 
     @staticmethod
@@ -427,6 +459,23 @@ class DatabaseController:
     # --- delete ---------------------------------------------------------------------------------------------
 
     async def delete(
+        self,
+        body: kopf.Body,
+        *,
+        patch: kopf.Patch,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        retry: int = 0,
+    ) -> None:
+        started, result = time.monotonic(), "temporary_error"  # every failure of a deletion is retried
+        try:
+            await self._delete(body, patch=patch, logger=logger, retry=retry)
+            result = "success"
+        finally:
+            metrics.RECONCILES.inc(trigger="delete", result=result)
+            metrics.RECONCILE_DURATION.observe(time.monotonic() - started, trigger="delete")
+        metrics.DATABASE_READINESS.forget(str(body.meta.uid))
+
+    async def _delete(
         self,
         body: kopf.Body,
         *,
@@ -459,6 +508,7 @@ class DatabaseController:
                     database_id = found.id if found else None
                 if database_id is not None:
                     await handle.client.delete(database_id)
+                    metrics.PROVIDER_ACTIONS.inc(action="delete")
                     handle.observer.forget(database_id)
                     _normal_event(body, reason="Deleted", message=f"deleted provider database {database_id}")
             except Exception as error:

@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 import uvloop
 
+from . import metrics
 from .controller import ControllerConfig, DatabaseController
 from .handlers import register
 from .kube import KubeClient
@@ -98,6 +99,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=os.environ.get("REDISDB_WEBHOOK_CONFIGURATION", ""),
         help="ValidatingWebhookConfiguration (owned by the chart) whose caBundle gets the CA of --webhook-cert-secret",
     )
+    parser.add_argument(
+        "--metrics-listen",
+        default=os.environ.get("REDISDB_METRICS_LISTEN", ""),
+        help="serve Prometheus metrics at GET /metrics on ADDR:PORT (e.g. 0.0.0.0:9090; env REDISDB_METRICS_LISTEN); "
+        "empty: off",
+    )
     parser.add_argument("--verbose", action="store_true", default=bool(os.environ.get("REDISDB_VERBOSE")))
     return parser.parse_args(list(argv))
 
@@ -173,9 +180,16 @@ async def run_operator(args: argparse.Namespace) -> None:
                 resync_interval=args.resync_interval, max_concurrent_reconciles=args.max_concurrent_reconciles
             ),
         )
+        if args.metrics_listen and "metrics" not in memo:
+            try:
+                memo["metrics"] = await metrics.start_server(args.metrics_listen)
+            except (OSError, ValueError) as error:
+                raise kopf.PermanentError(f"--metrics-listen {args.metrics_listen}: {error}") from None
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        if "metrics" in memo:
+            await memo["metrics"].cleanup()
         if "controller" in memo:
             await memo["controller"].registry.aclose()
         if "kube" in memo:
