@@ -69,6 +69,10 @@ def register(
     async def on_redisprovider_check(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
         await ProviderChecker(memo["controller"].registry).check(body, patch=patch, retry=kwargs.get("retry", 0))
 
+    async def on_redisprovider_recheck(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
+        checker = ProviderChecker(memo["controller"].registry)
+        await checker.check(body, patch=patch, retry=kwargs.get("retry", 0), max_age=resync_interval * 0.9)
+
     kopf.on.create(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
     kopf.on.update(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
     kopf.on.resume(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
@@ -80,7 +84,7 @@ def register(
     for on_change in (kopf.on.create, kopf.on.update, kopf.on.resume):
         on_change(*PROVIDERS, id="check", registry=registry)(on_redisprovider_check)
     kopf.timer(*PROVIDERS, id="recheck", interval=resync_interval, initial_delay=resync_interval, registry=registry)(
-        on_redisprovider_check
+        on_redisprovider_recheck
     )
     if not webhook:
         return  # kopf refuses admission handlers without a server; the indexes only serve the webhook

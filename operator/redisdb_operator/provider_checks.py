@@ -25,7 +25,9 @@ class ProviderChecker:
     def __init__(self, registry: ProviderRegistry) -> None:
         self._registry = registry
 
-    async def check(self, body: kopf.Body, *, patch: kopf.Patch, retry: int) -> None:
+    async def check(self, body: kopf.Body, *, patch: kopf.Patch, retry: int, max_age: float = 0) -> None:
+        """`max_age` 0 asks the provider now (a changed RedisProvider); the periodic check passes the resync
+        interval, and shares the databases' snapshot (and, while the provider is down, their failed probe)."""
         name = str(body.meta.name)
         generation = body.meta.get("generation")
         status: Mapping[str, Any] = body.get("status") or {}
@@ -33,7 +35,7 @@ class ProviderChecker:
         self._registry.invalidate(name)  # read the RedisProvider and its Secret as they are now
         try:
             handle = await self._registry.get(name)
-            await handle.observer.refresh(max_age=0)
+            await handle.observer.refresh(max_age=max_age)
         except Exception as error:
             verdict = classify_error(error)
             previous = condition(status.get("conditions"), "Ready")

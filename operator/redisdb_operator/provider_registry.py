@@ -42,6 +42,8 @@ class ProviderObserver:
         self._by_id: dict[str, Database] = {}
         self._by_name: dict[str, Database] = {}
         self._taken_at = float("-inf")
+        self._failed_at = float("-inf")
+        self._failure: Exception | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -53,13 +55,22 @@ class ProviderObserver:
         return len(self._by_id)
 
     async def refresh(self, max_age: float) -> None:
+        """Refresh when older than `max_age`; a failed refresh is shared for as long, so that while a provider
+        is down every database's resync waits on one probe instead of sending its own."""
         if self.age <= max_age:
             return
         async with self._lock:
             if self.age <= max_age:  # another task refreshed while we waited
                 return
+            if self._failure is not None and time.monotonic() - self._failed_at <= max_age:
+                raise self._failure
             started = time.monotonic()
-            databases = await self._client.list()
+            try:
+                databases = await self._client.list()
+            except Exception as error:
+                self._failure, self._failed_at = error, started
+                raise
+            self._failure = None
             self._by_id = {database.id: database for database in databases}
             self._by_name = {database.name: database for database in databases}
             self._taken_at = started

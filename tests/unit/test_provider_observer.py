@@ -1,0 +1,48 @@
+"""The shared per-provider snapshot: one list call serves every lookup, and a failed one is shared too."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from redisdb_operator.provider_registry import ProviderObserver
+from redisdb_operator.providers.base import Database, UnavailableError
+
+
+class CountingClient:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.down = False
+
+    async def list(self) -> Sequence[Database]:
+        self.calls += 1
+        await asyncio.sleep(0.01)
+        if self.down:
+            raise UnavailableError("503")
+        return [Database(id="db-1", name="shop-cache", primary_region="mad", plan="payg")]
+
+
+async def test_concurrent_lookups_share_one_list_call() -> None:
+    client = CountingClient()
+    observer = ProviderObserver(client)  # type: ignore[arg-type]
+    found = await asyncio.gather(
+        *(observer.lookup(database_id=None, name="shop-cache", max_age=60) for _ in range(100))
+    )
+    assert client.calls == 1
+    assert all(database is not None and database.id == "db-1" for database in found)
+    assert observer.database_count == 1
+
+
+async def test_a_failed_list_is_shared_for_max_age_then_retried() -> None:
+    client = CountingClient()
+    client.down = True
+    observer = ProviderObserver(client)  # type: ignore[arg-type]
+    for _ in range(20):
+        with pytest.raises(UnavailableError):
+            await observer.lookup(database_id="db-1", name="x", max_age=60)
+    assert client.calls == 1  # twenty resyncs during an outage, one probe
+    client.down = False
+    assert await observer.lookup(database_id="db-1", name="x", max_age=0) is not None
+    assert client.calls == 2
