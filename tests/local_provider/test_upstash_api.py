@@ -44,7 +44,11 @@ async def test_upstash_database_lifecycle(local_provider: LocalProvider) -> None
         assert created["state"] == "active" and created["region"] == "global"
         assert created["user_email"] == local_provider.upstash_email
         assert created["database_type"] == "Pay as You Go" and created["type"] == "payg"
-        assert "rest_token" not in created
+        assert (
+            created["rest_token"]
+            and created["read_only_rest_token"]
+            and created["rest_url"].endswith(created["database_id"])
+        )
         password, port = created["password"], created["port"]
 
         # The returned URL parts reach a real redis-server that keeps data.

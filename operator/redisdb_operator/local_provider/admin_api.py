@@ -121,4 +121,5 @@ class AdminApi:
         tokens: list[str] = []
         if self.settings is not None:
             tokens = [*self.settings.fly_tokens, *self.settings.upstash_accounts.values()]
+        tokens.extend(self.registry.issued_rest_tokens())
         return web.json_response({"passwords": self.registry.issued_passwords(), "tokens": tokens})

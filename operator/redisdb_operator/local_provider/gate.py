@@ -74,6 +74,11 @@ class WireGate:
     def clear_faults(self) -> None:
         self.faults = Faults()
 
+    def count(self, operations: list[str]) -> None:
+        """Count calls that faults never touch (the REST data plane is not a management API)."""
+        for operation in operations:
+            self.counters[operation] += 1
+
     async def enter(self, operations: list[str]) -> InjectedFailure | None:
         """Count the call, apply the latency, and return a failure to send instead if one is due."""
         for operation in operations:

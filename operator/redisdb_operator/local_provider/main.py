@@ -1,4 +1,4 @@
-"""``redisdb-operator local-provider``: restore the registry, serve the three APIs on one port, stop cleanly.
+"""``redisdb-operator local-provider``: restore the registry, serve its APIs on one port, stop cleanly.
 
 The port file is written only once every stored database is back and the socket is listening, so whoever
 waits for it can use the provider at once.
@@ -23,6 +23,7 @@ from .fly_api import FlyApi
 from .gate import WireGate
 from .processes import use_pidfd_child_watcher
 from .registry import Registry
+from .rest_api import RestApi
 from .settings import Settings, parse_settings
 from .upstash_api import UpstashApi
 
@@ -48,6 +49,7 @@ def build_app(registry: Registry, gate: WireGate, settings: Settings) -> web.App
     app.add_routes(AdminApi(registry, gate, settings).routes())
     app.add_routes(FlyApi(registry, gate, settings).routes())
     app.add_routes(UpstashApi(registry, gate, settings).routes())
+    app.add_routes(RestApi(registry, gate).routes())
     return app
 
 

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from ..providers import catalog
 from ..providers.base import ProviderType
+from .commands import CommandPool
 from .processes import (
     POLICY_EVICTION_OFF,
     POLICY_EVICTION_ON,
@@ -57,9 +58,24 @@ class LocalDatabase:
         self.primary = primary
         self.replicas: dict[str, RedisInstance] = {}
         self.lock = asyncio.Lock()
+        self._commands: CommandPool | None = None
 
     def instances(self) -> list[RedisInstance]:
         return [self.primary, *self.replicas.values()]
+
+    async def commands(self) -> CommandPool:
+        """The REST face's pool on the primary, remade when the primary's port or the password changed."""
+        key = (self.primary.port, self.record.password)
+        if self._commands is None or self._commands.key != key:
+            stale, self._commands = self._commands, CommandPool(self.primary.host, *key)
+            if stale is not None:
+                await stale.close()
+        return self._commands
+
+    async def close_commands(self) -> None:
+        if self._commands is not None:
+            pool, self._commands = self._commands, None
+            await pool.close()
 
     def describe(self) -> dict[str, Any]:
         """The admin view: owner, settings, ports and pids (never the password)."""
@@ -88,6 +104,16 @@ def _maxmemory(api: ProviderType, plan_name: str) -> int:
     found = catalog.plan(api, plan_name)
     assert found is not None, plan_name  # validated before any record is written
     return found.max_data_size_bytes
+
+
+def serves_rest(api: ProviderType) -> bool:
+    """Only the Upstash API hands out REST tokens; flyctl shows none, so Fly databases get none."""
+    return api is ProviderType.UPSTASH
+
+
+def _issue_rest_tokens(record: DatabaseRecord) -> None:
+    record.rest_token = secrets.token_urlsafe(32)
+    record.read_only_rest_token = secrets.token_urlsafe(32)
 
 
 def _policy(eviction: bool) -> str:
@@ -183,6 +209,10 @@ class Registry:
         async def bring_back(record: DatabaseRecord) -> None:
             database = LocalDatabase(record, self._instance(record, None))
             self.databases[record.id] = database
+            if serves_rest(record.api) and not record.rest_token:  # written before the store had REST tokens
+                _issue_rest_tokens(record)
+                self._record_issued_tokens(record)
+                self.store.save(record)
             async with limit:
                 try:
                     await self._start(database, restoring=True)
@@ -196,6 +226,9 @@ class Registry:
     async def close(self) -> None:
         """Stop every redis-server this provider started; nothing may outlive the provider."""
         instances = [instance for database in self.databases.values() for instance in database.instances()]
+        await asyncio.gather(
+            *(database.close_commands() for database in self.databases.values()), return_exceptions=True
+        )
         await asyncio.gather(*(instance.stop() for instance in instances), return_exceptions=True)
         self.store.close()
         log.info("stopped %d redis-server processes", len(instances))
@@ -238,6 +271,13 @@ class Registry:
             for database_id, name, password, issued_at in self.store.issued()
         ]
 
+    def issued_rest_tokens(self) -> list[str]:
+        """Test-only: every REST token this provider ever issued (durable across restarts)."""
+        return self.store.issued_rest_tokens()
+
+    def _record_issued_tokens(self, record: DatabaseRecord) -> None:
+        self.store.record_issued_rest_tokens(record.id, (record.rest_token, record.read_only_rest_token), time.time())
+
     # -- changes -------------------------------------------------------------------------------------------------
 
     async def create(
@@ -275,6 +315,8 @@ class Registry:
                 password=secrets.token_hex(16),
                 creation_time=int(time.time()),
             )
+            if serves_rest(api):
+                _issue_rest_tokens(record)
             database = LocalDatabase(record, self._instance(record, None))
             try:
                 await self._start(database, restoring=False)
@@ -284,6 +326,8 @@ class Registry:
                 raise RegistryError("unavailable", "could not start the database; try again") from error
             self.store.save(record)
             self.store.record_issued(record.id, name, record.password, time.time())
+            if record.rest_token:
+                self._record_issued_tokens(record)
             self.databases[record.id] = database
         finally:
             self._reserved.discard(key)
@@ -291,6 +335,7 @@ class Registry:
         return database
 
     async def _destroy(self, database: LocalDatabase) -> None:
+        await database.close_commands()
         await asyncio.gather(*(instance.stop() for instance in database.instances()), return_exceptions=True)
         shutil.rmtree(self.state_dir / "databases" / database.record.id, ignore_errors=True)
 
@@ -362,7 +407,10 @@ class Registry:
         )
 
     async def reset_password(self, database: LocalDatabase) -> None:
-        """New password on the primary, then on each replica (requirepass and masterauth); the old one is refused."""
+        """New password on the primary, then on each replica (requirepass and masterauth); the old one is refused.
+
+        Like Upstash's reset-password, this also replaces both REST tokens, so the old ones are refused as well.
+        """
         async with database.lock:
             record = database.record
             if self.databases.get(record.id) is not database:
@@ -370,8 +418,12 @@ class Registry:
             new_password = secrets.token_hex(16)
             await database.primary.set_password(new_password)
             record.password = new_password
+            if serves_rest(record.api):
+                _issue_rest_tokens(record)
+                self._record_issued_tokens(record)
             self.store.save(record)
             self.store.record_issued(record.id, record.name, new_password, time.time())
+            await database.close_commands()
             for region, replica in database.replicas.items():
                 try:
                     await replica.set_password(new_password)

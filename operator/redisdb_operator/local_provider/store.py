@@ -1,4 +1,8 @@
-"""The registry's durable half: one SQLite row per database, so a restarted provider brings every database back."""
+"""The registry's durable half: one SQLite row per database, so a restarted provider brings every database back.
+
+The schema is versioned with ``PRAGMA user_version``; each step in ``_MIGRATIONS`` runs once, in order, on a state
+directory written by an older provider, so upgrading the provider never loses databases.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ class DatabaseRecord:
 
     ``api`` says which wire API created it, which is also whose region and plan catalog applies.
     ``owner`` is the Upstash account email or the Fly organization slug.
+    The REST tokens live in their own columns, not in the JSON body; they are empty for databases whose API
+    hands out no REST credentials (Fly) and for rows written before migration 1 (``Registry.restore`` fills those).
     """
 
     id: str
@@ -34,17 +40,37 @@ class DatabaseRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     port: int = 0
     replica_ports: dict[str, int] = field(default_factory=dict)
+    rest_token: str = ""
+    read_only_rest_token: str = ""
 
     def to_json(self) -> str:
         body = asdict(self)
         body["api"] = self.api.value
+        for column in _TOKEN_COLUMNS:
+            del body[column]
         return json.dumps(body)
 
     @classmethod
-    def from_json(cls, text: str) -> DatabaseRecord:
+    def from_json(cls, text: str, rest_token: str = "", read_only_rest_token: str = "") -> DatabaseRecord:
         body = json.loads(text)
         body["api"] = ProviderType(body["api"])
-        return cls(**body)
+        for column in _TOKEN_COLUMNS:
+            body.pop(column, None)
+        return cls(**body, rest_token=rest_token, read_only_rest_token=read_only_rest_token)
+
+
+_TOKEN_COLUMNS = ("rest_token", "read_only_rest_token")
+
+# Schema steps after the original (databases, issued_passwords); index i brings user_version from i to i + 1.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "ALTER TABLE databases ADD COLUMN rest_token TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE databases ADD COLUMN read_only_rest_token TEXT NOT NULL DEFAULT ''",
+        # Test-only, like issued_passwords: every REST token ever issued, for the secret-hygiene scans.
+        "CREATE TABLE issued_rest_tokens (database_id TEXT NOT NULL, token TEXT NOT NULL, issued_at REAL NOT NULL)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 class Store:
@@ -62,15 +88,38 @@ class Store:
             "CREATE TABLE IF NOT EXISTS issued_passwords "
             "(database_id TEXT NOT NULL, name TEXT NOT NULL, password TEXT NOT NULL, issued_at REAL NOT NULL)"
         )
+        self._migrate()
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the state was written by a newer provider (schema {version}, this one knows {SCHEMA_VERSION}); "
+                "upgrade the provider or use another --state-dir"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _MIGRATIONS[number]:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def load(self) -> list[DatabaseRecord]:
-        rows = self._db.execute("SELECT body FROM databases ORDER BY rowid").fetchall()
-        return [DatabaseRecord.from_json(body) for (body,) in rows]
+        rows = self._db.execute(
+            "SELECT body, rest_token, read_only_rest_token FROM databases ORDER BY rowid"
+        ).fetchall()
+        return [DatabaseRecord.from_json(body, rest, read_only) for body, rest, read_only in rows]
 
     def save(self, record: DatabaseRecord) -> None:
         self._db.execute(
-            "INSERT INTO databases (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
-            (record.id, record.to_json()),
+            "INSERT INTO databases (id, body, rest_token, read_only_rest_token) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET body = excluded.body, rest_token = excluded.rest_token, "
+            "read_only_rest_token = excluded.read_only_rest_token",
+            (record.id, record.to_json(), record.rest_token, record.read_only_rest_token),
         )
 
     def delete(self, database_id: str) -> None:
@@ -87,6 +136,15 @@ class Store:
             "SELECT database_id, name, password, issued_at FROM issued_passwords ORDER BY rowid"
         ).fetchall()
         return [(str(a), str(b), str(c), float(d)) for a, b, c, d in rows]
+
+    def record_issued_rest_tokens(self, database_id: str, tokens: tuple[str, ...], issued_at: float) -> None:
+        self._db.executemany(
+            "INSERT INTO issued_rest_tokens (database_id, token, issued_at) VALUES (?, ?, ?)",
+            [(database_id, token, issued_at) for token in tokens],
+        )
+
+    def issued_rest_tokens(self) -> list[str]:
+        return [str(token) for (token,) in self._db.execute("SELECT token FROM issued_rest_tokens ORDER BY rowid")]
 
     def close(self) -> None:
         self._db.close()

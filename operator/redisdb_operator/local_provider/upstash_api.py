@@ -1,6 +1,8 @@
 """The Upstash Developer API v2 face (docs/wire-contract.md): HTTP Basic auth, snake_case JSON, "OK" actions.
 
 Errors use the real API's shapes: a bare JSON string for 400/404, ``{"error": ...}`` for 401/429/503.
+The Database JSON also carries ``rest_url``, an extension: where this provider serves the database's Redis REST API
+(the real API has no such field; real clients use ``https://<endpoint>``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..providers import catalog
 from ..providers.base import ProviderType
 from .gate import WireGate
 from .registry import TLS_UNSUPPORTED, LocalDatabase, Registry, RegistryError
+from .rest_api import rest_url
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,7 +33,7 @@ _STATUS = {"invalid": 400, "exists": 400, "not_found": 404, "unavailable": 503}
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
-def database_json(database: LocalDatabase, *, credentials: bool = True) -> dict[str, Any]:
+def database_json(database: LocalDatabase, request: web.Request, *, credentials: bool = True) -> dict[str, Any]:
     record = database.record
     plan = catalog.plan(API, record.plan)
     assert plan is not None
@@ -54,8 +57,13 @@ def database_json(database: LocalDatabase, *, credentials: bool = True) -> dict[
         "plan": record.plan,
         "budget": record.budget,
     }
+    if record.rest_token:
+        body["rest_url"] = rest_url(request, record.id)
     if credentials:
         body["password"] = record.password
+        if record.rest_token:
+            body["rest_token"] = record.rest_token
+            body["read_only_rest_token"] = record.read_only_rest_token
     return body
 
 
@@ -174,14 +182,14 @@ class UpstashApi:
             eviction=eviction,
             budget=budget,
         )
-        return web.json_response(database_json(database))
+        return web.json_response(database_json(database, request))
 
     async def list(self, request: web.Request, account: str) -> web.StreamResponse:
-        return web.json_response([database_json(db) for db in self.registry.owned(API, [account])])
+        return web.json_response([database_json(db, request) for db in self.registry.owned(API, [account])])
 
     async def get(self, request: web.Request, account: str) -> web.StreamResponse:
         hide = request.query.get("credentials") == "hide"
-        return web.json_response(database_json(self._find(request, account), credentials=not hide))
+        return web.json_response(database_json(self._find(request, account), request, credentials=not hide))
 
     async def delete(self, request: web.Request, account: str) -> web.StreamResponse:
         await self.registry.delete(self._find(request, account))
@@ -219,7 +227,7 @@ class UpstashApi:
     async def reset_password(self, request: web.Request, account: str) -> web.StreamResponse:
         database = self._find(request, account)
         await self.registry.reset_password(database)
-        return web.json_response(database_json(database))
+        return web.json_response(database_json(database, request))
 
     async def unknown(self, request: web.Request, account: str) -> web.StreamResponse:
         return _error(404, f"no such endpoint: {request.method} {request.path}")
