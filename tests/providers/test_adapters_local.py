@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import redis
 
@@ -286,3 +287,39 @@ async def test_other_accounts_databases_are_invisible(
     finally:
         await adapter.delete(created.id)
         await other.aclose()
+
+
+async def test_rest_credentials(
+    adapter: ProviderClient,
+    provider: LocalProvider,
+    provider_type: ProviderType,
+    placement: Placement,
+    unique_name: str,
+) -> None:
+    """Upstash databases carry a working REST URL and tokens (rotated with the password); Fly's API gives none."""
+    created = await adapter.create(CreateDatabaseRequest(name=unique_name, primary_region=placement.primary))
+    try:
+        if provider_type is ProviderType.FLY:
+            assert created.rest_url == "" and created.rest_token == "" and created.read_only_rest_token == ""
+            return
+        assert created.rest_url == f"{provider.url}/rest/{created.id}"
+        assert created.rest_token and created.read_only_rest_token
+        assert created.rest_token not in repr(created)
+        found = await adapter.find_by_name(unique_name)
+        assert found is not None and (found.rest_url, found.rest_token) == (created.rest_url, created.rest_token)
+
+        async with httpx.AsyncClient(timeout=30) as http:
+            headers = {"Authorization": f"Bearer {created.rest_token}"}
+            assert (await http.post(created.rest_url, json=["SET", "k", "v"], headers=headers)).json() == {
+                "result": "OK"
+            }
+            assert connect(created.url).get("k") == "v"
+
+            reset = await adapter.reset_password(created.id)
+            assert reset.rest_url == created.rest_url
+            assert reset.rest_token and reset.rest_token != created.rest_token
+            assert (await http.post(created.rest_url, json=["GET", "k"], headers=headers)).status_code == 401
+            fresh = {"Authorization": f"Bearer {reset.rest_token}"}
+            assert (await http.post(reset.rest_url, json=["GET", "k"], headers=fresh)).json() == {"result": "v"}
+    finally:
+        await adapter.delete(created.id)

@@ -225,6 +225,8 @@ def parse_database(body: Mapping[str, Any]) -> Database:
     password = _str(body.get("password"))
     tls = bool(body.get("tls", False))
     rest_token = _str(body.get("rest_token"))
+    # The real API has no rest_url (clients use https://ENDPOINT); the local provider names where it serves REST.
+    rest_url = _str(body.get("rest_url")) or (f"https://{endpoint}" if rest_token and endpoint else "")
     url = ""
     if password and endpoint and port:
         url = f"{'rediss' if tls else 'redis'}://default:{quote(password, safe='')}@{endpoint}:{port}"
@@ -241,7 +243,7 @@ def parse_database(body: Mapping[str, Any]) -> Database:
         port=port,
         password=password,
         url=url,
-        rest_url=f"https://{endpoint}" if rest_token and endpoint else "",
+        rest_url=rest_url,
         rest_token=rest_token,
         read_only_rest_token=_str(body.get("read_only_rest_token")),
     )

@@ -73,6 +73,18 @@ def test_parse_full_database() -> None:
     assert "pw-123" not in repr(database)
 
 
+def test_parse_database_prefers_a_rest_url_field() -> None:
+    """The local provider names where it serves REST; the real API has no such field (https://ENDPOINT)."""
+    local = {**FULL, "rest_url": "http://127.0.0.1:8080/rest/db-1", "endpoint": "127.0.0.1", "tls": False}
+    database = parse_database(local)
+    assert database.rest_url == "http://127.0.0.1:8080/rest/db-1"
+    assert database.rest_token == "AX-rest" and database.read_only_rest_token == "AX-ro"
+    assert parse_database({**FULL, "rest_url": ""}).rest_url == "https://steady-stud-1.upstash.io"
+    no_token = {key: value for key, value in FULL.items() if key != "rest_token"}
+    assert parse_database(no_token).rest_url == ""
+    assert "AX-rest" not in repr(database)
+
+
 def test_parse_database_without_credentials_or_optional_fields() -> None:
     database = parse_database({"database_id": "db-2", "database_name": "x", "endpoint": "h", "port": 1})
     assert database.password == "" and database.url == "" and database.rest_url == ""
