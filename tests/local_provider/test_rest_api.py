@@ -352,3 +352,18 @@ async def test_databases_from_before_rest_tokens_get_them_on_restore(tmp_path: P
             )
             assert fly_rest.status_code == 404, "Fly databases have no REST API"
         assert database.token in provider.admin.issued_credentials()["tokens"]
+
+
+async def test_access_log_never_shows_a_token_or_path_style_data(tmp_path: Path) -> None:
+    with running_local_provider(tmp_path, extra_args=["--access-log"]) as provider:
+        async with upstash(provider) as api:
+            body = {"database_name": unique("logged"), "region": "global", "primary_region": "us-east-1"}
+            database = rest_database((await api.post("/redis/database", json=body)).json())
+        async with httpx.AsyncClient(timeout=30) as anonymous:
+            response = await anonymous.get(
+                f"{database.url}/set/visible-key/secret-value", params={"_token": database.token}
+            )
+            assert response.json() == {"result": "OK"}
+        log = provider.log_text()
+    assert f"/rest/{database.id}/set" in log, "REST calls are in the access log"
+    assert database.token not in log and "secret-value" not in log and "visible-key" not in log

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from .admin_api import AdminApi
 from .fly_api import FlyApi
@@ -42,6 +43,20 @@ async def _internal_errors(
     except Exception:
         log.exception("internal error serving %s %s", request.method, request.path)
         return web.json_response({"error": "internal error"}, status=500)
+
+
+class PathAccessLogger(AbstractAccessLogger):
+    """Method, path, status and time; never the query (``?_token=`` carries a REST token) and, under ``/rest/``,
+    no path past the command name (path-style arguments are the application's data)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info("%s %s %d %.3fs", request.method, loggable_path(request.path), response.status, time)
+
+
+def loggable_path(path: str) -> str:
+    if path.startswith("/rest/"):
+        return "/".join(path.split("/", 5)[:4])  # "", "rest", id, command
+    return path
 
 
 def build_app(registry: Registry, gate: WireGate, settings: Settings) -> web.Application:
@@ -91,6 +106,7 @@ async def serve(settings: Settings) -> int:
         runner = web.AppRunner(
             build_app(registry, WireGate(), settings),
             access_log=log if settings.access_log else None,
+            access_log_class=PathAccessLogger,
             handle_signals=False,
         )
         await runner.setup()
