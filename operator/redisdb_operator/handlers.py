@@ -63,15 +63,17 @@ def register(
         controller: DatabaseController = memo["controller"]
         await controller.delete(body, patch=patch, logger=logger, retry=kwargs.get("retry", 0))
 
-    async def on_redisprovider_event(name: str, memo: Any, **_: Any) -> None:
-        memo["controller"].registry.invalidate(name)
+    provider_check_interval = max(resync_interval, 30.0)  # accounts change rarely; databases resync often
 
-    async def on_redisprovider_check(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
-        await ProviderChecker(memo["controller"].registry).check(body, patch=patch, retry=kwargs.get("retry", 0))
+    async def on_redisprovider_change(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
+        retry = kwargs.get("retry", 0)
+        checker = ProviderChecker(memo["controller"].registry)
+        # A changed RedisProvider is read and asked at once; retries share the snapshot and its failed probe.
+        await checker.check(body, patch=patch, retry=retry, fresh=retry == 0, max_age=resync_interval * 0.9)
 
     async def on_redisprovider_recheck(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
         checker = ProviderChecker(memo["controller"].registry)
-        await checker.check(body, patch=patch, retry=kwargs.get("retry", 0), max_age=resync_interval * 0.9)
+        await checker.check(body, patch=patch, retry=kwargs.get("retry", 0), fresh=False, max_age=resync_interval)
 
     kopf.on.create(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
     kopf.on.update(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
@@ -80,12 +82,15 @@ def register(
         on_redisdatabase_resync
     )
     kopf.on.delete(*DATABASES, id="delete", registry=registry)(on_redisdatabase_delete)
-    kopf.on.event(*PROVIDERS, id="provider-changed", registry=registry)(on_redisprovider_event)
     for on_change in (kopf.on.create, kopf.on.update, kopf.on.resume):
-        on_change(*PROVIDERS, id="check", registry=registry)(on_redisprovider_check)
-    kopf.timer(*PROVIDERS, id="recheck", interval=resync_interval, initial_delay=resync_interval, registry=registry)(
-        on_redisprovider_recheck
-    )
+        on_change(*PROVIDERS, id="check", registry=registry)(on_redisprovider_change)
+    kopf.timer(
+        *PROVIDERS,
+        id="recheck",
+        interval=provider_check_interval,
+        initial_delay=provider_check_interval,
+        registry=registry,
+    )(on_redisprovider_recheck)
     if not webhook:
         return  # kopf refuses admission handlers without a server; the indexes only serve the webhook
 

@@ -25,17 +25,19 @@ class ProviderChecker:
     def __init__(self, registry: ProviderRegistry) -> None:
         self._registry = registry
 
-    async def check(self, body: kopf.Body, *, patch: kopf.Patch, retry: int, max_age: float = 0) -> None:
-        """`max_age` 0 asks the provider now (a changed RedisProvider); the periodic check passes the resync
-        interval, and shares the databases' snapshot (and, while the provider is down, their failed probe)."""
+    async def check(self, body: kopf.Body, *, patch: kopf.Patch, retry: int, fresh: bool, max_age: float) -> None:
+        """`fresh` re-reads the RedisProvider and its Secret and asks the provider now (a changed spec); otherwise
+        the check shares the databases' snapshot up to `max_age` old (and, while the provider is down, their
+        failed probe), so it adds no provider calls of its own."""
         name = str(body.meta.name)
         generation = body.meta.get("generation")
         status: Mapping[str, Any] = body.get("status") or {}
         now = _now()
-        self._registry.invalidate(name)  # read the RedisProvider and its Secret as they are now
+        if fresh:
+            self._registry.invalidate(name)
         try:
             handle = await self._registry.get(name)
-            await handle.observer.refresh(max_age=max_age)
+            await handle.observer.refresh(max_age=0 if fresh else max_age)
         except Exception as error:
             verdict = classify_error(error)
             previous = condition(status.get("conditions"), "Ready")

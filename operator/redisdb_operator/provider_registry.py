@@ -1,6 +1,6 @@
 """Resolve a RedisProvider name to a live provider client, and share one observation of each provider.
 
-Clients are cached per (RedisProvider, credentials Secret) resourceVersion pair, so a fixed Secret takes
+Clients are cached per (RedisProvider generation, credentials Secret resourceVersion) pair, so a fixed Secret takes
 effect on the next reconcile without a restart. Observations are shared: the periodic resync of N databases
 costs one `list` call per provider per interval, not N `get` calls.
 """
@@ -155,8 +155,10 @@ class ProviderRegistry:
                     f"{spec.type.value}); add it or set spec.credentialsSecretRef of RedisProvider {provider_name!r}",
                 )
             credentials[logical] = data[key]
+        # The spec's generation, not its resourceVersion: status writes must not replace the client (and with
+        # it the shared snapshot); the Secret has no generation, and any change of it matters.
         version_key = (
-            str(body.get("metadata", {}).get("resourceVersion")),
+            str(body.get("metadata", {}).get("generation")),
             str(secret.get("metadata", {}).get("resourceVersion")),
         )
         old = self._handles.get(provider_name)
