@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ..providers import catalog
@@ -59,12 +60,15 @@ class LocalDatabase:
         self.replicas: dict[str, RedisInstance] = {}
         self.lock = asyncio.Lock()
         self._commands: CommandPool | None = None
+        self.destroyed = False
 
     def instances(self) -> list[RedisInstance]:
         return [self.primary, *self.replicas.values()]
 
     async def commands(self) -> CommandPool:
         """The REST face's pool on the primary, remade when the primary's port or the password changed."""
+        if self.destroyed:  # a REST call that raced the delete: no new pool nobody would close
+            raise RedisConnectionError("the database was deleted")
         key = (self.primary.port, self.record.password)
         if self._commands is None or self._commands.key != key:
             stale, self._commands = self._commands, CommandPool(self.primary.host, *key)
@@ -335,6 +339,7 @@ class Registry:
         return database
 
     async def _destroy(self, database: LocalDatabase) -> None:
+        database.destroyed = True
         await database.close_commands()
         await asyncio.gather(*(instance.stop() for instance in database.instances()), return_exceptions=True)
         shutil.rmtree(self.state_dir / "databases" / database.record.id, ignore_errors=True)
