@@ -6,6 +6,7 @@ import math
 import re
 
 import httpx
+import kopf
 import pytest
 
 from redisdb_operator import metrics
@@ -251,3 +252,28 @@ async def test_server_serves_the_registry() -> None:
     assert response.headers["content-type"] == metrics.CONTENT_TYPE
     assert response.text == registry.render()
     assert missing.status_code == 404
+
+
+def test_controller_counts_a_reported_conflict_as_permanent_and_places_the_database() -> None:
+    from redisdb_operator.controller import DatabaseController
+
+    raw = {
+        "metadata": {"name": "cache", "namespace": "shop", "uid": "uid-unit-metrics", "generation": 1},
+        "spec": {"providerRef": {"name": "unit-provider"}, "primaryRegion": "mad"},
+    }
+    patch = kopf.Patch()
+    patch.status["conditions"] = [
+        {"type": "Synced", "status": "False", "reason": "PrimaryRegionMismatch"},
+        {"type": "Ready", "status": "False", "reason": "PrimaryRegionMismatch"},
+    ]
+    before = metrics.RECONCILES.value(trigger="change", result="permanent_error")
+    DatabaseController._record_reconcile(kopf.Body(raw), patch, "change", "success", 0.0)
+    assert metrics.RECONCILES.value(trigger="change", result="permanent_error") == before + 1
+    assert metrics.DATABASES.value(provider="unit-provider", ready="false") == 1
+    # a later success with no status change keeps the Ready condition the object already shows
+    raw["status"] = {"conditions": [{"type": "Synced", "status": "True"}, {"type": "Ready", "status": "True"}]}
+    DatabaseController._record_reconcile(kopf.Body(raw), kopf.Patch(), "resync", "success", 0.0)
+    assert metrics.DATABASES.value(provider="unit-provider", ready="false") == 0
+    assert metrics.DATABASES.value(provider="unit-provider", ready="true") == 1
+    metrics.DATABASE_READINESS.forget("uid-unit-metrics")
+    assert metrics.DATABASES.value(provider="unit-provider", ready="true") == 0
