@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,25 +22,15 @@ import redis
 import yaml
 
 from .devcluster.controlplane import ControlPlane, resolve_bin_dir
-from .webhook_certs import write_webhook_cert_dir
+from .devrun import LOCAL_FLY_ORG, LOCAL_FLY_TOKEN, SYSTEM_NAMESPACE, fly_provider_manifests, free_port, operator_argv
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = Path(os.environ.get("REDISDB_DEMO_DIR", REPO / ".run" / "demo"))
 DEMO_NAMESPACE = "demo"
-SYSTEM_NAMESPACE = "redisdb-system"
-FLY_TOKEN = "local-fly-token"  # the local provider's development credentials, not a secret
-FLY_ORG = "personal"
 
 
 def say(message: str) -> None:
     print(f"==> {message}", flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Demo:
@@ -130,7 +119,7 @@ class Demo:
 
         if not self.alive(state.get("provider_pid")):
             say("starting the local provider (Fly GraphQL + Upstash v2 APIs over real redis-servers)")
-            port = _free_port()
+            port = free_port()
             port_file = self.run_dir / "local-provider.port"
             port_file.unlink(missing_ok=True)
             state["provider_pid"] = self.spawn(
@@ -147,9 +136,9 @@ class Demo:
                     "--state-dir",
                     str(self.run_dir / "local-provider"),
                     "--fly-token",
-                    FLY_TOKEN,
+                    LOCAL_FLY_TOKEN,
                     "--fly-org",
-                    FLY_ORG,
+                    LOCAL_FLY_ORG,
                 ],
                 {},
             )
@@ -174,28 +163,12 @@ class Demo:
 
         if not self.alive(state.get("operator_pid")):
             say("starting the operator" + (" with its validating webhook" if local_cluster else ""))
-            argv = [
-                sys.executable,
-                "-m",
-                "redisdb_operator.cli",
-                "run",
-                "--liveness",
-                f"http://127.0.0.1:{_free_port()}/healthz",
-                "--resync-interval",
-                "30",
-            ]
-            if local_cluster:  # a remote apiserver cannot call a webhook on this machine's loopback
-                certs = write_webhook_cert_dir(self.run_dir / "webhook-certs")
-                argv += [
-                    "--webhook-listen",
-                    f"127.0.0.1:{_free_port()}",
-                    "--webhook-cert-dir",
-                    str(certs),
-                    "--webhook-host",
-                    "127.0.0.1",
-                    "--webhook-managed",
-                    "redisdb.dev",
-                ]
+            # a remote apiserver cannot call a webhook on this machine's loopback: only for the local cluster
+            argv = operator_argv(
+                health_port=free_port(),
+                resync_interval=30,
+                webhook_cert_dir=self.run_dir / "webhook-certs" if local_cluster else None,
+            )
             state["operator_pid"] = self.spawn("operator", argv, {"KUBECONFIG": kubeconfig})
             self.save_state(state)
 
@@ -228,28 +201,12 @@ class Demo:
         return 0
 
     def provider_manifests(self, provider_url: str) -> str:
-        documents: list[dict[str, Any]] = [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}},
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DEMO_NAMESPACE}},
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "local-fly-credentials", "namespace": SYSTEM_NAMESPACE},
-                "stringData": {"token": FLY_TOKEN},
-            },
-            {
-                "apiVersion": "redisdb.dev/v1alpha1",
-                "kind": "RedisProvider",
-                "metadata": {"name": "default"},
-                "spec": {
-                    "type": "fly",
-                    "url": provider_url,
-                    "organization": FLY_ORG,
-                    "credentialsSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "local-fly-credentials"},
-                },
-            },
+        namespaces: list[dict[str, Any]] = [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            for name in (SYSTEM_NAMESPACE, DEMO_NAMESPACE)
         ]
-        return yaml.safe_dump_all(documents, sort_keys=False)
+        provider = fly_provider_manifests("default", provider_url, secret_name="local-fly-credentials")
+        return yaml.safe_dump_all([*namespaces, *provider], sort_keys=False)
 
     def wait_ready(self, kubeconfig: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from redisdb_operator.devrun import fly_provider_manifests, upstash_provider_manifests
 from redisdb_operator.providers.base import ProviderType
 from tests.harness.cluster import Cluster, apply, get_json
 from tests.harness.local_provider import (
@@ -66,39 +67,10 @@ def chaos_providers(cluster: Cluster, crds: None, chaos_provider: LocalProvider)
         cluster.kubectl("create", "namespace", SYSTEM_NAMESPACE)
     apply(
         [
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "chaos-fly-credentials", "namespace": SYSTEM_NAMESPACE},
-                "stringData": {"token": FLY_TOKEN},
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "chaos-upstash-credentials", "namespace": SYSTEM_NAMESPACE},
-                "stringData": {"email": UPSTASH_EMAIL, "apiKey": UPSTASH_API_KEY},
-            },
-            {
-                "apiVersion": "redisdb.dev/v1alpha1",
-                "kind": "RedisProvider",
-                "metadata": {"name": CHAOS_FLY},
-                "spec": {
-                    "type": "fly",
-                    "url": chaos_provider.url,
-                    "organization": FLY_ORG,
-                    "credentialsSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "chaos-fly-credentials"},
-                },
-            },
-            {
-                "apiVersion": "redisdb.dev/v1alpha1",
-                "kind": "RedisProvider",
-                "metadata": {"name": CHAOS_UPSTASH},
-                "spec": {
-                    "type": "upstash",
-                    "url": chaos_provider.upstash_url,
-                    "credentialsSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "chaos-upstash-credentials"},
-                },
-            },
+            *fly_provider_manifests(CHAOS_FLY, chaos_provider.url, organization=FLY_ORG, token=FLY_TOKEN),
+            *upstash_provider_manifests(
+                CHAOS_UPSTASH, chaos_provider.upstash_url, email=UPSTASH_EMAIL, api_key=UPSTASH_API_KEY
+            ),
         ],
         kubeconfig=cluster.kubeconfig,
     )

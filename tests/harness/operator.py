@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import socket
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,27 +19,25 @@ from typing import Any
 import httpx
 import pytest
 
-from redisdb_operator.webhook_certs import write_webhook_cert_dir
+from redisdb_operator.devrun import (
+    SYSTEM_NAMESPACE,
+    WEBHOOK_CONFIGURATION,
+    fly_provider_manifests,
+    free_port,
+    operator_argv,
+    upstash_provider_manifests,
+)
 from tests.harness.cluster import _RUNNERS, Cluster, ManagedProcess, ProcessRunner, apply, get_json, kubectl, wait_for
 from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, UPSTASH_API_KEY, UPSTASH_EMAIL, LocalProvider
 
 REPO = Path(__file__).resolve().parents[2]
-SYSTEM_NAMESPACE = "redisdb-system"
 FLY_PROVIDER = "local-fly"
 UPSTASH_PROVIDER = "local-upstash"
-WEBHOOK_CONFIGURATION = "redisdb.dev"
 
 
 # Every operator log file and every Events snapshot of this session: the secret-hygiene test scans them all.
 SESSION_OPERATOR_LOGS: list[Path] = []
 SESSION_EVENT_SNAPSHOTS: list[str] = []
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -53,39 +49,10 @@ def crds(cluster: Cluster) -> None:
 def provider_manifests(local_provider: LocalProvider) -> list[dict[str, Any]]:
     """Credentials Secrets and the two RedisProviders (Fly wire API and Upstash wire API) on the local provider."""
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "local-fly-credentials", "namespace": SYSTEM_NAMESPACE},
-            "stringData": {"token": FLY_TOKEN},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "local-upstash-credentials", "namespace": SYSTEM_NAMESPACE},
-            "stringData": {"email": UPSTASH_EMAIL, "apiKey": UPSTASH_API_KEY},
-        },
-        {
-            "apiVersion": "redisdb.dev/v1alpha1",
-            "kind": "RedisProvider",
-            "metadata": {"name": FLY_PROVIDER},
-            "spec": {
-                "type": "fly",
-                "url": local_provider.url,
-                "organization": FLY_ORG,
-                "credentialsSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "local-fly-credentials"},
-            },
-        },
-        {
-            "apiVersion": "redisdb.dev/v1alpha1",
-            "kind": "RedisProvider",
-            "metadata": {"name": UPSTASH_PROVIDER},
-            "spec": {
-                "type": "upstash",
-                "url": local_provider.upstash_url,
-                "credentialsSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "local-upstash-credentials"},
-            },
-        },
+        *fly_provider_manifests(FLY_PROVIDER, local_provider.url, organization=FLY_ORG, token=FLY_TOKEN),
+        *upstash_provider_manifests(
+            UPSTASH_PROVIDER, local_provider.upstash_url, email=UPSTASH_EMAIL, api_key=UPSTASH_API_KEY
+        ),
     ]
 
 
@@ -146,29 +113,12 @@ def start_operator(
 ) -> OperatorProcess:
     runner = ProcessRunner(workdir / "logs")
     health_port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "redisdb_operator.cli",
-        "run",
-        "--liveness",
-        f"http://127.0.0.1:{health_port}/healthz",
-        "--resync-interval",
-        str(resync_interval),
-        *extra_args,
-    ]
-    if webhook:
-        cert_dir = write_webhook_cert_dir(workdir / "webhook-certs")
-        argv += [
-            "--webhook-listen",
-            f"127.0.0.1:{free_port()}",
-            "--webhook-cert-dir",
-            str(cert_dir),
-            "--webhook-host",
-            "127.0.0.1",
-            "--webhook-managed",
-            WEBHOOK_CONFIGURATION,
-        ]
+    argv = operator_argv(
+        health_port=health_port,
+        resync_interval=resync_interval,
+        webhook_cert_dir=workdir / "webhook-certs" if webhook else None,
+        extra_args=tuple(extra_args),
+    )
     env = {"KUBECONFIG": str(kubeconfig or cluster.kubeconfig), "PYTHONPATH": str(REPO / "operator")}
     process = runner.start("operator", argv, env)
     if process.log_path not in SESSION_OPERATOR_LOGS:

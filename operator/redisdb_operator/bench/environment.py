@@ -25,9 +25,8 @@ import httpx
 import yaml
 
 from ..devcluster.controlplane import ControlPlane
-from ..models import API_VERSION
-from ..webhook_certs import write_webhook_cert_dir
-from .webhook import NAMESPACE, PROVIDER, WEBHOOK_CONFIGURATION, Kube, _free_port, _webhook_client_config
+from ..devrun import WEBHOOK_CONFIGURATION, fly_provider_manifests, free_port, operator_argv
+from .webhook import NAMESPACE, PROVIDER, Kube, _webhook_client_config
 
 REPO = Path(__file__).resolve().parents[3]
 FLY_TOKEN = "bench-fly-token"
@@ -171,29 +170,13 @@ def operator_process(
 ) -> Iterator[OperatorProcess]:
     """`redisdb-operator run` with its managed webhook on loopback, as tests/harness/operator.py starts it."""
     workdir.mkdir(parents=True, exist_ok=True)
-    cert_dir = write_webhook_cert_dir(workdir / "webhook-certs")
-    health_port = _free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "redisdb_operator.cli",
-        "run",
-        "--liveness",
-        f"http://127.0.0.1:{health_port}/healthz",
-        "--resync-interval",
-        str(resync_interval),
-        "--max-concurrent-reconciles",
-        str(max_concurrent_reconciles),
-        "--webhook-listen",
-        f"127.0.0.1:{_free_port()}",
-        "--webhook-cert-dir",
-        str(cert_dir),
-        "--webhook-host",
-        "127.0.0.1",
-        "--webhook-managed",
-        WEBHOOK_CONFIGURATION,
-        *extra_args,
-    ]
+    health_port = free_port()
+    argv = operator_argv(
+        health_port=health_port,
+        resync_interval=resync_interval,
+        webhook_cert_dir=workdir / "webhook-certs",
+        extra_args=["--max-concurrent-reconciles", str(max_concurrent_reconciles), *extra_args],
+    )
     env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig), "PYTHONPATH": str(REPO / "operator")}
     log_path = workdir / "operator.log"
     with log_path.open("wb") as log:
@@ -229,23 +212,14 @@ def install(kube: Kube, provider: LocalProvider) -> None:
     manifests: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CREDENTIALS_NAMESPACE}},
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": CREDENTIALS_SECRET, "namespace": CREDENTIALS_NAMESPACE},
-            "stringData": {"token": FLY_TOKEN},
-        },
-        {
-            "apiVersion": API_VERSION,
-            "kind": "RedisProvider",
-            "metadata": {"name": PROVIDER},
-            "spec": {
-                "type": "fly",
-                "url": provider.url,
-                "organization": FLY_ORG,
-                "credentialsSecretRef": {"namespace": CREDENTIALS_NAMESPACE, "name": CREDENTIALS_SECRET},
-            },
-        },
+        *fly_provider_manifests(
+            PROVIDER,
+            provider.url,
+            organization=FLY_ORG,
+            token=FLY_TOKEN,
+            secret_name=CREDENTIALS_SECRET,
+            namespace=CREDENTIALS_NAMESPACE,
+        ),
     ]
     kube.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(manifests))
 

@@ -24,6 +24,7 @@ import aiohttp
 import httpx
 import redis.asyncio as redis_asyncio
 
+from ..devrun import WEBHOOK_CONFIGURATION
 from ..models import API_VERSION
 from ..providers.base import CreateDatabaseRequest, ProviderType
 from ..providers.factory import make_client
@@ -38,7 +39,6 @@ from .environment import (
 from .webhook import (
     NAMESPACE,
     PROVIDER,
-    WEBHOOK_CONFIGURATION,
     Kube,
     _histogram_quantiles,
     _percentile,

@@ -26,10 +26,8 @@ import contextlib
 import json
 import os
 import re
-import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -42,11 +40,10 @@ import yaml
 
 from ..admission import validate_redisdatabase
 from ..devcluster.controlplane import ControlPlane, resolve_bin_dir
+from ..devrun import WEBHOOK_CONFIGURATION, free_port, operator_argv
 from ..models import API_VERSION
-from ..webhook_certs import write_webhook_cert_dir
 
 REPO = Path(__file__).resolve().parents[3]
-WEBHOOK_CONFIGURATION = "redisdb.dev"
 PROVIDER = "bench-fly"
 NAMESPACE = "redisdb-bench"
 
@@ -68,13 +65,6 @@ def _summary(latencies: list[float], wall: float, errors: int) -> dict[str, Any]
         "max_ms": round(max(latencies, default=0) * 1000, 2),
         "throughput_per_s": round(len(latencies) / wall, 1) if wall else 0.0,
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Kube:
@@ -159,21 +149,7 @@ def _own_cluster(workdir: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _own_operator(kube: Kube, workdir: Path) -> Iterator[None]:
-    cert_dir = write_webhook_cert_dir(workdir / "webhook-certs")
-    argv = [
-        sys.executable,
-        "-m",
-        "redisdb_operator.cli",
-        "run",
-        "--webhook-listen",
-        f"127.0.0.1:{_free_port()}",
-        "--webhook-cert-dir",
-        str(cert_dir),
-        "--webhook-host",
-        "127.0.0.1",
-        "--webhook-managed",
-        WEBHOOK_CONFIGURATION,
-    ]
+    argv = operator_argv(health_port=free_port(), resync_interval=300, webhook_cert_dir=workdir / "webhook-certs")
     env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig), "PYTHONPATH": str(REPO / "operator")}
     with (workdir / "operator.log").open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
