@@ -474,6 +474,7 @@ class DatabaseController:
             metrics.RECONCILES.inc(trigger="delete", result=result)
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started, trigger="delete")
         metrics.DATABASE_READINESS.forget(str(body.meta.uid))
+        self.forget(str(body.meta.uid))  # on every path that finished, Orphan included
 
     async def _delete(
         self,
