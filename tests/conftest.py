@@ -15,7 +15,7 @@ pytest_plugins = [
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if "/tests/e2e/" in str(item.fspath) or "/tests/providers/" in str(item.fspath):
+        if any(f"/tests/{suite}/" in str(item.fspath) for suite in ("e2e", "providers", "local_provider", "chaos")):
             item.add_marker(pytest.mark.e2e)
 
 
