@@ -14,6 +14,7 @@ import httpx
 import pytest
 import redis
 
+from redisdb_operator import metrics
 from redisdb_operator.providers.base import (
     AlreadyExistsError,
     CreateDatabaseRequest,
@@ -164,8 +165,17 @@ async def test_duplicate_name(adapter: ProviderClient, placement: Placement, uni
 
 
 async def test_unknown_region_is_invalid(adapter: ProviderClient, unique_name: str) -> None:
+    operation = "graphql:createAddOn" if adapter.provider_type is ProviderType.FLY else "create"
+    refused_before = metrics.PROVIDER_REQUESTS.value(
+        provider_type=adapter.provider_type.value, operation=operation, outcome="InvalidRequestError"
+    )
     with pytest.raises(InvalidRequestError):
         await adapter.create(CreateDatabaseRequest(name=unique_name, primary_region="atlantis-1"))
+    # the metrics see the refusal too, also when it came as GraphQL errors[] in an HTTP 200 answer (Fly)
+    refused_after = metrics.PROVIDER_REQUESTS.value(
+        provider_type=adapter.provider_type.value, operation=operation, outcome="InvalidRequestError"
+    )
+    assert refused_after == refused_before + 1
 
 
 async def test_unknown_id_is_not_found(adapter: ProviderClient) -> None:

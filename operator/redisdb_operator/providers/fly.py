@@ -289,6 +289,7 @@ class FlyClient:
             idempotent=idempotent,
             json_body={"query": document, "variables": dict(variables)},
             metric_operation=_METRIC_OPERATIONS.get(document, "graphql"),
+            outcome_of=_graphql_outcome,
         )
         try:
             body = response.json()
@@ -303,6 +304,18 @@ class FlyClient:
         if not isinstance(data, Mapping):
             raise ProviderError(f"fly {operation}: response has no data")
         return data
+
+
+def _graphql_outcome(response: httpx.Response) -> str:
+    """The metrics outcome of an HTTP 200 answer: `ok`, or the typed error its `errors[]` stands for."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "ProviderError"
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    if isinstance(errors, list) and errors:
+        return type(classify_graphql_errors(errors, operation="metrics")).__name__
+    return "ok"
 
 
 def classify_graphql_errors(errors: Sequence[Any], *, operation: str, redact_text: Any = redact) -> ProviderError:

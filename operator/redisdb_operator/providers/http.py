@@ -254,6 +254,7 @@ class HttpTransport:
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
         metric_operation: str = "",
+        outcome_of: Callable[[httpx.Response], str] | None = None,
     ) -> httpx.Response:
         """Send one logical call; return a 2xx response or raise a typed ProviderError.
 
@@ -261,6 +262,7 @@ class HttpTransport:
         after the server acted would otherwise create a twin database or rotate the password twice.
         ``metric_operation`` names the call in metrics (``create``, ``graphql:createAddOn``); never an id or a
         name, which ``operation`` may carry. Without it, the first word of ``operation`` (its verb) stands in.
+        ``outcome_of`` labels a 2xx answer in metrics when the API reports errors in its body (GraphQL).
         """
         attempts = self.retry.max_attempts if idempotent else 1
         label = f"{self.provider} {operation}"
@@ -278,7 +280,7 @@ class HttpTransport:
                 error = UnavailableError(f"{label} failed: connection error: {detail}")
             else:
                 if response.is_success:
-                    self._record(metric_operation, "ok", started)
+                    self._record(metric_operation, outcome_of(response) if outcome_of else "ok", started)
                     return response
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 if retry_after is not None:
@@ -296,7 +298,7 @@ class HttpTransport:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _record(self, operation: str, outcome: str, started: float) -> None:
-        """One attempt in the provider metrics; HTTP-level: a GraphQL ``errors[]`` answer (HTTP 200) counts as ok."""
+        """One attempt in the provider metrics."""
         metrics.PROVIDER_REQUESTS.inc(provider_type=self.provider, operation=operation, outcome=outcome)
         metrics.PROVIDER_REQUEST_DURATION.observe(
             time.monotonic() - started, provider_type=self.provider, operation=operation
