@@ -357,7 +357,8 @@ class DatabaseController:
             existing = await client.find_by_name(desired.name)
             if existing is not None:
                 return self._adopt(body, handle, desired, existing, recorded_id, patch, allowed=adoptable), False
-        await self._mark_create_pending(body)  # every attempt: deletion waits on the latest one
+        if not (body.get("status") or {}).get("createPending"):
+            await self._mark_create_pending(body)
         try:
             created = await client.create(action.request)
         except AlreadyExistsError:
@@ -535,29 +536,24 @@ class DatabaseController:
                 provider_name = spec.effective_provider_name()
                 self._registry.invalidate(provider_name)  # destroy only with the provider as it is now
                 handle = await self._registry.get(provider_name)
-                in_flight = create_maybe_in_flight(status.get("createPending"), utcnow())
-                doomed: list[str] = [status["databaseId"]] if status.get("databaseId") else []
-                if (not doomed and may_adopt(status, meta.annotations or {})) or in_flight:
-                    # No id recorded, but a create of ours may have happened (or an adoption was asked for), or a
-                    # timed-out create may have landed since: the database of our name is ours. Without any of
-                    # these, one of our name is someone else's and is left alone.
+                database_id: str | None = status.get("databaseId")
+                if database_id is None and may_adopt(status, meta.annotations or {}):
+                    # No id recorded, but a create of ours may have happened (or an adoption was asked for):
+                    # the database of our name is ours. Without either, one of our name is someone else's.
                     name = spec.effective_name(str(meta.namespace), str(meta.name))
                     found = await handle.client.find_by_name(name)
-                    if found is not None and found.id not in doomed:
-                        doomed.append(found.id)
-                for database_id in doomed:
+                    database_id = found.id if found else None
+                    if found is None and create_maybe_in_flight(status.get("createPending"), utcnow()):
+                        raise kopf.TemporaryError(
+                            "a create sent to the provider may still complete; checking again before concluding "
+                            "there is nothing to delete",
+                            delay=10,
+                        )
+                if database_id is not None:
                     await handle.client.delete(database_id)
                     metrics.PROVIDER_ACTIONS.inc(action="delete")
                     handle.observer.forget(database_id)
                     _normal_event(body, reason="Deleted", message=f"deleted provider database {database_id}")
-                if in_flight:
-                    # A create that timed out may still land (even after we deleted an earlier one): look again
-                    # by name until no create of ours can be in flight any more.
-                    raise kopf.TemporaryError(
-                        "a create sent to the provider may still complete; checking again before concluding "
-                        "there is nothing left to delete",
-                        delay=10,
-                    )
             except kopf.TemporaryError:
                 raise
             except Exception as error:
