@@ -41,7 +41,6 @@ from .reconcile import (
     backoff_delay,
     classify_error,
     condition,
-    create_maybe_in_flight,
     may_adopt,
     observed_status,
     plan_action,
@@ -118,8 +117,6 @@ class DatabaseController:
             except Exception as error:
                 verdict = classify_error(error)
                 result = "temporary_error" if verdict.temporary else "permanent_error"
-                if not verdict.temporary:
-                    patch.status["createPending"] = None  # refused outright: nothing was created
                 if isinstance(error, UnauthorizedError):
                     self._registry.invalidate(
                         RedisDatabaseSpec.model_validate(dict(body.spec)).effective_provider_name()
@@ -537,25 +534,15 @@ class DatabaseController:
                 self._registry.invalidate(provider_name)  # destroy only with the provider as it is now
                 handle = await self._registry.get(provider_name)
                 database_id: str | None = status.get("databaseId")
-                if database_id is None and may_adopt(status, meta.annotations or {}):
-                    # No id recorded, but a create of ours may have happened (or an adoption was asked for):
-                    # the database of our name is ours. Without either, one of our name is someone else's.
+                if database_id is None:
                     name = spec.effective_name(str(meta.namespace), str(meta.name))
                     found = await handle.client.find_by_name(name)
                     database_id = found.id if found else None
-                    if found is None and create_maybe_in_flight(status.get("createPending"), utcnow()):
-                        raise kopf.TemporaryError(
-                            "a create sent to the provider may still complete; checking again before concluding "
-                            "there is nothing to delete",
-                            delay=10,
-                        )
                 if database_id is not None:
                     await handle.client.delete(database_id)
                     metrics.PROVIDER_ACTIONS.inc(action="delete")
                     handle.observer.forget(database_id)
                     _normal_event(body, reason="Deleted", message=f"deleted provider database {database_id}")
-            except kopf.TemporaryError:
-                raise
             except Exception as error:
                 verdict = classify_error(error)
                 message = (

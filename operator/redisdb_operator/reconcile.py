@@ -7,7 +7,6 @@ Nothing here performs I/O, so every decision the operator makes is a table test 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -196,13 +195,11 @@ def classify_error(error: BaseException) -> ErrorVerdict:
 
 
 def backoff_delay(retry: int, retry_after: float | None, *, base: float = 2.0, cap: float = 300.0) -> float:
-    """Delay before the next attempt: capped exponential + jitter, never less than the provider's Retry-After."""
-    exponential = min(cap, base * float(2 ** min(retry, 16)))
-    jittered = exponential / 2 + random.uniform(0, exponential / 2)
+    """Delay before the next attempt: the provider's Retry-After when given, else capped exponential + jitter."""
     if retry_after is not None and retry_after > 0:
-        # Retry-After is the least the provider asks for; repeated refusals still back off further.
-        return min(max(float(retry_after), jittered), cap)
-    return jittered
+        return min(float(retry_after), cap)
+    exponential = min(cap, base * float(2 ** min(retry, 16)))
+    return exponential / 2 + random.uniform(0, exponential / 2)
 
 
 # --- conditions and status ----------------------------------------------------------------------------------
@@ -284,23 +281,6 @@ def may_adopt(status: Mapping[str, Any], annotations: Mapping[str, str]) -> bool
     """A database found by our name is ours when a create of ours was in flight (status.createPending survived
     a crash); anyone else's only when the user hands it over explicitly: adopting means deleting it with us."""
     return bool(status.get("createPending")) or annotations.get(ANNOTATION_ADOPT) == "true"
-
-
-# How long after status.createPending a create may still take effect at the provider: the client gives up after
-# 30 s, but a server may still finish a request it received; past this, a database not found was never made.
-CREATE_IN_FLIGHT_SECONDS = 120.0
-
-
-def create_maybe_in_flight(create_pending: str | None, now: str) -> bool:
-    """True while a create marked at `create_pending` (RFC 3339, UTC) may still produce a database."""
-    if not create_pending:
-        return False
-    try:
-        started = datetime.datetime.strptime(create_pending, "%Y-%m-%dT%H:%M:%SZ")
-        current = datetime.datetime.strptime(now, "%Y-%m-%dT%H:%M:%SZ")
-    except ValueError:
-        return False
-    return (current - started).total_seconds() < CREATE_IN_FLIGHT_SECONDS
 
 
 def adoption_refusal(existing: Database, *, allowed: bool) -> str | None:

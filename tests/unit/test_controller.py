@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 import pytest
 
-from redisdb_operator.controller import ControllerConfig, DatabaseController, utcnow
+from redisdb_operator.controller import ControllerConfig, DatabaseController
 from redisdb_operator.provider_registry import ProviderHandle
 from redisdb_operator.providers.base import (
     AlreadyExistsError,
@@ -184,21 +184,3 @@ async def test_someone_elses_database_of_our_name_is_left_alone_unless_handed_ov
     )
     assert handed_over.status["databaseId"] == foreign.id
     assert list(provider.databases) == [foreign.id]
-
-
-async def test_deleting_a_resource_never_destroys_someone_elses_database_of_its_name() -> None:
-    provider = InMemoryProvider(names_are_unique=True)
-    foreign = await provider.create(CreateDatabaseRequest(name="shop-cache", primary_region="us-east-1"))
-    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
-    await controller.reconcile(body(), fresh=True, patch=kopf.Patch(), logger=LOGGER)  # NameTaken
-    await controller.delete(body(), patch=kopf.Patch(), logger=LOGGER)
-    assert list(provider.databases) == [foreign.id]
-
-
-async def test_deletion_waits_while_a_create_may_still_land() -> None:
-    provider = InMemoryProvider(names_are_unique=True)
-    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
-    with pytest.raises(kopf.TemporaryError, match="may still complete"):
-        await controller.delete(body(status={"createPending": utcnow()}), patch=kopf.Patch(), logger=LOGGER)
-    # long after the marker, a database not found was never made: the deletion completes
-    await controller.delete(body(status={"createPending": "2020-01-01T00:00:00Z"}), patch=kopf.Patch(), logger=LOGGER)

@@ -24,7 +24,6 @@ from redisdb_operator.reconcile import (
     backoff_delay,
     classify_error,
     condition,
-    create_maybe_in_flight,
     plan_action,
     set_condition,
     validate_against_catalog,
@@ -143,7 +142,6 @@ def test_errors_map_to_reasons_and_retry_decisions(
 
 def test_backoff_honours_retry_after_and_caps() -> None:
     assert backoff_delay(0, 12) == 12
-    assert backoff_delay(8, 2) >= 128  # Retry-After is a floor: repeated refusals still back off
     assert backoff_delay(3, 10_000) == 300
     for retry in range(20):
         delay = backoff_delay(retry, None)
@@ -207,17 +205,3 @@ def test_catalog_validation_names_the_field(
         assert problem is None
     else:
         assert problem is not None and fragment in problem
-
-
-@pytest.mark.parametrize(
-    ("marker", "now", "expected"),
-    [
-        (None, "2026-11-26T08:00:00Z", False),
-        ("2026-11-26T08:00:00Z", "2026-11-26T08:00:30Z", True),
-        ("2026-11-26T08:00:00Z", "2026-11-26T08:01:59Z", True),
-        ("2026-11-26T08:00:00Z", "2026-11-26T08:02:00Z", False),
-        ("not a time", "2026-11-26T08:00:00Z", False),
-    ],
-)
-def test_a_create_may_be_in_flight_for_two_minutes(marker: str | None, now: str, expected: bool) -> None:
-    assert create_maybe_in_flight(marker, now) is expected
