@@ -19,7 +19,7 @@ from tests.harness.operator import FLY_PROVIDER, OperatorProcess, condition, wai
 from tests.unit.test_argocd_health import health_of
 
 FIELD_MANAGER = "argocd-controller"
-PERMANENT = {"InvalidRequest", "InvalidSpec", "PrimaryRegionMismatch", "DatabaseIdMismatch", "NameTaken"}
+PERMANENT = {"InvalidRequest", "InvalidSpec", "PrimaryRegionMismatch", "DatabaseIdMismatch"}
 
 
 def manifest(name: str, read_regions: list[str]) -> dict[str, Any]:
@@ -112,9 +112,8 @@ def test_health_of_live_objects_through_a_lifecycle(
     finally:
         admin.clear_faults()
 
-    # A permanent error: the database is orphaned at the provider, then declared again in another region and
-    # handed over (redisdb.dev/adopt); the operator adopts it by name and refuses to move it
-    # (PrimaryRegionMismatch) -> Degraded.
+    # A permanent error: the database is orphaned at the provider, then declared again in another region; the
+    # operator adopts the provider database by name and refuses to move it (PrimaryRegionMismatch) -> Degraded.
     orphaned = manifest("billing", ["ams", "fra"])
     orphaned["spec"]["deletionPolicy"] = "Orphan"
     server_side_apply(orphaned, namespace)
@@ -124,7 +123,6 @@ def test_health_of_live_objects_through_a_lifecycle(
     assert kept_id in {item["id"] for item in admin.databases()}, "deletionPolicy Orphan kept it"
     moved = manifest("billing", [])
     moved["spec"]["primaryRegion"] = "ams"
-    moved["metadata"]["annotations"] = {"redisdb.dev/adopt": "true"}
     del moved["spec"]["readRegions"]
     server_side_apply(moved, namespace)
 

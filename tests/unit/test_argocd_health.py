@@ -92,15 +92,6 @@ def test_testdata_are_real_objects() -> None:
             },
             "Progressing",
         ),
-        (
-            {
-                "conditions": [
-                    {"type": "Ready", "status": "False", "reason": "NameTaken", "observedGeneration": 2},
-                    {"type": "Synced", "status": "False", "reason": "NameTaken", "observedGeneration": 2},
-                ]
-            },
-            "Degraded",  # someone else's database holds the name: a human decides (adopt or rename)
-        ),
     ],
 )
 def test_edge_cases(status: dict[str, Any] | None, expected: str) -> None:

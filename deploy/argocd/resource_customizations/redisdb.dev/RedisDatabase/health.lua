@@ -11,7 +11,6 @@ local permanent = {
   InvalidSpec = true,
   PrimaryRegionMismatch = true,
   DatabaseIdMismatch = true,
-  NameTaken = true,
 }
 
 local hs = { status = "Progressing", message = "Waiting for the operator to reconcile the database" }
