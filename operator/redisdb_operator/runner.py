@@ -126,16 +126,11 @@ def webhook_server(args: argparse.Namespace) -> kopf.WebhookServer | None:
     )
 
 
-KOPF_PREFIX = f"kopf.{GROUP}"
-
-
 def build_settings(settings: kopf.OperatorSettings, args: argparse.Namespace) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    # kopf's bookkeeping under its own prefix: kopf leaves every annotation of its storage prefix out of the
-    # change detection, and the user's redisdb.dev/* annotations (rotate-password, adopt) must trigger a reconcile.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
+        prefix=GROUP, key="last-handled-configuration"
     )
     # Handler log lines stay in the log; only explicit Events and warnings reach the API.
     settings.posting.level = logging.WARNING
