@@ -18,12 +18,10 @@ import kopf
 from pydantic import ValidationError
 
 from . import metrics, secrets
-from .kube import KubeClient, KubeConflict, custom_path, secret_path
+from .kube import KubeClient, KubeConflict, secret_path
 from .models import (
     ANNOTATION_FORCE_ORPHAN,
     ANNOTATION_ROTATE_PASSWORD,
-    GROUP,
-    VERSION,
     DeletionPolicy,
     RedisDatabaseSpec,
 )
@@ -37,11 +35,9 @@ from .reconcile import (
     ErrorVerdict,
     NoAction,
     UpdateAction,
-    adoption_refusal,
     backoff_delay,
     classify_error,
     condition,
-    may_adopt,
     observed_status,
     plan_action,
     set_condition,
@@ -67,10 +63,6 @@ def _warning_event(body: kopf.Body, *, reason: str, message: str) -> None:
 
 def utcnow() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class _AdoptionRefused(Exception):
-    """A database of our name exists and is not ours to take (see reconcile.adoption_refusal)."""
 
 
 class DatabaseController:
@@ -204,28 +196,19 @@ class DatabaseController:
         client = handle.client
         recorded_id: str | None = status.get("databaseId")
 
-        adoptable = may_adopt(status, meta.annotations or {})
-
         if fresh and recorded_id is None and client.names_are_unique:
             # Nothing recorded yet and the provider refuses duplicate names: the create below is keyed by the
             # name, so its answer is the observation (a taken name is looked up then), saving a call per create.
             observed: Database | None = None
         else:
             observed = await self._observe(handle, desired, recorded_id, fresh=fresh)
-        try:
-            if recorded_id is None and observed is not None:  # found by name: ours only if we were creating it
-                observed = self._adopt(body, handle, desired, observed, recorded_id, patch, allowed=adoptable)
-            action = plan_action(desired, observed, recorded_id if observed is None else observed.id)
-            just_created = False
-            if isinstance(action, CreateAction):
-                observed, just_created = await self._create(
-                    body, handle, desired, recorded_id, action, patch, logger, fresh=fresh, adoptable=adoptable
-                )
-                action = plan_action(desired, observed, observed.id)  # an adopted database may still differ
-        except _AdoptionRefused as refused:
-            patch.status["createPending"] = None  # the marker this attempt set must not vouch for their database
-            self._report_failure(body, patch, ErrorVerdict("NameTaken", str(refused), False), generation)
-            return
+        action = plan_action(desired, observed, recorded_id)
+        just_created = False
+        if isinstance(action, CreateAction):
+            observed, just_created = await self._create(
+                body, handle, desired, recorded_id, action, patch, logger, fresh=fresh
+            )
+            action = plan_action(desired, observed, observed.id)  # an adopted database may still differ
         if isinstance(action, ConflictAction):
             self._report_failure(body, patch, ErrorVerdict(action.reason, action.message, False), generation)
             return
@@ -333,7 +316,6 @@ class DatabaseController:
         logger: logging.Logger | logging.LoggerAdapter[Any],
         *,
         fresh: bool,
-        adoptable: bool,
     ) -> tuple[Database, bool]:
         """Create unless the database already exists: creates are never duplicated, even across a crash.
 
@@ -353,16 +335,14 @@ class DatabaseController:
                     return existing, False
             existing = await client.find_by_name(desired.name)
             if existing is not None:
-                return self._adopt(body, handle, desired, existing, recorded_id, patch, allowed=adoptable), False
-        if not (body.get("status") or {}).get("createPending"):
-            await self._mark_create_pending(body)
+                return self._adopt(body, handle, desired, existing, recorded_id, patch), False
         try:
             created = await client.create(action.request)
         except AlreadyExistsError:
             existing = await client.find_by_name(desired.name)
             if existing is None:
                 raise  # taken outside this organization or account: nothing of ours to adopt
-            return self._adopt(body, handle, desired, existing, recorded_id, patch, allowed=adoptable), False
+            return self._adopt(body, handle, desired, existing, recorded_id, patch), False
         self._record_id(body, patch, created.id)
         handle.observer.remember(created)
         metrics.PROVIDER_ACTIONS.inc(action="recreate" if action.recreate else "create")
@@ -390,13 +370,8 @@ class DatabaseController:
         existing: Database,
         recorded_id: str | None,
         patch: kopf.Patch,
-        *,
-        allowed: bool,
     ) -> Database:
         """Take over a database of our name; one in another primary region is left to plan_action's conflict."""
-        refusal = adoption_refusal(existing, allowed=allowed)
-        if refusal is not None:
-            raise _AdoptionRefused(refusal)
         if existing.primary_region == desired.primary_region:
             if recorded_id is None:
                 metrics.PROVIDER_ACTIONS.inc(action="adopt")
@@ -404,11 +379,6 @@ class DatabaseController:
             self._record_id(body, patch, existing.id)
             handle.observer.remember(existing)
         return existing
-
-    async def _mark_create_pending(self, body: kopf.Body) -> None:
-        """Persist, before the provider is asked, that a create of ours is in flight (see status.createPending)."""
-        path = custom_path(GROUP, VERSION, "redisdatabases", str(body.meta.name), str(body.meta.namespace))
-        await self._kube.merge_patch(path + "/status", {"status": {"createPending": utcnow()}})
 
     @staticmethod
     def _record_id(body: kopf.Body, patch: kopf.Patch, database_id: str) -> None:
@@ -419,7 +389,6 @@ class DatabaseController:
         """
         if (body.get("status") or {}).get("databaseId") != database_id:
             patch.status["databaseId"] = database_id
-            patch.status["createPending"] = None  # the id is the record now
 
     async def _publish_secret(
         self,

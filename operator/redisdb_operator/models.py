@@ -25,7 +25,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 ANNOTATION_ROTATE_PASSWORD = f"{GROUP}/rotate-password"
 ANNOTATION_FORCE_ORPHAN = f"{GROUP}/force-orphan"
-ANNOTATION_ADOPT = f"{GROUP}/adopt"
 LABEL_DATABASE = f"{GROUP}/database"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER_NAME = "redisdb-operator"
@@ -356,12 +355,6 @@ class RedisDatabaseStatus(CamelModel):
     password_rotated_at: str | None = None
     last_handled_rotation: str | None = Field(
         default=None, description=f"The last `{ANNOTATION_ROTATE_PASSWORD}` annotation value acted on."
-    )
-    create_pending: str | None = Field(
-        default=None,
-        description="Set (to the time) just before the operator asks the provider to create the database and "
-        "cleared once the id is recorded: after a crash in between, the database of this name is known to be "
-        "ours and is adopted; without it a database of the same name is someone else's and is left alone.",
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from .kube import KubeError, KubeUnavailable
-from .models import ANNOTATION_ADOPT, Condition, RedisDatabaseSpec
+from .models import Condition, RedisDatabaseSpec
 from .providers import catalog
 from .providers.base import (
     AlreadyExistsError,
@@ -272,26 +272,7 @@ def waiting_for_spec_change(status: Mapping[str, Any] | None, generation: int | 
     )
 
 
-PERMANENT_REASONS = frozenset(
-    {"InvalidRequest", "PrimaryRegionMismatch", "DatabaseIdMismatch", "InvalidSpec", "NameTaken"}
-)
-
-
-def may_adopt(status: Mapping[str, Any], annotations: Mapping[str, str]) -> bool:
-    """A database found by our name is ours when a create of ours was in flight (status.createPending survived
-    a crash); anyone else's only when the user hands it over explicitly: adopting means deleting it with us."""
-    return bool(status.get("createPending")) or annotations.get(ANNOTATION_ADOPT) == "true"
-
-
-def adoption_refusal(existing: Database, *, allowed: bool) -> str | None:
-    """Why a provider database of our name must not be taken over, or None when it may."""
-    if allowed:
-        return None
-    return (
-        f"a provider database named {existing.name!r} (id {existing.id}) already exists and was not created by "
-        f"this RedisDatabase; to manage it, annotate the RedisDatabase {ANNOTATION_ADOPT}=true (it is then "
-        "deleted with this resource unless spec.deletionPolicy is Orphan), or choose another spec.name"
-    )
+PERMANENT_REASONS = frozenset({"InvalidRequest", "PrimaryRegionMismatch", "DatabaseIdMismatch", "InvalidSpec"})
 
 
 def validate_against_catalog(provider_type: ProviderType, desired: DesiredDatabase) -> str | None:

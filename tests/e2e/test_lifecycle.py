@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 import redis
 
@@ -213,30 +212,3 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] not in ("Z", "X")
     except FileNotFoundError:
         return False
-
-
-def test_someone_elses_database_of_the_same_name_is_adopted_only_when_handed_over(
-    operator: OperatorProcess, local_provider: LocalProvider, namespace: str
-) -> None:
-    created = httpx.post(
-        f"{local_provider.upstash_url}/redis/database",
-        json={"database_name": f"{namespace}-cache", "region": "global", "primary_region": "us-east-1"},
-        auth=local_provider.upstash_auth,
-        timeout=30,
-    )
-    foreign_id = created.raise_for_status().json()["database_id"]
-    apply(database("cache", UPSTASH), namespace)
-
-    def name_taken() -> dict[str, Any] | None:
-        synced = condition(get_json("redisdatabase", "cache", namespace), "Synced")
-        return synced if synced and synced["reason"] == "NameTaken" else None
-
-    message = wait_for(name_taken, 60, message="Synced=False NameTaken")["message"]
-    assert foreign_id in message and "redisdb.dev/adopt=true" in message
-    assert [d["id"] for d in local_provider.admin.databases() if d["name"] == f"{namespace}-cache"] == [foreign_id]
-
-    kubectl("annotate", "rdb", "cache", "-n", namespace, "redisdb.dev/adopt=true")
-    obj = wait_ready("cache", namespace)
-    assert obj["status"]["databaseId"] == foreign_id
-    assert "Adopted" in event_reasons("cache", namespace)
-    assert connect(namespace).ping()

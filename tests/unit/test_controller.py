@@ -81,16 +81,10 @@ class InMemoryProvider:
 
 
 class FakeKube:
-    """Only the verbs the controller uses: Secrets, and status patches (kept as the apiserver would keep them)."""
+    """Only the Secret verbs the controller uses."""
 
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
-        self.status: dict[str, Any] = {}
-
-    async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        assert path.endswith("/status")
-        self.status.update(body["status"])
-        return body
 
     async def get(self, path: str) -> dict[str, Any] | None:
         return self.objects.get(path)
@@ -116,18 +110,12 @@ class OneProvider:
         pass
 
 
-def body(status: dict[str, Any] | None = None, annotations: dict[str, str] | None = None) -> kopf.Body:
+def body(status: dict[str, Any] | None = None) -> kopf.Body:
     return kopf.Body(
         {
             "apiVersion": "redisdb.dev/v1alpha1",
             "kind": "RedisDatabase",
-            "metadata": {
-                "name": "cache",
-                "namespace": "shop",
-                "uid": "uid-1",
-                "generation": 1,
-                "annotations": annotations or {},
-            },
+            "metadata": {"name": "cache", "namespace": "shop", "uid": "uid-1", "generation": 1},
             "spec": {"primaryRegion": "us-east-1"},
             "status": status or {},
         }
@@ -142,15 +130,13 @@ def _no_event_posting(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("names_are_unique", [False, True])
 async def test_a_create_whose_id_was_lost_adopts_instead_of_duplicating(names_are_unique: bool) -> None:
     provider = InMemoryProvider(names_are_unique=names_are_unique)
-    kube = FakeKube()
-    controller = DatabaseController(kube, OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
     first = kopf.Patch()
     await controller.reconcile(body(), fresh=True, patch=first, logger=LOGGER)
     assert first.status["databaseId"] == "db-1"
-    assert kube.status["createPending"]  # persisted before the provider was asked
-    # a crash before kopf wrote the status patch: the next reconcile sees no id, but the create marker
+    # a crash before kopf wrote the status patch: the next reconcile sees no recorded id
     second = kopf.Patch()
-    await controller.reconcile(body(status=dict(kube.status)), fresh=True, patch=second, logger=LOGGER)
+    await controller.reconcile(body(), fresh=True, patch=second, logger=LOGGER)
     assert list(provider.databases) == ["db-1"]
     assert second.status["databaseId"] == "db-1"
     assert provider.calls.count("create") == (2 if names_are_unique else 1)
@@ -161,26 +147,3 @@ async def test_a_provider_without_unique_names_is_asked_before_each_create() -> 
     controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
     await controller.reconcile(body(), fresh=True, patch=kopf.Patch(), logger=LOGGER)
     assert provider.calls[:2] == ["find_by_name", "create"]
-
-
-@pytest.mark.parametrize("names_are_unique", [False, True])
-async def test_someone_elses_database_of_our_name_is_left_alone_unless_handed_over(names_are_unique: bool) -> None:
-    provider = InMemoryProvider(names_are_unique=names_are_unique)
-    foreign = await provider.create(CreateDatabaseRequest(name="shop-cache", primary_region="us-east-1"))
-    provider.calls.clear()
-    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
-    refused = kopf.Patch()
-    await controller.reconcile(body(), fresh=True, patch=refused, logger=LOGGER)
-    synced = next(c for c in refused.status["conditions"] if c["type"] == "Synced")
-    assert (synced["status"], synced["reason"]) == ("False", "NameTaken")
-    assert "redisdb.dev/adopt=true" in synced["message"] and foreign.id in synced["message"]
-    assert "databaseId" not in refused.status
-    assert list(provider.databases) == [foreign.id]  # neither duplicated nor taken
-    assert refused.status["createPending"] is None  # a marker set by this attempt is withdrawn with the refusal
-
-    handed_over = kopf.Patch()
-    await controller.reconcile(
-        body(annotations={"redisdb.dev/adopt": "true"}), fresh=True, patch=handed_over, logger=LOGGER
-    )
-    assert handed_over.status["databaseId"] == foreign.id
-    assert list(provider.databases) == [foreign.id]
