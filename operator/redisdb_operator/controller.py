@@ -7,6 +7,7 @@ must be fresh (a spec change) or may come from the shared per-provider snapshot 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime
 import logging
@@ -26,8 +27,16 @@ from .models import (
     RedisDatabaseSpec,
 )
 from .provider_registry import ProviderHandle, ProviderRegistry
-from .providers.base import AlreadyExistsError, Database, NotFoundError, ProviderClient, UnauthorizedError
+from .providers.base import (
+    AlreadyExistsError,
+    Database,
+    NotFoundError,
+    ProviderClient,
+    UnauthorizedError,
+    UnavailableError,
+)
 from .reconcile import (
+    UNCERTAIN_CREATE_FIELD,
     ConfigurationError,
     ConflictAction,
     CreateAction,
@@ -41,15 +50,20 @@ from .reconcile import (
     observed_status,
     plan_action,
     set_condition,
+    uncertain_create_remaining,
     validate_against_catalog,
     waiting_for_spec_change,
 )
+
+FINISHED_DELETES_REMEMBERED = 4096
 
 
 @dataclasses.dataclass(frozen=True)
 class ControllerConfig:
     resync_interval: float = 300.0
     max_concurrent_reconciles: int = 32
+    # How long a create that timed out may still land at the provider: the client's 30 s budget plus a margin.
+    uncertain_create_window: float = 90.0
 
 
 def _normal_event(body: kopf.Body, *, reason: str, message: str) -> None:
@@ -72,6 +86,10 @@ class DatabaseController:
         self._config = config
         self._object_locks: dict[str, asyncio.Lock] = {}
         self._provider_slots = asyncio.Semaphore(config.max_concurrent_reconciles)
+        # uid -> monotonic deadline of a create that timed out here; the status marker may not be written yet
+        self._uncertain_creates: dict[str, float] = {}
+        # uids whose deletion finished: a resync timer that waited on the lock must not act on its stale body
+        self._finished_deletes: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     @property
     def registry(self) -> ProviderRegistry:
@@ -82,6 +100,15 @@ class DatabaseController:
 
     def forget(self, uid: str) -> None:
         self._object_locks.pop(uid, None)
+        self._uncertain_creates.pop(uid, None)
+
+    def _uncertain_create_remaining(self, uid: str, status: Mapping[str, Any]) -> float:
+        """Seconds a timed-out create of this resource may still land for, by memory or by the status marker."""
+        in_memory = max(0.0, self._uncertain_creates.get(uid, 0.0) - time.monotonic())
+        by_status = uncertain_create_remaining(
+            status, now=datetime.datetime.now(datetime.UTC), window=self._config.uncertain_create_window
+        )
+        return max(in_memory, by_status)
 
     # --- reconcile ------------------------------------------------------------------------------------------
 
@@ -100,6 +127,8 @@ class DatabaseController:
         if not fresh and waiting_for_spec_change(status, generation):
             return  # a permanent error at this generation: retrying cannot help, a spec change will
         async with self._lock_for(meta.uid), self._provider_slots:
+            if meta.uid in self._finished_deletes or meta.get("deletionTimestamp"):
+                return  # a timer that waited for the deletion to finish: its body is stale, nothing is left to do
             started, result = time.monotonic(), "success"
             try:
                 await self._reconcile(body, fresh=fresh, patch=patch, logger=logger)
@@ -196,10 +225,20 @@ class DatabaseController:
         client = handle.client
         recorded_id: str | None = status.get("databaseId")
 
-        if fresh and recorded_id is None and client.names_are_unique:
+        if recorded_id is None and (pending := self._uncertain_create_remaining(str(meta.uid), status)) > 0:
+            # An earlier create timed out and may still land: look for it, never create a second one meanwhile.
+            observed: Database | None = await client.find_by_name(desired.name)
+            if observed is None:
+                message = (
+                    f"an earlier create of {desired.name} timed out and may still land at the provider; "
+                    f"looking it up again, creating anew only after {pending:.0f}s"
+                )
+                self._report_failure(body, patch, ErrorVerdict("CreateOutcomeUnknown", message, True), generation)
+                raise kopf.TemporaryError(message, delay=min(pending, 10.0) + 1.0)
+        elif fresh and recorded_id is None and client.names_are_unique:
             # Nothing recorded yet and the provider refuses duplicate names: the create below is keyed by the
             # name, so its answer is the observation (a taken name is looked up then), saving a call per create.
-            observed: Database | None = None
+            observed = None
         else:
             observed = await self._observe(handle, desired, recorded_id, fresh=fresh)
         action = plan_action(desired, observed, recorded_id)
@@ -290,6 +329,9 @@ class DatabaseController:
             comparable["lastSyncTime"] = now
             for key, value in comparable.items():
                 patch.status[key] = value
+        self._uncertain_creates.pop(str(meta.uid), None)
+        if status.get(UNCERTAIN_CREATE_FIELD):
+            patch.status[UNCERTAIN_CREATE_FIELD] = None  # the database is recorded: nothing is left in flight
 
     async def _observe(
         self, handle: ProviderHandle, desired: DesiredDatabase, recorded_id: str | None, *, fresh: bool
@@ -336,8 +378,15 @@ class DatabaseController:
             existing = await client.find_by_name(desired.name)
             if existing is not None:
                 return self._adopt(body, handle, desired, existing, recorded_id, patch), False
+        sent_at, sent_monotonic = utcnow(), time.monotonic()
         try:
             created = await client.create(action.request)
+        except UnavailableError as error:
+            if error.outcome_unknown:  # the provider may still create it: remember, in memory and in the status
+                self._uncertain_creates[str(body.meta.uid)] = sent_monotonic + self._config.uncertain_create_window
+                patch.status[UNCERTAIN_CREATE_FIELD] = sent_at
+                logger.warning("the create of %s timed out; it may still land at the provider", desired.name)
+            raise
         except AlreadyExistsError:
             existing = await client.find_by_name(desired.name)
             if existing is None:
@@ -475,6 +524,9 @@ class DatabaseController:
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started, trigger="delete")
         metrics.DATABASE_READINESS.forget(str(body.meta.uid))
         self.forget(str(body.meta.uid))  # on every path that finished, Orphan included
+        self._finished_deletes[str(body.meta.uid)] = None
+        while len(self._finished_deletes) > FINISHED_DELETES_REMEMBERED:
+            self._finished_deletes.popitem(last=False)
 
     async def _delete(
         self,
@@ -497,6 +549,7 @@ class DatabaseController:
         if (meta.annotations or {}).get(ANNOTATION_FORCE_ORPHAN) == "true":
             _warning_event(body, reason="Orphaned", message=f"{ANNOTATION_FORCE_ORPHAN} is set: the database is kept")
             return
+        create_may_land = 0.0
         async with self._lock_for(meta.uid):
             try:
                 provider_name = spec.effective_provider_name()
@@ -507,6 +560,8 @@ class DatabaseController:
                     name = spec.effective_name(str(meta.namespace), str(meta.name))
                     found = await handle.client.find_by_name(name)
                     database_id = found.id if found else None
+                    if database_id is None:
+                        create_may_land = self._uncertain_create_remaining(str(meta.uid), status)
                 if database_id is not None:
                     await handle.client.delete(database_id)
                     metrics.PROVIDER_ACTIONS.inc(action="delete")
@@ -521,4 +576,11 @@ class DatabaseController:
                 self._report_failure(body, patch, dataclasses.replace(verdict, message=message), meta.get("generation"))
                 # capped low: a fixed Secret or the force-orphan annotation should take effect soon
                 raise kopf.TemporaryError(message, delay=backoff_delay(retry, verdict.retry_after, cap=30)) from None
+        if create_may_land > 0:
+            # Releasing now would leave a late-landing database with no owner: wait for it, then delete it.
+            raise kopf.TemporaryError(
+                f"an earlier create timed out and may still land at the provider; checking again for up to "
+                f"{create_may_land:.0f}s before releasing the resource",
+                delay=min(create_may_land, 10.0) + 1.0,
+            )
         self.forget(meta.uid)

@@ -356,6 +356,11 @@ class RedisDatabaseStatus(CamelModel):
     last_handled_rotation: str | None = Field(
         default=None, description=f"The last `{ANNOTATION_ROTATE_PASSWORD}` annotation value acted on."
     )
+    create_uncertain_since: str | None = Field(
+        default=None,
+        description="When a create whose outcome is unknown (a timeout) was sent. Until it has had time to land, "
+        "the name is looked up instead of created again, and deletion waits for it.",
+    )
 
 
 class RedisDatabase(CamelModel):

@@ -7,6 +7,7 @@ Nothing here performs I/O, so every decision the operator makes is a table test 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -302,3 +303,25 @@ def validate_against_catalog(provider_type: ProviderType, desired: DesiredDataba
             f"{len(desired.read_regions)}; remove read regions or choose a larger plan"
         )
     return None
+
+
+# --- creates whose outcome is unknown -------------------------------------------------------------------------
+
+UNCERTAIN_CREATE_FIELD = "createUncertainSince"
+
+
+def uncertain_create_remaining(status: Mapping[str, Any] | None, *, now: datetime.datetime, window: float) -> float:
+    """Seconds a timed-out create may still land for, by the status marker (0 when there is none or it is over).
+
+    A provider may act on a create after our client gave up waiting; until the window has passed, creating again
+    could make a twin and releasing the resource could leave the late database behind with no owner.
+    """
+    since = (status or {}).get(UNCERTAIN_CREATE_FIELD)
+    if not since or (status or {}).get("databaseId"):
+        return 0.0
+    try:
+        sent = datetime.datetime.strptime(str(since), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return window  # unreadable (edited by hand?): assume the whole window, the safe side
+    elapsed = (now - sent).total_seconds()
+    return max(0.0, min(window, window - elapsed))

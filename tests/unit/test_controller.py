@@ -4,6 +4,7 @@ not show. Everything else about the controller is proven end to end in tests/e2e
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import logging
 from collections.abc import Sequence
@@ -21,7 +22,9 @@ from redisdb_operator.providers.base import (
     DatabaseUpdate,
     NotFoundError,
     ProviderType,
+    UnavailableError,
 )
+from redisdb_operator.reconcile import condition
 
 LOGGER = logging.getLogger("test")
 
@@ -33,12 +36,28 @@ class InMemoryProvider:
         self.databases: dict[str, Database] = {}
         self.calls: list[str] = []
         self._ids = itertools.count(1)
+        self.time_out_next_create = False  # the next create is accepted but answered by a timeout
+        self.in_flight: list[Database] = []  # accepted creates not yet visible; land() makes them so
+
+    def land(self) -> None:
+        for database in self.in_flight:
+            self.databases[database.id] = database
+        self.in_flight.clear()
 
     async def create(self, request: CreateDatabaseRequest) -> Database:
         self.calls.append("create")
         if self.names_are_unique and any(d.name == request.name for d in self.databases.values()):
             raise AlreadyExistsError("database name already exists")
-        database = Database(
+        if self.time_out_next_create:
+            self.time_out_next_create = False
+            self.in_flight.append(self._database(request))
+            raise UnavailableError("upstash create failed: timed out (ReadTimeout)", outcome_unknown=True)
+        database = self._database(request)
+        self.databases[database.id] = database
+        return database
+
+    def _database(self, request: CreateDatabaseRequest) -> Database:
+        return Database(
             id=f"db-{next(self._ids)}",
             name=request.name,
             primary_region=request.primary_region,
@@ -50,8 +69,6 @@ class InMemoryProvider:
             password="pw",
             url="redis://default:pw@127.0.0.1:6379",
         )
-        self.databases[database.id] = database
-        return database
 
     async def get(self, database_id: str) -> Database:
         self.calls.append("get")
@@ -74,6 +91,7 @@ class InMemoryProvider:
         raise AssertionError("not used")
 
     async def delete(self, database_id: str) -> None:
+        self.calls.append("delete")
         self.databases.pop(database_id, None)
 
     async def aclose(self) -> None:
@@ -110,12 +128,12 @@ class OneProvider:
         pass
 
 
-def body(status: dict[str, Any] | None = None) -> kopf.Body:
+def body(status: dict[str, Any] | None = None, **metadata: Any) -> kopf.Body:
     return kopf.Body(
         {
             "apiVersion": "redisdb.dev/v1alpha1",
             "kind": "RedisDatabase",
-            "metadata": {"name": "cache", "namespace": "shop", "uid": "uid-1", "generation": 1},
+            "metadata": {"name": "cache", "namespace": "shop", "uid": "uid-1", "generation": 1, **metadata},
             "spec": {"primaryRegion": "us-east-1"},
             "status": status or {},
         }
@@ -147,3 +165,87 @@ async def test_a_provider_without_unique_names_is_asked_before_each_create() -> 
     controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
     await controller.reconcile(body(), fresh=True, patch=kopf.Patch(), logger=LOGGER)
     assert provider.calls[:2] == ["find_by_name", "create"]
+
+
+def applied(status: dict[str, Any], patch: kopf.Patch) -> dict[str, Any]:
+    """The status after kopf applied `patch` (a None value removes the field, as in a merge patch)."""
+    merged = {**status, **patch.status}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+@pytest.mark.parametrize("names_are_unique", [False, True])
+async def test_a_timed_out_create_is_awaited_not_repeated(names_are_unique: bool) -> None:
+    provider = InMemoryProvider(names_are_unique=names_are_unique)
+    provider.time_out_next_create = True
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    first = kopf.Patch()
+    with pytest.raises(kopf.TemporaryError):
+        await controller.reconcile(body(), fresh=True, patch=first, logger=LOGGER)
+    assert first.status["createUncertainSince"]  # survives a restart of the operator
+    status = applied({}, first)
+    for fresh in (True, False):  # the create has not landed yet: looked up, never sent again
+        again = kopf.Patch()
+        with pytest.raises(kopf.TemporaryError, match="may still land"):
+            await controller.reconcile(body(status), fresh=fresh, patch=again, logger=LOGGER)
+        synced = condition(again.status["conditions"], "Synced")
+        assert synced is not None and synced["reason"] == "CreateOutcomeUnknown"
+    assert provider.calls.count("create") == 1
+    provider.land()
+    landed = kopf.Patch()
+    await controller.reconcile(body(status), fresh=True, patch=landed, logger=LOGGER)
+    assert landed.status["databaseId"] == "db-1"
+    assert landed.status["createUncertainSince"] is None
+    assert list(provider.databases) == ["db-1"] and provider.calls.count("create") == 1
+
+
+async def test_a_restarted_operator_honours_the_status_marker_and_creates_once_the_window_passed() -> None:
+    provider = InMemoryProvider(names_are_unique=False)
+    config = ControllerConfig(uncertain_create_window=90.0)
+    fresh_controller = DatabaseController(FakeKube(), OneProvider(provider), config)  # type: ignore[arg-type]
+    recent = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=30)
+    with pytest.raises(kopf.TemporaryError, match="may still land"):
+        await fresh_controller.reconcile(
+            body({"createUncertainSince": recent.strftime("%Y-%m-%dT%H:%M:%SZ")}),
+            fresh=True,
+            patch=kopf.Patch(),
+            logger=LOGGER,
+        )
+    assert "create" not in provider.calls
+    long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=91)
+    patch = kopf.Patch()
+    await fresh_controller.reconcile(
+        body({"createUncertainSince": long_ago.strftime("%Y-%m-%dT%H:%M:%SZ")}), fresh=True, patch=patch, logger=LOGGER
+    )
+    assert provider.calls.count("create") == 1 and patch.status["databaseId"] == "db-1"
+
+
+async def test_deletion_waits_for_a_create_that_may_still_land_then_deletes_it() -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    provider.time_out_next_create = True
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    with pytest.raises(kopf.TemporaryError):
+        await controller.reconcile(body(), fresh=True, patch=kopf.Patch(), logger=LOGGER)
+    # the deletion arrives before kopf's status patch is visible: the controller's memory covers it
+    with pytest.raises(kopf.TemporaryError, match="may still land"):
+        await controller.delete(body(), patch=kopf.Patch(), logger=LOGGER)
+    provider.land()
+    await controller.delete(body(), patch=kopf.Patch(), logger=LOGGER)
+    assert provider.databases == {} and provider.calls.count("delete") == 1
+
+
+async def test_a_resync_that_waited_for_the_deletion_does_not_recreate() -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    created = kopf.Patch()
+    await controller.reconcile(body(), fresh=True, patch=created, logger=LOGGER)
+    stale = body(applied({}, created))
+    await controller.delete(stale, patch=kopf.Patch(), logger=LOGGER)
+    assert provider.databases == {}
+    await controller.reconcile(stale, fresh=False, patch=kopf.Patch(), logger=LOGGER)
+    await controller.reconcile(
+        body(applied({}, created), deletionTimestamp="2026-11-26T10:00:00Z"),
+        fresh=False,
+        patch=kopf.Patch(),
+        logger=LOGGER,
+    )
+    assert provider.databases == {} and provider.calls.count("create") == 1

@@ -114,13 +114,26 @@ class RateLimitedError(ProviderError):
 
 
 class UnavailableError(ProviderError):
-    """The provider could not answer now (5xx, timeout, connection error); worth retrying later."""
+    """The provider could not answer now (5xx, timeout, connection error); worth retrying later.
+
+    ``outcome_unknown``: the request reached the provider but no answer came back (a timeout after sending, a
+    dropped connection, a gateway's 502/504), so the provider may still act on it. A create that ends so must
+    not be repeated, nor its resource released, until the database has had time to appear.
+    """
 
     temporary = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
 
 
 @runtime_checkable

@@ -184,7 +184,8 @@ def error_for_status(
     if status == 429:
         return RateLimitedError(text, retry_after=retry_after, status=status)
     if status >= 500:
-        return UnavailableError(text, retry_after=retry_after, status=status)
+        # A gateway that gave up (502, 504) may have passed the request on; a 500 or 503 refused it.
+        return UnavailableError(text, retry_after=retry_after, status=status, outcome_unknown=status in (502, 504))
     if status == 409 or "already exist" in message.lower():
         return AlreadyExistsError(text, status=status)
     return InvalidRequestError(text, status=status)
@@ -273,11 +274,14 @@ class HttpTransport:
             try:
                 async with asyncio.timeout(self.timeouts.total):
                     response = await self._client.request(method, path, json=json_body, params=params)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # nothing was sent
+                detail = self.redact(_truncate(str(exc) or type(exc).__name__))
+                error: ProviderError = UnavailableError(f"{label} failed: cannot connect: {detail}")
             except (httpx.TimeoutException, TimeoutError) as exc:
-                error: ProviderError = UnavailableError(f"{label} failed: timed out ({type(exc).__name__})")
+                error = UnavailableError(f"{label} failed: timed out ({type(exc).__name__})", outcome_unknown=True)
             except httpx.TransportError as exc:
                 detail = self.redact(_truncate(str(exc) or type(exc).__name__))
-                error = UnavailableError(f"{label} failed: connection error: {detail}")
+                error = UnavailableError(f"{label} failed: connection error: {detail}", outcome_unknown=True)
             else:
                 if response.is_success:
                     self._record(metric_operation, outcome_of(response) if outcome_of else "ok", started)

@@ -290,3 +290,33 @@ async def test_connection_error_text_is_redacted() -> None:
         await transport.request("GET", "/x", operation="get", idempotent=True)
     assert "s3cr3t-token-value" not in str(raised.value)
     await transport.aclose()
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("failure", "outcome_unknown"),
+    [
+        (httpx.ConnectError("refused"), False),  # nothing was sent
+        (httpx.ConnectTimeout("slow connect"), False),
+        (httpx.ReadTimeout("slow answer"), True),  # sent; the provider may act on it yet
+        (httpx.RemoteProtocolError("peer closed"), True),
+        (httpx.Response(503, text="busy"), False),  # refused
+        (httpx.Response(500, text="boom"), False),
+        (httpx.Response(502, text="bad gateway"), True),  # a gateway may have passed it on
+        (httpx.Response(504, text="gateway timeout"), True),
+    ],
+)
+async def test_a_create_knows_whether_the_provider_may_still_act_on_it(
+    failure: Exception | httpx.Response, outcome_unknown: bool
+) -> None:
+    route = respx.post(f"{BASE}/x")
+    if isinstance(failure, httpx.Response):
+        route.mock(return_value=failure)
+    else:
+        route.mock(side_effect=failure)
+    transport = make_transport(Sleeps(), max_attempts=3)
+    with pytest.raises(UnavailableError) as raised:
+        await transport.request("POST", "/x", operation="create", idempotent=False)
+    assert raised.value.outcome_unknown is outcome_unknown
+    assert route.call_count == 1  # a create is never repeated in-process
+    await transport.aclose()
