@@ -56,6 +56,10 @@ from .reconcile import (
 )
 
 FINISHED_DELETES_REMEMBERED = 4096
+# kopf's bookkeeping before it moved to kopf.redisdb.dev/: while the marker stays, kopf's change detection
+# ignores every redisdb.dev/* annotation (rotate-password included), so the first reconcile after an upgrade
+# removes both.
+LEGACY_KOPF_ANNOTATIONS = ("redisdb.dev/kopf-managed", "redisdb.dev/last-handled-configuration")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +215,9 @@ class DatabaseController:
         name = str(meta.name)
         generation = meta.get("generation")
         status: Mapping[str, Any] = body.get("status") or {}
+        for legacy in LEGACY_KOPF_ANNOTATIONS:
+            if legacy in (meta.annotations or {}):
+                patch.metadata.annotations[legacy] = None
         try:
             spec = RedisDatabaseSpec.model_validate(dict(body.spec))
         except ValidationError as error:

@@ -126,11 +126,32 @@ def webhook_server(args: argparse.Namespace) -> kopf.WebhookServer | None:
     )
 
 
+KOPF_PREFIX = f"kopf.{GROUP}"
+
+
+class OwnPrefixBlindDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base, blind to every annotation of our kopf prefix (progress included), as to its own.
+
+    kopf recognises only `kopf.zalando.org` and prefixes marked `<prefix>/kopf-managed` (a marker it does not
+    write for prefixes starting with `kopf.`); the marker would also hide the user's redisdb.dev/* annotations.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        annotations = essence.get("metadata", {}).get("annotations", {})
+        for key in [key for key in annotations if key.startswith(f"{self.prefix}/")]:
+            del annotations[key]
+        self.remove_empty_stanzas(essence)
+        return essence
+
+
 def build_settings(settings: kopf.OperatorSettings, args: argparse.Namespace) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+    # kopf's bookkeeping under its own prefix: kopf leaves every annotation of its storage prefix out of the
+    # change detection, and the user's redisdb.dev/rotate-password annotation must trigger a reconcile.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = OwnPrefixBlindDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     # Handler log lines stay in the log; only explicit Events and warnings reach the API.
     settings.posting.level = logging.WARNING

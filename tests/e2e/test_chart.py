@@ -260,6 +260,7 @@ def start_as_chart_service_account(
     operator = start_operator(
         cluster,
         workdir,
+        resync_interval=300.0,  # the chart's default: rotation below must not wait for a resync
         webhook=False,
         kubeconfig=kubeconfig,
         extra_args=[
@@ -360,7 +361,7 @@ def test_least_privilege_lifecycle(
             status = (get_json("redisdatabase", "cache", namespace) or {}).get("status") or {}
             return status.get("lastHandledRotation") == "first" and bool(status.get("passwordRotatedAt"))
 
-        wait_for(rotated, 60, message="password rotation handled")
+        wait_for(rotated, 60, message="password rotation handled at once, not at the next resync (300 s)")
         wait_for(lambda: secret_data("cache-redis", namespace)["REDIS_PASSWORD"] != password, 30, message="new pwd")
         # delete
         kubectl("delete", "redisdatabase", "cache", "-n", namespace, "--timeout=60s")

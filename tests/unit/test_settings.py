@@ -1,0 +1,50 @@
+"""kopf's bookkeeping must not hide the user's redisdb.dev/* annotations from its change detection."""
+
+from __future__ import annotations
+
+import kopf
+
+from redisdb_operator.controller import LEGACY_KOPF_ANNOTATIONS, ControllerConfig, DatabaseController
+from redisdb_operator.runner import build_settings, parse_args
+from tests.unit.test_controller import (  # noqa: F401  (_no_event_posting: an autouse fixture)
+    LOGGER,
+    FakeKube,
+    InMemoryProvider,
+    OneProvider,
+    _no_event_posting,
+    body,
+)
+
+
+def essence_annotations(annotations: dict[str, str]) -> dict[str, str]:
+    settings = kopf.OperatorSettings()
+    build_settings(settings, parse_args([]))
+    essence = settings.persistence.diffbase_storage.build(
+        body=kopf.Body({"metadata": {"name": "cache", "annotations": annotations}, "spec": {"primaryRegion": "mad"}})
+    )
+    return dict(essence.get("metadata", {}).get("annotations", {}))
+
+
+def test_a_rotation_annotation_is_a_change_kopf_reacts_to() -> None:
+    seen = essence_annotations(
+        {
+            "kopf.redisdb.dev/last-handled-configuration": "{}",
+            "kopf.redisdb.dev/reconcile": "{}",
+            "redisdb.dev/rotate-password": "2026-11-26",
+        }
+    )
+    assert seen == {"redisdb.dev/rotate-password": "2026-11-26"}
+
+
+def test_the_old_marker_would_hide_it_so_a_reconcile_removes_the_old_bookkeeping() -> None:
+    legacy = dict.fromkeys(LEGACY_KOPF_ANNOTATIONS, "yes")
+    assert essence_annotations({**legacy, "redisdb.dev/rotate-password": "x"}) == {}  # why the cleanup exists
+
+
+async def test_reconcile_removes_the_legacy_annotations() -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    patch = kopf.Patch()
+    annotations = {**dict.fromkeys(LEGACY_KOPF_ANNOTATIONS, "yes"), "redisdb.dev/rotate-password": "x"}
+    await controller.reconcile(body(annotations=annotations), fresh=True, patch=patch, logger=LOGGER)
+    assert dict(patch.metadata.annotations) == dict.fromkeys(LEGACY_KOPF_ANNOTATIONS)
