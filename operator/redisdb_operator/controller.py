@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from . import metrics, secrets
 from .kube import KubeClient, KubeConflict, secret_path
 from .models import (
+    ANNOTATION_ADOPT,
     ANNOTATION_FORCE_ORPHAN,
     ANNOTATION_ROTATE_PASSWORD,
     DeletionPolicy,
@@ -48,8 +49,10 @@ from .reconcile import (
     classify_error,
     condition,
     observed_status,
+    parse_timestamp,
     plan_action,
     set_condition,
+    stranger_database,
     uncertain_create_remaining,
     validate_against_catalog,
     waiting_for_spec_change,
@@ -248,12 +251,16 @@ class DatabaseController:
             observed = None
         else:
             observed = await self._observe(handle, desired, recorded_id, fresh=fresh)
+        if observed is not None and self._refuse_stranger(body, patch, observed, recorded_id):
+            return
         action = plan_action(desired, observed, recorded_id)
         just_created = False
         if isinstance(action, CreateAction):
             observed, just_created = await self._create(
                 body, handle, desired, recorded_id, action, patch, logger, fresh=fresh
             )
+            if not just_created and self._refuse_stranger(body, patch, observed, recorded_id):
+                return
             action = plan_action(desired, observed, observed.id)  # an adopted database may still differ
         if isinstance(action, ConflictAction):
             self._report_failure(body, patch, ErrorVerdict(action.reason, action.message, False), generation)
@@ -418,6 +425,27 @@ class DatabaseController:
         logger.info("created provider database %s (%s)", created.name, created.id)
         return created, True
 
+    @staticmethod
+    def _stranger(body: kopf.Body, found: Database) -> ConflictAction | None:
+        """Why `found` (met by name) is not ours to take over, or None: see reconcile.stranger_database."""
+        meta = body.meta
+        return stranger_database(
+            found,
+            resource_created=parse_timestamp(meta.get("creationTimestamp")),
+            adopt=(meta.annotations or {}).get(ANNOTATION_ADOPT) == "true",
+        )
+
+    def _refuse_stranger(self, body: kopf.Body, patch: kopf.Patch, found: Database, recorded_id: str | None) -> bool:
+        """Report NameTaken and say True when a database met by name, not by our record, is someone else's."""
+        if found.id == recorded_id:
+            return False
+        stranger = self._stranger(body, found)
+        if stranger is None:
+            return False
+        verdict = ErrorVerdict(stranger.reason, stranger.message, False)
+        self._report_failure(body, patch, verdict, body.meta.get("generation"))
+        return True
+
     def _adopt(
         self,
         body: kopf.Body,
@@ -427,7 +455,10 @@ class DatabaseController:
         recorded_id: str | None,
         patch: kopf.Patch,
     ) -> Database:
-        """Take over a database of our name; one in another primary region is left to plan_action's conflict."""
+        """Take over a database of our name; one in another primary region is left to plan_action's conflict, and
+        one that predates the resource (someone else's) to the caller's NameTaken."""
+        if self._stranger(body, existing) is not None:
+            return existing
         if existing.primary_region == desired.primary_region:
             if recorded_id is None:
                 metrics.PROVIDER_ACTIONS.inc(action="adopt")
@@ -566,6 +597,14 @@ class DatabaseController:
                 if database_id is None:
                     name = spec.effective_name(str(meta.namespace), str(meta.name))
                     found = await handle.client.find_by_name(name)
+                    if found is not None and self._stranger(body, found) is not None:
+                        _warning_event(
+                            body,
+                            reason="Kept",
+                            message=f"the provider database {found.name} ({found.id}) predates this RedisDatabase "
+                            f"and was never adopted: not deleted",
+                        )
+                        found = None
                     database_id = found.id if found else None
                     if database_id is None:
                         create_may_land = self._uncertain_create_remaining(str(meta.uid), status)

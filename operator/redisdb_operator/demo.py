@@ -11,6 +11,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,6 +119,10 @@ class Demo:
         state.update({"kubeconfig": kubeconfig, "local_cluster": local_cluster})
 
         if not self.alive(state.get("provider_pid")):
+            if local_cluster:
+                # A fresh control plane holds no RedisDatabase: databases kept from an earlier run would belong to
+                # nobody (and the operator rightly refuses to take over an older database of the same name).
+                shutil.rmtree(self.run_dir / "local-provider", ignore_errors=True)
             say("starting the local provider (Fly GraphQL + Upstash v2 APIs over real redis-servers)")
             port = free_port()
             port_file = self.run_dir / "local-provider.port"

@@ -25,6 +25,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 ANNOTATION_ROTATE_PASSWORD = f"{GROUP}/rotate-password"
 ANNOTATION_FORCE_ORPHAN = f"{GROUP}/force-orphan"
+ANNOTATION_ADOPT = f"{GROUP}/adopt"
 LABEL_DATABASE = f"{GROUP}/database"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER_NAME = "redisdb-operator"

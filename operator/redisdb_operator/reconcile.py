@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from .kube import KubeError, KubeUnavailable
-from .models import Condition, RedisDatabaseSpec
+from .models import ANNOTATION_ADOPT, Condition, RedisDatabaseSpec
 from .providers import catalog
 from .providers.base import (
     AlreadyExistsError,
@@ -122,7 +122,8 @@ def plan_action(desired: DesiredDatabase, observed: Database | None, recorded_id
         return ConflictAction(
             "DatabaseIdMismatch",
             f"status.databaseId is {recorded_id!r} but the provider database named {observed.name!r} has id "
-            f"{observed.id!r}; delete the RedisDatabase with deletionPolicy Orphan and re-create it to adopt",
+            f"{observed.id!r}; delete the RedisDatabase with deletionPolicy Orphan and re-create it annotated "
+            f"{ANNOTATION_ADOPT}=true to adopt",
         )
     changes: list[FieldChange] = []
     read_regions: tuple[str, ...] | None = None
@@ -268,12 +269,17 @@ def waiting_for_spec_change(status: Mapping[str, Any] | None, generation: int | 
     return bool(
         synced
         and synced.get("status") == "False"
-        and synced.get("reason") in PERMANENT_REASONS
+        and synced.get("reason") in PERMANENT_REASONS - RECHECKED_BY_RESYNC
         and synced.get("observedGeneration") == generation
     )
 
 
-PERMANENT_REASONS = frozenset({"InvalidRequest", "PrimaryRegionMismatch", "DatabaseIdMismatch", "InvalidSpec"})
+PERMANENT_REASONS = frozenset(
+    {"InvalidRequest", "PrimaryRegionMismatch", "DatabaseIdMismatch", "InvalidSpec", "NameTaken"}
+)
+# Permanent for Argo CD (a human decides) but cheap to look at again from the shared snapshot: the stranger's
+# database may be deleted or renamed at the provider, which no Kubernetes event announces.
+RECHECKED_BY_RESYNC = frozenset({"NameTaken"})
 
 
 def validate_against_catalog(provider_type: ProviderType, desired: DesiredDatabase) -> str | None:
@@ -325,3 +331,41 @@ def uncertain_create_remaining(status: Mapping[str, Any] | None, *, now: datetim
         return window  # unreadable (edited by hand?): assume the whole window, the safe side
     elapsed = (now - sent).total_seconds()
     return max(0.0, min(window, window - elapsed))
+
+
+# --- whose database is it -----------------------------------------------------------------------------------
+
+# How far the provider's clock may run behind the apiserver's: a database of ours is never created before its
+# RedisDatabase, so one created earlier than this margin is someone else's.
+CLOCK_SKEW_ALLOWANCE = datetime.timedelta(seconds=10)
+
+
+def stranger_database(
+    found: Database, *, resource_created: datetime.datetime | None, adopt: bool
+) -> ConflictAction | None:
+    """A conflict when a database found by name (not by our recorded id) is not ours to take over, else None.
+
+    Ours: created after this RedisDatabase (by us, with the id lost to a crash or a timeout), or the user asked
+    for the takeover with the adopt annotation. Anything older is someone else's: managing it from here would
+    let a `kubectl delete` destroy it. Without a creation time on either side there is nothing to tell by, and the
+    database is taken over as before.
+    """
+    if adopt or found.created_at is None or resource_created is None:
+        return None
+    if found.created_at >= resource_created - CLOCK_SKEW_ALLOWANCE:
+        return None
+    return ConflictAction(
+        "NameTaken",
+        f"a provider database named {found.name!r} ({found.id}) already exists, created "
+        f"{found.created_at.strftime('%Y-%m-%dT%H:%M:%SZ')}, before this RedisDatabase; it is not taken over "
+        f"implicitly. To manage (and on deletion destroy) it from here, annotate the RedisDatabase "
+        f"{ANNOTATION_ADOPT}=true; for a new database, re-create the RedisDatabase with another spec.name",
+    )
+
+
+def parse_timestamp(value: object) -> datetime.datetime | None:
+    """A Kubernetes timestamp (RFC 3339, UTC, seconds) as an aware datetime; None when absent or unreadable."""
+    try:
+        return datetime.datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None

@@ -62,3 +62,12 @@ def test_demo_up_prints_a_working_redis_url_and_down_stops_everything(tmp_path: 
     leftovers = processes_under(str(tmp_path))
     assert leftovers == [], leftovers
     assert redis_servers_under(tmp_path / "demo" / "local-provider") == []
+
+    # A newcomer runs it again: a fresh control plane, and a fresh provider to match (nothing older to refuse).
+    try:
+        again = subprocess.run([*command, "up"], env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "PING -> PONG" in again.stdout
+    finally:
+        down = subprocess.run([*command, "down"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert down.returncode == 0 and processes_under(str(tmp_path)) == []

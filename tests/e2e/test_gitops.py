@@ -15,11 +15,18 @@ import yaml
 
 from tests.harness.cluster import get_json, kubectl, to_yaml, wait_for
 from tests.harness.local_provider import LocalProvider
-from tests.harness.operator import FLY_PROVIDER, OperatorProcess, condition, wait_gone, wait_ready
+from tests.harness.operator import (
+    FLY_PROVIDER,
+    OperatorProcess,
+    condition,
+    delete_at_provider,
+    wait_gone,
+    wait_ready,
+)
 from tests.unit.test_argocd_health import health_of
 
 FIELD_MANAGER = "argocd-controller"
-PERMANENT = {"InvalidRequest", "InvalidSpec", "PrimaryRegionMismatch", "DatabaseIdMismatch"}
+PERMANENT = {"InvalidRequest", "InvalidSpec", "PrimaryRegionMismatch", "DatabaseIdMismatch", "NameTaken"}
 
 
 def manifest(name: str, read_regions: list[str]) -> dict[str, Any]:
@@ -113,7 +120,8 @@ def test_health_of_live_objects_through_a_lifecycle(
         admin.clear_faults()
 
     # A permanent error: the database is orphaned at the provider, then declared again in another region; the
-    # operator adopts the provider database by name and refuses to move it (PrimaryRegionMismatch) -> Degraded.
+    # operator finds a database of that name made before the new resource and does not take it over
+    # (NameTaken: a human decides, with redisdb.dev/adopt=true or another spec.name) -> Degraded.
     orphaned = manifest("billing", ["ams", "fra"])
     orphaned["spec"]["deletionPolicy"] = "Orphan"
     server_side_apply(orphaned, namespace)
@@ -121,6 +129,7 @@ def test_health_of_live_objects_through_a_lifecycle(
     kubectl("delete", "redisdatabase", "billing", "-n", namespace, "--timeout=60s")
     wait_gone("redisdatabase", "billing", namespace)
     assert kept_id in {item["id"] for item in admin.databases()}, "deletionPolicy Orphan kept it"
+    admin.drift(kept_id, age_seconds=3600)  # as if made long before the next RedisDatabase of the name
     moved = manifest("billing", [])
     moved["spec"]["primaryRegion"] = "ams"
     del moved["spec"]["readRegions"]
@@ -136,3 +145,5 @@ def test_health_of_live_objects_through_a_lifecycle(
     save_testdata(degraded, "degraded-permanent-error")
     kubectl("delete", "redisdatabase", "billing", "-n", namespace, "--timeout=60s")
     wait_gone("redisdatabase", "billing", namespace)
+    assert kept_id in {item["id"] for item in admin.databases()}, "never adopted, so never deleted"
+    delete_at_provider(local_provider, kept_id)

@@ -195,6 +195,46 @@ def test_delete_policies(
     delete_at_provider(local_provider, kept_id)  # tidy up what Orphan left behind
 
 
+@pytest.mark.parametrize("case", BOTH)
+def test_an_older_database_of_the_same_name_is_taken_over_only_when_asked(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str, case: dict[str, Any]
+) -> None:
+    """Someone's database already has the provider-side name: never managed (or destroyed) unless adopted."""
+    apply(database("cache", case, deletionPolicy="Orphan"), namespace)
+    theirs = wait_ready("cache", namespace)["status"]["databaseId"]
+    connect(namespace).set("owner", "someone else")
+    kubectl("delete", "rdb", "cache", "-n", namespace, "--timeout=60s")
+    wait_gone("redisdatabase", "cache", namespace)
+    local_provider.admin.drift(theirs, age_seconds=3600)  # made an hour ago, long before the next RedisDatabase
+    wait_for(lambda: get_json("secret", "cache-redis", namespace) is None, 90, message="Secret garbage-collected")
+
+    apply(database("cache", case, readRegions=case["read"]), namespace)  # a new resource of the same name
+
+    def name_taken() -> dict[str, Any] | None:
+        synced = condition(get_json("redisdatabase", "cache", namespace), "Synced")
+        return synced if synced and synced["status"] == "False" and synced["reason"] == "NameTaken" else None
+
+    message = wait_for(name_taken, 60, message="Synced=False NameTaken")["message"]
+    assert theirs in message and "redisdb.dev/adopt=true" in message
+    assert local_provider.admin.database(theirs)["read_regions"] == []  # not touched
+    assert get_json("secret", "cache-redis", namespace) is None  # their password is not published
+
+    kubectl("delete", "rdb", "cache", "-n", namespace, "--timeout=60s")  # Delete policy, but not ours to delete
+    wait_gone("redisdatabase", "cache", namespace)
+    assert theirs in {d["id"] for d in local_provider.admin.databases()}
+
+    adopting = database("cache", case, readRegions=case["read"])
+    adopting["metadata"]["annotations"] = {"redisdb.dev/adopt": "true"}
+    apply(adopting, namespace)
+    adopted = wait_ready("cache", namespace)
+    assert adopted["status"]["databaseId"] == theirs
+    assert connect(namespace).get("owner") == b"someone else"
+    assert sorted(local_provider.admin.database(theirs)["read_regions"]) == case["read"]
+    kubectl("delete", "rdb", "cache", "-n", namespace, "--timeout=60s")  # adopted: now ours to delete
+    wait_gone("redisdatabase", "cache", namespace)
+    assert theirs not in {d["id"] for d in local_provider.admin.databases()}
+
+
 def test_deleting_the_namespace_deletes_its_databases(
     operator: OperatorProcess, local_provider: LocalProvider, namespace: str
 ) -> None:

@@ -85,6 +85,11 @@ async def test_lifecycle(
         assert created.read_regions == placement.read_regions
         assert created.plan == placement.plan and created.eviction is False
         assert created.url.startswith("redis://default:") and created.password
+        # the creation time tells the operator's own database from a stranger's of the same name
+        assert created.created_at is not None
+        assert abs(created.created_at.timestamp() - time.time()) < 60
+        found = await adapter.find_by_name(unique_name)
+        assert found is not None and found.created_at == created.created_at
 
         # Connect with the URL the operator will publish.
         primary = connect(created.url)

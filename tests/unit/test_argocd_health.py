@@ -110,3 +110,22 @@ def test_script_uses_only_lua_51_base_functions() -> None:
 def test_argocd_cm_snippet_is_the_same_script() -> None:
     patch = yaml.safe_load((CHECK_DIR.parents[2] / "argocd-cm-patch.yaml").read_text())
     assert patch["data"]["resource.customizations.health.redisdb.dev_RedisDatabase"] == HEALTH_LUA.read_text()
+
+
+def test_degraded_reasons_are_the_operators_permanent_reasons() -> None:
+    """health.lua's `permanent` table and reconcile.PERMANENT_REASONS must not drift apart."""
+    import re
+
+    from redisdb_operator.reconcile import PERMANENT_REASONS
+
+    table = re.search(r"local permanent = \{(.*?)\}", HEALTH_LUA.read_text(), re.S)
+    assert table is not None
+    assert set(re.findall(r"(\w+) = true", table.group(1))) == set(PERMANENT_REASONS)
+    for reason in PERMANENT_REASONS:
+        obj = {
+            "metadata": {"generation": 3},
+            "status": {
+                "conditions": [{"type": "Synced", "status": "False", "reason": reason, "observedGeneration": 3}]
+            },
+        }
+        assert health_of(obj)["status"] == "Degraded", reason

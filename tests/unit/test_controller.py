@@ -68,6 +68,7 @@ class InMemoryProvider:
             port=6379,
             password="pw",
             url="redis://default:pw@127.0.0.1:6379",
+            created_at=datetime.datetime.now(datetime.UTC),
         )
 
     async def get(self, database_id: str) -> Database:
@@ -249,3 +250,50 @@ async def test_a_resync_that_waited_for_the_deletion_does_not_recreate() -> None
         logger=LOGGER,
     )
     assert provider.databases == {} and provider.calls.count("create") == 1
+
+
+def iso(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def strangers_database(provider: InMemoryProvider, age: datetime.timedelta) -> Database:
+    """A database of the resource's provider-side name, made by someone else `age` ago."""
+    made = datetime.datetime.now(datetime.UTC) - age
+    database = provider._database(CreateDatabaseRequest(name="shop-cache", primary_region="us-east-1"))
+    database = database.model_copy(update={"created_at": made})
+    provider.databases[database.id] = database
+    return database
+
+
+@pytest.mark.parametrize("names_are_unique", [False, True])
+async def test_a_strangers_database_of_our_name_is_not_taken_over(names_are_unique: bool) -> None:
+    provider = InMemoryProvider(names_are_unique=names_are_unique)
+    theirs = strangers_database(provider, datetime.timedelta(hours=1))
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    created = iso(datetime.datetime.now(datetime.UTC))
+    for fresh in (True, False):
+        patch = kopf.Patch()
+        await controller.reconcile(body(creationTimestamp=created), fresh=fresh, patch=patch, logger=LOGGER)
+        synced = condition(patch.status["conditions"], "Synced")
+        assert synced is not None and synced["reason"] == "NameTaken", synced
+        assert "redisdb.dev/adopt=true" in synced["message"] and theirs.id in synced["message"]
+        assert "databaseId" not in patch.status
+    assert list(provider.databases) == [theirs.id] and "update" not in provider.calls
+    # deleting the resource leaves their database alone
+    await controller.delete(body(creationTimestamp=created), patch=kopf.Patch(), logger=LOGGER)
+    assert list(provider.databases) == [theirs.id] and "delete" not in provider.calls
+    # declared again and asked explicitly, the takeover happens
+    adopting = kopf.Patch()
+    annotated = body(creationTimestamp=created, uid="uid-2", annotations={"redisdb.dev/adopt": "true"})
+    await controller.reconcile(annotated, fresh=True, patch=adopting, logger=LOGGER)
+    assert adopting.status["databaseId"] == theirs.id
+
+
+async def test_our_own_database_with_a_lost_id_is_still_adopted() -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    created = iso(datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=5))
+    ours = strangers_database(provider, datetime.timedelta(seconds=1))  # made after the resource: by us
+    patch = kopf.Patch()
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    await controller.reconcile(body(creationTimestamp=created), fresh=True, patch=patch, logger=LOGGER)
+    assert patch.status["databaseId"] == ours.id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from redisdb_operator.models import RedisDatabaseSpec
@@ -15,6 +17,7 @@ from redisdb_operator.providers.base import (
     UnavailableError,
 )
 from redisdb_operator.reconcile import (
+    PERMANENT_REASONS,
     ConfigurationError,
     ConflictAction,
     CreateAction,
@@ -24,8 +27,10 @@ from redisdb_operator.reconcile import (
     backoff_delay,
     classify_error,
     condition,
+    parse_timestamp,
     plan_action,
     set_condition,
+    stranger_database,
     validate_against_catalog,
     waiting_for_spec_change,
 )
@@ -205,3 +210,39 @@ def test_catalog_validation_names_the_field(
         assert problem is None
     else:
         assert problem is not None and fragment in problem
+
+
+NOW = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
+
+
+@pytest.mark.parametrize(
+    ("created_at", "resource_created", "adopt", "reason"),
+    [
+        (NOW - datetime.timedelta(hours=1), NOW, False, "NameTaken"),  # older than the resource: a stranger's
+        (NOW - datetime.timedelta(hours=1), NOW, True, None),  # the user asked for the takeover
+        (NOW + datetime.timedelta(seconds=2), NOW, False, None),  # made after the resource: ours
+        (NOW - datetime.timedelta(seconds=9), NOW, False, None),  # within the clock skew allowance
+        (NOW - datetime.timedelta(seconds=11), NOW, False, "NameTaken"),
+        (None, NOW, False, None),  # the provider does not say: nothing to tell by
+        (NOW - datetime.timedelta(hours=1), None, False, None),
+    ],
+)
+def test_stranger_database(
+    created_at: datetime.datetime | None, resource_created: datetime.datetime | None, adopt: bool, reason: str | None
+) -> None:
+    found = Database(id="db-9", name="shop-cache", primary_region="mad", plan="free", created_at=created_at)
+    verdict = stranger_database(found, resource_created=resource_created, adopt=adopt)
+    assert (verdict.reason if verdict else None) == reason
+
+
+def test_name_taken_is_permanent_for_argo_but_rechecked_by_the_resync() -> None:
+    status = {"conditions": [{"type": "Synced", "status": "False", "reason": "NameTaken", "observedGeneration": 1}]}
+    assert "NameTaken" in PERMANENT_REASONS
+    assert not waiting_for_spec_change(status, 1)
+    status["conditions"][0]["reason"] = "InvalidRequest"
+    assert waiting_for_spec_change(status, 1)
+
+
+def test_parse_timestamp() -> None:
+    assert parse_timestamp("2026-11-26T10:00:00Z") == NOW
+    assert parse_timestamp(None) is None and parse_timestamp("yesterday") is None

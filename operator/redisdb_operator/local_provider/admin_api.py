@@ -90,7 +90,8 @@ class AdminApi:
             return web.json_response({"error": error.message}, status=404)
 
     async def drift(self, request: web.Request) -> web.StreamResponse:
-        """Change read regions, eviction and/or plan as if someone used the provider's console."""
+        """Change read regions, eviction and/or plan as if someone used the provider's console; `age_seconds`
+        makes it older (a stranger's database, made long before the RedisDatabase naming it)."""
         body = await _json_object(request)
         try:
             database = self.registry.get_any(request.match_info["id"])
@@ -105,7 +106,13 @@ class AdminApi:
             eviction = body.get("eviction")
             if eviction is not None and not isinstance(eviction, bool):
                 return web.json_response({"error": "eviction must be a boolean"}, status=400)
-            await self.registry.update(database, read_regions=regions, plan=plan, eviction=eviction)
+            age = body.get("age_seconds")
+            if age is not None and (isinstance(age, bool) or not isinstance(age, int) or age < 0):
+                return web.json_response({"error": "age_seconds must be a non-negative integer"}, status=400)
+            if regions is not None or plan is not None or eviction is not None:
+                await self.registry.update(database, read_regions=regions, plan=plan, eviction=eviction)
+            if age:
+                await self.registry.backdate(database, age)
         except RegistryError as error:
             return web.json_response({"error": error.message}, status=404 if error.kind == "not_found" else 400)
         return web.json_response(database.describe())

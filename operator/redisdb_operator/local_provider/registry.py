@@ -411,6 +411,14 @@ class Registry:
             record.eviction,
         )
 
+    async def backdate(self, database: LocalDatabase, seconds: int) -> None:
+        """Make the database look `seconds` older, as one someone made long ago would (admin API, tests)."""
+        async with database.lock:
+            if self.databases.get(database.record.id) is not database:
+                raise RegistryError("not_found", "database not found")
+            database.record.creation_time -= seconds
+            self.store.save(database.record)
+
     async def reset_password(self, database: LocalDatabase) -> None:
         """New password on the primary, then on each replica (requirepass and masterauth); the old one is refused.
 

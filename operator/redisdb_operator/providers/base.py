@@ -6,6 +6,7 @@ so decisions (retry, give up, adopt) are made once, here, not per provider.
 
 from __future__ import annotations
 
+import datetime
 import enum
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -44,6 +45,9 @@ class Database(BaseModel):
     rest_url: str = ""
     rest_token: str = Field(default="", repr=False)
     read_only_rest_token: str = Field(default="", repr=False)
+    created_at: datetime.datetime | None = Field(
+        default=None, description="When the provider created it (UTC), if it says: tells ours from a stranger's"
+    )
 
 
 class CreateDatabaseRequest(BaseModel):

@@ -7,6 +7,7 @@ GraphQL reports failures as HTTP 200 with ``errors[]``; those are classified her
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -40,7 +41,7 @@ _KNOWN_PLAN_IDS = {FREE_PLAN_ID: "free", PAYG_PLAN_ID: "payg"}
 
 _FRAGMENT = """
 fragment AddOn on AddOn { id name primaryRegion readRegions status options metadata publicUrl privateIp password
-  hostname addOnPlan { id name displayName } organization { id slug } }"""
+  hostname createdAt addOnPlan { id name displayName } organization { id slug } }"""
 
 ORG_QUERY = "query Org($slug: String!) { organization(slug: $slug) { id slug } }"
 PLANS_QUERY = (
@@ -397,7 +398,19 @@ def parse_add_on(add_on: Any, *, operation: str) -> Database:
         port=port if host else 0,
         password=password,
         url=url if password else "",
+        created_at=_iso_time(add_on.get("createdAt")),
     )
+
+
+def _iso_time(value: Any) -> datetime.datetime | None:
+    """GraphQL's ISO 8601 ``createdAt`` as an aware datetime; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def _split_redis_url(url: str) -> tuple[str, str, int, str]:

@@ -7,6 +7,7 @@ calls is idempotent (the full read-region set, enable/disable, the target plan) 
 from __future__ import annotations
 
 import base64
+import datetime
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -246,7 +247,15 @@ def parse_database(body: Mapping[str, Any]) -> Database:
         rest_url=rest_url,
         rest_token=rest_token,
         read_only_rest_token=_str(body.get("read_only_rest_token")),
+        created_at=_unix_time(body.get("creation_time")),
     )
+
+
+def _unix_time(value: Any) -> datetime.datetime | None:
+    """``creation_time`` (unix seconds) as an aware datetime; None when absent or not a sane number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 2**40:
+        return None
+    return datetime.datetime.fromtimestamp(value, datetime.UTC)
 
 
 def upstash_plan(body: Mapping[str, Any]) -> str:

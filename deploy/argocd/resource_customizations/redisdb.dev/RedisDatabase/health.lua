@@ -11,6 +11,7 @@ local permanent = {
   InvalidSpec = true,
   PrimaryRegionMismatch = true,
   DatabaseIdMismatch = true,
+  NameTaken = true,
 }
 
 local hs = { status = "Progressing", message = "Waiting for the operator to reconcile the database" }
