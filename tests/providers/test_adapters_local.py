@@ -242,18 +242,28 @@ async def test_create_is_never_resent(
     assert await adapter.find_by_name(unique_name) is None
 
 
-async def test_rate_limit_reports_retry_after(adapter: ProviderClient, provider: LocalProvider) -> None:
+async def test_rate_limit_reports_retry_after(
+    adapter: ProviderClient, provider: LocalProvider, provider_type: ProviderType
+) -> None:
     await adapter.list()
     provider.admin.faults(fail_next=1, fail_status=429, retry_after=120)
     with pytest.raises(RateLimitedError) as raised:
         await adapter.list()
     assert raised.value.retry_after == 120.0
+    # the account is held back: the next call is refused here, not sent to spend the quota
+    sent = sum(provider.admin.counters().values())
+    with pytest.raises(RateLimitedError, match="not sent") as held:
+        await adapter.find_by_name("anything")
+    assert held.value.retry_after is not None and 100 < held.value.retry_after <= 120
+    assert sum(provider.admin.counters().values()) == sent
 
-    # A short Retry-After is waited out in-process and the call succeeds.
+    # A short Retry-After is waited out in-process and the call succeeds (a fresh client: no hold yet).
+    fresh = make_adapter(provider_type, provider)
     provider.admin.faults(fail_next=1, fail_status=429, retry_after=1)
     started = time.monotonic()
-    await adapter.list()
+    await fresh.list()
     assert time.monotonic() - started >= 0.9
+    await fresh.aclose()
 
 
 async def test_factory_clients_reach_the_local_provider(provider_type: ProviderType, provider: LocalProvider) -> None:

@@ -67,6 +67,8 @@ class Timeouts:
 
 
 DEFAULT_TIMEOUTS = Timeouts()
+DEFAULT_HOLD_SECONDS = 1.0  # after a 429 without Retry-After
+HOLD_TOLERANCE = 0.05  # an in-process retry sleeps exactly Retry-After: do not refuse it for clock jitter
 DEFAULT_RETRY = RetryPolicy()
 
 # --- redaction ---------------------------------------------------------------------------------------------
@@ -206,6 +208,10 @@ class HttpTransport:
 
     ``secrets`` are the credentials this transport sends; they are scrubbed from every message it produces,
     even when a server echoes them back in an error body.
+
+    A 429 holds back every call of this transport (one provider account) until its ``Retry-After`` has passed:
+    the limit is the account's, so each reconcile, resync and check asking anyway would only spend the quota.
+    Held calls fail at once with ``RateLimitedError`` and are not sent.
     """
 
     def __init__(
@@ -221,9 +227,12 @@ class HttpTransport:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
         max_connections: int = 10,
     ) -> None:
         self.provider = provider
+        self._clock = clock
+        self._hold_until = 0.0  # the clock's time before which no call is sent (after a 429)
         self.retry = retry
         self.timeouts = timeouts
         self._secrets = tuple(s for s in secrets if s)
@@ -270,6 +279,12 @@ class HttpTransport:
         metric_operation = metric_operation or operation.split(" ", 1)[0]
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            held = self._hold_until - self._clock() if attempt == 0 else 0.0  # a retry below waited it out
+            if held > HOLD_TOLERANCE:
+                self._record(metric_operation, "held", time.monotonic())
+                raise RateLimitedError(
+                    f"{label} not sent: the provider asked to slow down, {held:.1f}s left", retry_after=held
+                )
             started = time.monotonic()
             try:
                 async with asyncio.timeout(self.timeouts.total):
@@ -291,6 +306,9 @@ class HttpTransport:
                     retry_after = min(retry_after, self.retry.max_retry_after)
                 message = self.redact(_truncate(error_message(response)))
                 error = error_for_status(response.status_code, message, operation=label, retry_after=retry_after)
+                if isinstance(error, RateLimitedError):
+                    hold = retry_after if retry_after is not None else DEFAULT_HOLD_SECONDS
+                    self._hold_until = max(self._hold_until, self._clock() + hold)
             self._record(metric_operation, type(error).__name__, started)
             if not error.temporary or last:
                 raise error

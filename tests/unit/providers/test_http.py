@@ -320,3 +320,24 @@ async def test_a_create_knows_whether_the_provider_may_still_act_on_it(
     assert raised.value.outcome_unknown is outcome_unknown
     assert route.call_count == 1  # a create is never repeated in-process
     await transport.aclose()
+
+
+@respx.mock
+async def test_a_429_holds_back_every_call_of_the_account_until_retry_after() -> None:
+    now = [100.0]
+    limited = respx.get(f"{BASE}/x").mock(return_value=httpx.Response(429, headers={"Retry-After": "30"}))
+    other = respx.get(f"{BASE}/y").mock(return_value=httpx.Response(200, json={}))
+    transport = HttpTransport(
+        BASE, provider="test", retry=RetryPolicy(max_attempts=3), sleep=Sleeps(), clock=lambda: now[0]
+    )
+    with pytest.raises(RateLimitedError):  # 30 s is longer than the transport waits in-process
+        await transport.request("GET", "/x", operation="get", idempotent=True)
+    now[0] += 10
+    with pytest.raises(RateLimitedError, match="not sent") as held:
+        await transport.request("GET", "/y", operation="list", idempotent=True)
+    assert held.value.retry_after == pytest.approx(20.0)
+    assert other.call_count == 0 and limited.call_count == 1  # the quota is not spent on asking again
+    now[0] += 20
+    await transport.request("GET", "/y", operation="list", idempotent=True)
+    assert other.call_count == 1
+    await transport.aclose()
