@@ -61,8 +61,14 @@ from .reconcile import (
 FINISHED_DELETES_REMEMBERED = 4096
 # kopf's bookkeeping before it moved to kopf.redisdb.dev/: while the marker stays, kopf's change detection
 # ignores every redisdb.dev/* annotation (rotate-password included), so the first reconcile after an upgrade
-# removes both.
-LEGACY_KOPF_ANNOTATIONS = ("redisdb.dev/kopf-managed", "redisdb.dev/last-handled-configuration")
+# removes them, with the progress records an interrupted handler may have left.
+LEGACY_KOPF_ANNOTATIONS = (
+    "redisdb.dev/kopf-managed",
+    "redisdb.dev/last-handled-configuration",
+    "redisdb.dev/reconcile",
+    "redisdb.dev/delete",
+    "redisdb.dev/touch-dummy",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -235,6 +235,31 @@ def test_an_older_database_of_the_same_name_is_taken_over_only_when_asked(
     assert theirs not in {d["id"] for d in local_provider.admin.databases()}
 
 
+def test_an_upgrade_removes_the_old_kopf_bookkeeping(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str
+) -> None:
+    """Objects handled by a release that kept kopf's records under redisdb.dev/: the marker would hide the user's
+    redisdb.dev/* annotations (rotate-password) from kopf's change detection, so the first reconcile drops it."""
+    legacy = database("cache", FLY)
+    legacy["metadata"]["annotations"] = {
+        "redisdb.dev/kopf-managed": "yes",
+        "redisdb.dev/last-handled-configuration": '{"spec":{"primaryRegion":"mad"}}\n',
+        "redisdb.dev/keep-me": "a user's annotation",
+    }
+    apply(legacy, namespace)
+    wait_ready("cache", namespace)
+
+    def cleaned() -> dict[str, str] | None:
+        annotations = ((get_json("redisdatabase", "cache", namespace) or {}).get("metadata") or {}).get("annotations")
+        return annotations if annotations and "redisdb.dev/kopf-managed" not in annotations else None
+
+    annotations = wait_for(cleaned, 30, message="the legacy kopf annotations removed")
+    assert "redisdb.dev/last-handled-configuration" not in annotations
+    assert annotations["redisdb.dev/keep-me"] == "a user's annotation"
+    assert "kopf.redisdb.dev/last-handled-configuration" in annotations
+    kubectl("delete", "rdb", "cache", "-n", namespace, "--timeout=60s")
+
+
 def test_deleting_the_namespace_deletes_its_databases(
     operator: OperatorProcess, local_provider: LocalProvider, namespace: str
 ) -> None:
