@@ -635,4 +635,3 @@ class DatabaseController:
                 f"{create_may_land:.0f}s before releasing the resource",
                 delay=min(create_may_land, 10.0) + 1.0,
             )
-        self.forget(meta.uid)

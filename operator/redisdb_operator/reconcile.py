@@ -325,9 +325,8 @@ def uncertain_create_remaining(status: Mapping[str, Any] | None, *, now: datetim
     since = (status or {}).get(UNCERTAIN_CREATE_FIELD)
     if not since or (status or {}).get("databaseId"):
         return 0.0
-    try:
-        sent = datetime.datetime.strptime(str(since), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    except ValueError:
+    sent = parse_timestamp(since)
+    if sent is None:
         return window  # unreadable (edited by hand?): assume the whole window, the safe side
     elapsed = (now - sent).total_seconds()
     return max(0.0, min(window, window - elapsed))
