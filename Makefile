@@ -50,19 +50,19 @@ test: deps tools lint
 	$(PY) -m pytest tests -q -ra
 
 cluster-up: deps tools
-	$(PY) -m redisdb_operator.cli cluster up
+	$(PY) -m redisdb_dev.cli cluster up
 
 cluster-down: venv
-	$(PY) -m redisdb_operator.cli cluster down
+	$(PY) -m redisdb_dev.cli cluster down
 
 demo: deps tools
-	$(PY) -m redisdb_operator.cli demo up
+	$(PY) -m redisdb_dev.cli demo up
 
 demo-down: venv
-	$(PY) -m redisdb_operator.cli demo down
+	$(PY) -m redisdb_dev.cli demo down
 
 bench: deps tools
-	$(PY) -m redisdb_operator.bench
+	$(PY) -m redisdb_dev.bench
 
 # The long chaos soak (issue 9): >= 200 mixed ops with operator kills, provider faults, control-plane and
 # provider restarts, bad input and a secret scan; counts per fault are printed and written to .run/chaos-report.json.

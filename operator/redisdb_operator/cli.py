@@ -8,10 +8,7 @@ import sys
 # subcommand -> module whose `main(argv: list[str]) -> int` implements it (imported lazily: fast start-up).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("redisdb_operator.runner", "run the operator (kopf) against the configured cluster"),
-    "local-provider": ("redisdb_operator.local_provider.main", "serve the local Fly + Upstash provider"),
     "gen-crds": ("redisdb_operator.crdgen", "write crds/*.yaml from the pydantic models"),
-    "cluster": ("redisdb_operator.devcluster.main", "up|down|env: the local control plane"),
-    "demo": ("redisdb_operator.demo", "up|down: control plane + local provider + operator + sample"),
 }
 
 

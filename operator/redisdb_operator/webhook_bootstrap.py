@@ -20,8 +20,8 @@ from typing import Any
 
 from cryptography import x509
 
-from .devcluster.pki import issue_serving_cert, new_ca
 from .kube import KubeClient, KubeConflict, secret_path
+from .tls import issue_serving_cert, new_ca
 
 # Re-issue a certificate that has less than this left; the operator does this on (re)start.
 RENEW_BEFORE = datetime.timedelta(days=30)

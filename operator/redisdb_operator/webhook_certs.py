@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .devcluster.pki import issue_serving_cert, new_ca
+from .tls import issue_serving_cert, new_ca
 
 
 def write_webhook_cert_dir(directory: Path, hosts: Iterable[str] = ("localhost",)) -> Path:

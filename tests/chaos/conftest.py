@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from redisdb_operator.devrun import fly_provider_manifests, upstash_provider_manifests
+from redisdb_dev.devrun import fly_provider_manifests, upstash_provider_manifests
 from redisdb_operator.providers.base import ProviderType
 from tests.harness.cluster import Cluster, apply, get_json
 from tests.harness.local_provider import (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from redisdb_operator.devcluster.controlplane import REPO_ROOT, ControlPlane, read_versions
+from redisdb_dev.devcluster.controlplane import REPO_ROOT, ControlPlane, read_versions
 from tests.harness.cluster import (
     Cluster,
     KubectlError,
@@ -154,7 +154,7 @@ def _cli(*args: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REDISDB_CLUSTER_DIR": str(state_dir), "REDISDB_BIN_DIR": str(bin_dir())}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "operator"), env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "redisdb_operator.cli", "cluster", *args],
+        [sys.executable, "-m", "redisdb_dev.cli", "cluster", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -39,7 +39,7 @@ def test_demo_up_prints_a_working_redis_url_and_down_stops_everything(tmp_path: 
         "REDISDB_CLUSTER_DIR": str(tmp_path / "cluster"),
         "KUBECONFIG": str(tmp_path / "no-such-kubeconfig"),  # no configured cluster: the demo starts its own
     }
-    command = [sys.executable, "-m", "redisdb_operator.cli", "demo"]
+    command = [sys.executable, "-m", "redisdb_dev.cli", "demo"]
     try:
         up = subprocess.run([*command, "up"], env=env, capture_output=True, text=True, timeout=300, check=False)
         assert up.returncode == 0, up.stdout + up.stderr

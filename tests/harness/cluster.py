@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from redisdb_operator.devcluster.controlplane import ControlPlane, kubeconfig_document, resolve_bin_dir
+from redisdb_dev.devcluster.controlplane import ControlPlane, kubeconfig_document, resolve_bin_dir
 
 T = TypeVar("T")
 Manifest = str | Mapping[str, Any] | Sequence[Mapping[str, Any]]

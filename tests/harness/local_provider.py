@@ -1,6 +1,6 @@
 """Fixtures: the local provider as a subprocess (owned by the provider work).
 
-``local_provider`` (session scope) starts ``redisdb-operator local-provider`` on a free port with its own
+``local_provider`` (session scope) starts ``python -m redisdb_dev.cli local-provider`` on a free port with its own
 state dir, waits for ``/admin/health``, and stops it at the end, checking that no redis-server it started
 is left. When a test that used it fails, the provider's log is attached to the report.
 """
@@ -181,7 +181,7 @@ class LocalProvider:
         command = [
             sys.executable,
             "-m",
-            "redisdb_operator.cli",
+            "redisdb_dev.cli",
             "local-provider",
             "--port",
             str(self.port),

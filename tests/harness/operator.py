@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from redisdb_operator.devrun import (
+from redisdb_dev.devrun import (
     SYSTEM_NAMESPACE,
     WEBHOOK_CONFIGURATION,
     fly_provider_manifests,

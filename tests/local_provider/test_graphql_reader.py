@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redisdb_operator.local_provider import graphql
+from redisdb_dev.local_provider import graphql
 
 
 def test_arguments_of_every_literal_kind_and_variables() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from redisdb_operator.local_provider.store import SCHEMA_VERSION, Store
+from redisdb_dev.local_provider.store import SCHEMA_VERSION, Store
 from tests.harness.local_provider import UPSTASH_EMAIL, LocalProvider, running_local_provider
 
 from .helpers import redis_client, unique

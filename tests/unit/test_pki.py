@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from redisdb_operator.devcluster.pki import APISERVER_HOSTS, CertKey, ClusterPKI, issue_serving_cert, new_ca
+from redisdb_dev.devcluster.pki import APISERVER_HOSTS, ClusterPKI
+from redisdb_operator.tls import CertKey, issue_serving_cert, new_ca
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ def test_webhook_serving_cert_completes_a_real_tls_handshake(tmp_path: Path) -> 
 def test_serving_cert_for_a_long_in_cluster_dns_name() -> None:
     from cryptography import x509 as _x509
 
-    from redisdb_operator.devcluster.pki import issue_serving_cert, new_ca
+    from redisdb_operator.tls import issue_serving_cert, new_ca
 
     long_name = "redisdb-operator-webhook." + "a-rather-long-namespace-name-for-tests" + ".svc.cluster.local"
     assert len(long_name) > 64

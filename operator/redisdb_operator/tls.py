@@ -1,4 +1,5 @@
-"""Certificates for the local control plane, made with `cryptography`.
+"""Certificates made with `cryptography`: the webhook's self-managed serving certificate, and (through the dev
+package) the local control plane's.
 
 Go (>= 1.15) verifies hosts only against SANs, so every serving certificate carries them. ECDSA P-256 keys keep
 generation fast on small machines. kopf's own self-signed path needs oscrypto, which is broken on current
@@ -21,18 +22,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 # Valid from an hour ago (clock skew between processes is irrelevant here, but cheap to allow).
 _BACKDATE = datetime.timedelta(hours=1)
 _VALIDITY = datetime.timedelta(days=365)
-
-# The first address of --service-cluster-ip-range=10.0.0.0/24: the in-cluster `kubernetes` Service.
-FIRST_SERVICE_IP = "10.0.0.1"
-APISERVER_HOSTS: tuple[str, ...] = (
-    "127.0.0.1",
-    "localhost",
-    "kubernetes",
-    "kubernetes.default",
-    "kubernetes.default.svc",
-    "kubernetes.default.svc.cluster.local",
-    FIRST_SERVICE_IP,
-)
 
 
 @dataclass(frozen=True)
@@ -62,11 +51,11 @@ class CertKey:
         return cls(cert_path.read_bytes(), key_path.read_bytes())
 
 
-def _new_key() -> ec.EllipticCurvePrivateKey:
+def new_private_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -93,7 +82,7 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurve
 
 def new_ca(common_name: str) -> CertKey:
     """A self-signed CA that may sign leaf certificates only (path length 0)."""
-    key = _new_key()
+    key = new_private_key()
     name = _name(common_name)
     cert = (
         _builder(name, name, key.public_key())
@@ -115,11 +104,11 @@ def new_ca(common_name: str) -> CertKey:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    return CertKey(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+    return CertKey(cert.public_bytes(serialization.Encoding.PEM), private_key_pem(key))
 
 
 def _issue(ca: CertKey, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> CertKey:
-    key = _new_key()
+    key = new_private_key()
     ca_cert = ca.cert
     builder = (
         _builder(subject, ca_cert.subject, key.public_key())
@@ -146,7 +135,7 @@ def _issue(ca: CertKey, subject: x509.Name, usage: x509.ObjectIdentifier, sans: 
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca.private_key(), hashes.SHA256())
-    return CertKey(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+    return CertKey(cert.public_bytes(serialization.Encoding.PEM), private_key_pem(key))
 
 
 def _general_names(hosts: Iterable[str]) -> list[x509.GeneralName]:
@@ -174,80 +163,3 @@ def issue_serving_cert(ca: CertKey, hosts: Iterable[str]) -> tuple[bytes, bytes]
 def issue_client_cert(ca: CertKey, user: str, groups: Sequence[str] = ()) -> CertKey:
     """A client certificate: the apiserver reads the user from CN and the groups from O."""
     return _issue(ca, _name(user, groups), ExtendedKeyUsageOID.CLIENT_AUTH, [])
-
-
-@dataclass(frozen=True)
-class ClusterPKI:
-    """Every certificate and key the control plane needs, as files in one directory."""
-
-    directory: Path
-
-    @property
-    def serving_ca(self) -> Path:
-        return self.directory / "ca.crt"
-
-    @property
-    def apiserver_cert(self) -> Path:
-        return self.directory / "apiserver.crt"
-
-    @property
-    def apiserver_key(self) -> Path:
-        return self.directory / "apiserver.key"
-
-    @property
-    def client_ca(self) -> Path:
-        return self.directory / "client-ca.crt"
-
-    @property
-    def admin_cert(self) -> Path:
-        return self.directory / "admin.crt"
-
-    @property
-    def admin_key(self) -> Path:
-        return self.directory / "admin.key"
-
-    @property
-    def controller_manager_cert(self) -> Path:
-        return self.directory / "kube-controller-manager.crt"
-
-    @property
-    def controller_manager_key(self) -> Path:
-        return self.directory / "kube-controller-manager.key"
-
-    @property
-    def service_account_key(self) -> Path:
-        return self.directory / "sa.key"
-
-    @property
-    def service_account_pub(self) -> Path:
-        return self.directory / "sa.pub"
-
-    def serving_ca_certkey(self) -> CertKey:
-        return CertKey.read(self.serving_ca, self.directory / "ca.key")
-
-    @classmethod
-    def generate(cls, directory: Path) -> ClusterPKI:
-        """Writes a fresh set of certificates into `directory` (created if missing)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        pki = cls(directory)
-        serving_ca = new_ca("redisdb-devcluster-serving-ca")
-        serving_ca.write(pki.serving_ca, directory / "ca.key")
-        cert_pem, key_pem = issue_serving_cert(serving_ca, APISERVER_HOSTS)
-        CertKey(cert_pem, key_pem).write(pki.apiserver_cert, pki.apiserver_key)
-
-        client_ca = new_ca("redisdb-devcluster-client-ca")
-        client_ca.write(pki.client_ca, directory / "client-ca.key")
-        issue_client_cert(client_ca, "admin", ["system:masters"]).write(pki.admin_cert, pki.admin_key)
-        issue_client_cert(client_ca, "system:kube-controller-manager").write(
-            pki.controller_manager_cert, pki.controller_manager_key
-        )
-
-        sa_key = _new_key()
-        pki.service_account_key.touch(mode=0o600)
-        pki.service_account_key.write_bytes(_key_pem(sa_key))
-        pki.service_account_pub.write_bytes(
-            sa_key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-        return pki

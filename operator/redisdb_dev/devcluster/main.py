@@ -1,4 +1,4 @@
-"""`redisdb-operator cluster up|down|status|env`: the local control plane for people (make cluster-up/down)."""
+"""`python -m redisdb_dev.cli cluster up|down|status|env`: the local control plane for people (make cluster-up/down)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from redisdb_operator.devcluster.controlplane import ControlPlane, ControlPlaneError, default_state_dir
+from redisdb_dev.devcluster.controlplane import ControlPlane, ControlPlaneError, default_state_dir
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="redisdb-operator cluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m redisdb_dev.cli cluster", description=__doc__)
     parser.add_argument(
         "--dir",
         type=Path,
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         processes = ", ".join(f"{p.name}={p.pid}" for p in state.processes)
         print(f"control plane running at {state.server}: {processes}; {export_line}")
         return 0
-    # env: for `eval "$(redisdb-operator cluster env)"`
+    # env: for `eval "$(python -m redisdb_dev.cli cluster env)"`
     if not plane.is_running():
         print("control plane not running; start it with `make cluster-up`", file=sys.stderr)
         return 1

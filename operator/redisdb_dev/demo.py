@@ -1,4 +1,4 @@
-"""`redisdb-operator demo up|down` (make demo / make demo-down): the whole product on one machine.
+"""`python -m redisdb_dev.cli demo up|down` (make demo / make demo-down): the whole product on one machine.
 
 Uses the configured cluster when one answers, else starts the local control plane; starts the local provider
 and the operator as background processes; applies the seed's sample RedisDatabase; waits until it is Ready;
@@ -132,7 +132,7 @@ class Demo:
                 [
                     sys.executable,
                     "-m",
-                    "redisdb_operator.cli",
+                    "redisdb_dev.cli",
                     "local-provider",
                     "--port",
                     str(port),
@@ -254,7 +254,7 @@ class Demo:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="redisdb-operator demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m redisdb_dev.cli demo", description=__doc__)
     parser.add_argument("command", choices=("up", "down"))
     args = parser.parse_args(argv)
     demo = Demo(RUN_DIR)

@@ -12,7 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..providers import catalog
+from redisdb_operator.providers import catalog
+
 from .gate import WireGate
 from .registry import Registry, RegistryError
 from .settings import Settings

@@ -12,7 +12,7 @@ with an injected latency per API call (default 50 ms) and the operator as a sepa
 
 Writes bench-results/latest.json and bench-results/latest.png (and a copy under docs/bench/ with --publish).
 
-    python -m redisdb_operator.bench [--quick] [--parts single,bulk,steady,webhook] [--sizes 100,1000]
+    python -m redisdb_dev.bench [--quick] [--parts single,bulk,steady,webhook] [--sizes 100,1000]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ PARTS = ("single", "bulk", "steady", "webhook")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m redisdb_operator.bench",
+        prog="python -m redisdb_dev.bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -95,7 +95,7 @@ def local_provider(workdir: Path, latency_ms: int) -> Iterator[LocalProvider]:
     argv = [
         sys.executable,
         "-m",
-        "redisdb_operator.cli",
+        "redisdb_dev.cli",
         "local-provider",
         "--port",
         "0",

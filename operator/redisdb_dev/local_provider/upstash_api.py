@@ -18,8 +18,9 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ..providers import catalog
-from ..providers.base import ProviderType
+from redisdb_operator.providers import catalog
+from redisdb_operator.providers.base import ProviderType
+
 from .gate import WireGate
 from .registry import TLS_UNSUPPORTED, LocalDatabase, Registry, RegistryError
 from .rest_api import rest_url

@@ -1,4 +1,4 @@
-"""``redisdb-operator local-provider``: restore the registry, serve its APIs on one port, stop cleanly.
+"""``python -m redisdb_dev.cli local-provider``: restore the registry, serve its APIs on one port, stop cleanly.
 
 The port file is written only once every stored database is back and the socket is listening, so whoever
 waits for it can use the provider at once.
@@ -28,7 +28,7 @@ from .rest_api import RestApi
 from .settings import Settings, parse_settings
 from .upstash_api import UpstashApi
 
-log = logging.getLogger("redisdb_operator.local_provider")
+log = logging.getLogger("redisdb_dev.local_provider")
 
 
 @web.middleware

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from redisdb_operator.devcluster.pki import ClusterPKI
+from redisdb_dev.devcluster.pki import ClusterPKI
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # The controllers a test of an operator needs: ownerReference cascades, namespace deletion, the `default`

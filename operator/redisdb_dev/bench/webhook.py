@@ -14,7 +14,7 @@ Three numbers, each under the same concurrency:
 Without ``--kubeconfig`` it starts its own control plane (ControlPlane) and operator; with it, it expects an
 operator with its webhook already running there. Nothing is created: every request is a dry run.
 
-    python -m redisdb_operator.bench.webhook [--requests 1000] [--concurrency 50] [--kubeconfig PATH]
+    python -m redisdb_dev.bench.webhook [--requests 1000] [--concurrency 50] [--kubeconfig PATH]
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ from typing import Any
 import httpx
 import yaml
 
-from ..admission import validate_redisdatabase
+from redisdb_operator.admission import validate_redisdatabase
+from redisdb_operator.models import API_VERSION
+
 from ..devcluster.controlplane import ControlPlane, resolve_bin_dir
 from ..devrun import WEBHOOK_CONFIGURATION, free_port, operator_argv
-from ..models import API_VERSION
 
 REPO = Path(__file__).resolve().parents[3]
 PROVIDER = "bench-fly"
@@ -294,7 +295,7 @@ def _histogram_quantiles(before: dict[float, float], after: dict[float, float]) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m redisdb_operator.bench.webhook", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m redisdb_dev.bench.webhook", description=__doc__)
     parser.add_argument("--requests", type=int, default=1000, help="requests per measurement (default 1000)")
     parser.add_argument("--concurrency", type=int, default=50, help="requests in flight (default 50)")
     parser.add_argument("--kubeconfig", type=Path, default=None, help="use this cluster and its running operator")

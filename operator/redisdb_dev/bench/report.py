@@ -1,6 +1,6 @@
 """Markdown tables of benchmark results: the README's latest numbers, and before/after comparisons.
 
-python -m redisdb_operator.bench.report docs/bench/latest.json [docs/bench/before.json]
+python -m redisdb_dev.bench.report docs/bench/latest.json [docs/bench/before.json]
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def comparison_table(before: dict[str, Any], after: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     paths = [Path(arg) for arg in (argv if argv is not None else sys.argv[1:])]
     if not paths:
-        raise SystemExit("usage: python -m redisdb_operator.bench.report LATEST.json [BEFORE.json]")
+        raise SystemExit("usage: python -m redisdb_dev.bench.report LATEST.json [BEFORE.json]")
     latest = json.loads(paths[0].read_text())
     if len(paths) > 1:
         print(comparison_table(json.loads(paths[1].read_text()), latest))

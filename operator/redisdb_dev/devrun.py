@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .models import API_VERSION
-from .webhook_certs import write_webhook_cert_dir
+from redisdb_operator.models import API_VERSION
+from redisdb_operator.webhook_certs import write_webhook_cert_dir
 
 # The local provider's development credentials (its defaults): not secrets, they guard nothing real.
 LOCAL_FLY_TOKEN = "local-fly-token"

@@ -3,7 +3,7 @@
 Reports create/delete latency percentiles and the memory of each redis-server (RSS, and PSS, which splits
 shared pages fairly so the sum is the real total) and of the provider itself.
 
-    python -m redisdb_operator.bench.local_provider_scale --count 1000
+    python -m redisdb_dev.bench.local_provider_scale --count 1000
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _provider(workdir: Path) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "redisdb_operator.cli",
+            "redisdb_dev.cli",
             "local-provider",
             "--port",
             "0",
@@ -169,7 +169,7 @@ async def run(url: str, count: int, concurrency: int, keep: bool) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m redisdb_operator.bench.local_provider_scale")
+    parser = argparse.ArgumentParser(prog="python -m redisdb_dev.bench.local_provider_scale")
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=8, help="creates/deletes in flight at once")
     parser.add_argument("--url", help="use a running provider (its Upstash account must be bench@example.com)")

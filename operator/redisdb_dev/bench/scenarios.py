@@ -24,10 +24,11 @@ import aiohttp
 import httpx
 import redis.asyncio as redis_asyncio
 
+from redisdb_operator.models import API_VERSION
+from redisdb_operator.providers.base import CreateDatabaseRequest, ProviderType
+from redisdb_operator.providers.factory import make_client
+
 from ..devrun import WEBHOOK_CONFIGURATION
-from ..models import API_VERSION
-from ..providers.base import CreateDatabaseRequest, ProviderType
-from ..providers.factory import make_client
 from .environment import (
     FLY_ORG,
     FLY_TOKEN,

@@ -17,8 +17,9 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ..providers import catalog
-from ..providers.base import ProviderType
+from redisdb_operator.providers import catalog
+from redisdb_operator.providers.base import ProviderType
+
 from . import graphql
 from .gate import WireGate
 from .registry import LocalDatabase, Registry, RegistryError

@@ -1,4 +1,4 @@
-"""Command-line flags and environment variables of ``redisdb-operator local-provider``.
+"""Command-line flags and environment variables of ``python -m redisdb_dev.cli local-provider``.
 
 Credentials have dev defaults so ``make demo`` needs no setup; flags win over environment variables.
 """
@@ -43,7 +43,7 @@ class Settings:
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(
-        prog="redisdb-operator local-provider",
+        prog="python -m redisdb_dev.cli local-provider",
         description="Serve the Upstash v2 API, the Fly GraphQL API and the admin API over real redis-servers.",
     )
     parser.add_argument("--host", default=env("LOCAL_PROVIDER_HOST", "127.0.0.1"), help="HTTP listen address")

@@ -20,8 +20,9 @@ from typing import Any, Literal
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from ..providers import catalog
-from ..providers.base import ProviderType
+from redisdb_operator.providers import catalog
+from redisdb_operator.providers.base import ProviderType
+
 from .commands import CommandPool
 from .processes import (
     POLICY_EVICTION_OFF,

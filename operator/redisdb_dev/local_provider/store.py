@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..providers.base import ProviderType
+from redisdb_operator.providers.base import ProviderType
 
 
 @dataclass
