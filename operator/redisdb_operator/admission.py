@@ -17,12 +17,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from .models import NAME_FORMAT, NAME_MAX_LENGTH, NAME_PATTERN, RedisDatabaseSpec, RedisProviderSpec
-from .providers import catalog
 from .providers.base import ProviderType
+from .providers.kinds import kind_of
 from .reconcile import DesiredDatabase, validate_against_catalog
 
 _NAME = re.compile(NAME_PATTERN)
-_PROVIDER_LABEL = {ProviderType.FLY: "a Fly.io", ProviderType.UPSTASH: "an Upstash"}
 
 
 def _pydantic_message(error: ValidationError) -> str:
@@ -128,8 +127,9 @@ def name_problem(parsed: RedisDatabaseSpec, effective_name: str) -> str | None:
 
 def catalog_problem(provider_type: ProviderType, desired: DesiredDatabase) -> str | None:
     """Regions and plans the referenced provider's type offers, and the plan's limits."""
-    label = _PROVIDER_LABEL[provider_type]
-    regions = catalog.REGIONS[provider_type]
+    kind = kind_of(provider_type)
+    label = kind.label
+    regions = kind.regions
     current = [code for code, region in regions.items() if not region.deprecated]
     if desired.primary_region not in regions:
         return (
@@ -151,7 +151,7 @@ def catalog_problem(provider_type: ProviderType, desired: DesiredDatabase) -> st
                 f"spec.readRegions: {code} ({region.name}) can be {label} primary region but not a read region: "
                 f"remove it, or use one of {_listing(readable)}"
             )
-    plans = catalog.PLANS[provider_type]
+    plans = kind.plans
     plan = plans.get(desired.plan)
     if plan is None:
         return f"spec.plan {desired.plan} is not {label} plan: use one of {_listing(plans)}"

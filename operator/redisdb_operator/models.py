@@ -18,6 +18,7 @@ from pydantic.config import JsonDict
 
 from .providers import catalog
 from .providers.base import ProviderType
+from .providers.kinds import KINDS
 
 GROUP = "redisdb.dev"
 VERSION = "v1alpha1"
@@ -392,11 +393,13 @@ class RedisProviderSpec(CamelModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "self.type != 'fly' || has(self.organization)",
-                    "spec.organization (the Fly.io organization slug, as in `flyctl redis create --org`) is "
-                    "required when spec.type is fly",
+                    f"self.type != {_cel_string(kind.type.value)} || has(self.organization)",
+                    f"spec.organization (the {kind.display_name} organization slug, as in `flyctl redis create "
+                    f"--org`) is required when spec.type is {kind.type.value}",
                     field_path=".organization",
-                ),
+                )
+                for kind in KINDS.values()
+                if kind.requires_organization
             ]
         }
     )

@@ -17,6 +17,7 @@ from .kube import KubeClient, custom_path, secret_path
 from .models import GROUP, VERSION, RedisProviderSpec
 from .providers.base import Database, ProviderClient, ProviderType
 from .providers.factory import make_client
+from .providers.kinds import kind_of
 from .reconcile import ConfigurationError
 
 ClientFactory = Callable[[ProviderType, "str | None", Mapping[str, str], "str | None"], ProviderClient]
@@ -92,9 +93,6 @@ class ProviderObserver:
             self._by_name.pop(database.name, None)
 
 
-_DEFAULT_KEYS = {"token": "token", "email": "email", "apiKey": "apiKey"}
-
-
 class ProviderRegistry:
     def __init__(self, kube: KubeClient, *, client_factory: ClientFactory = make_client, ttl: float = 10.0) -> None:
         self._kube = kube
@@ -142,10 +140,10 @@ class ProviderRegistry:
                 "exist; create it (the database is created as soon as it appears)",
             )
         data = {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
-        if spec.type is ProviderType.FLY:
-            wanted = {"token": ref.token_key or _DEFAULT_KEYS["token"]}
-        else:
-            wanted = {"email": ref.email_key or _DEFAULT_KEYS["email"], "apiKey": ref.api_key_key or "apiKey"}
+        kind = kind_of(spec.type)
+        wanted = {
+            logical: getattr(ref, key.override_field) or key.default_key for logical, key in kind.credentials.items()
+        }
         credentials: dict[str, str] = {}
         for logical, key in wanted.items():
             if not data.get(key):
@@ -165,9 +163,10 @@ class ProviderRegistry:
         if old is not None and old.version_key == version_key:
             self._checked_at[provider_name] = time.monotonic()
             return old
-        if spec.type is ProviderType.FLY and not spec.organization:
+        if kind.requires_organization and not spec.organization:
             raise ConfigurationError(
-                "InvalidProvider", f"RedisProvider {provider_name!r}: spec.organization is required for type fly"
+                "InvalidProvider",
+                f"RedisProvider {provider_name!r}: spec.organization is required for type {kind.type.value}",
             )
         client = self._factory(spec.type, spec.url, credentials, spec.organization)
         handle = ProviderHandle(provider_name, spec.type, client, version_key)

@@ -1,7 +1,7 @@
-"""Build the adapter for a provider from its type, optional base URL and credentials Secret data.
+"""Build the adapter for a provider from its type, optional base URL and credentials (by logical name).
 
-The one place that knows which Secret keys each provider needs, so a missing key is reported by name
-instead of surfacing later as a confusing 401.
+A missing credential is reported by name here instead of surfacing later as a confusing 401; which credentials a
+type needs, and how its client is built, is its entry in `kinds.py`.
 """
 
 from __future__ import annotations
@@ -9,15 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from . import fly, upstash
 from .base import InvalidRequestError, ProviderClient, ProviderType, UnauthorizedError
 from .http import DEFAULT_RETRY, DEFAULT_TIMEOUTS, RetryPolicy, Timeouts
+from .kinds import DEFAULT_FLY_ORGANIZATION, kind_of
 
-CREDENTIAL_KEYS: dict[ProviderType, tuple[str, ...]] = {
-    ProviderType.FLY: ("token",),
-    ProviderType.UPSTASH: ("email", "apiKey"),
-}
-DEFAULT_FLY_ORGANIZATION = "personal"
+__all__ = ["DEFAULT_FLY_ORGANIZATION", "make_client"]
 
 
 def make_client(
@@ -30,30 +26,15 @@ def make_client(
     retry: RetryPolicy = DEFAULT_RETRY,
 ) -> ProviderClient:
     """``url`` is the API base (Upstash: ``…/v2``, a bare host gets ``/v2``; Fly: the host, ``/graphql`` optional)."""
-    provider_type = ProviderType(provider_type)
-    missing = [key for key in CREDENTIAL_KEYS[provider_type] if not (credentials.get(key) or "").strip()]
+    kind = kind_of(provider_type)
+    needed = list(kind.credentials)
+    missing = [key for key in needed if not (credentials.get(key) or "").strip()]
     if missing:
         raise UnauthorizedError(
-            f"{provider_type.value} credentials are missing key(s) {', '.join(repr(k) for k in missing)}; "
-            f"the credentials Secret must hold {', '.join(repr(k) for k in CREDENTIAL_KEYS[provider_type])}"
+            f"{kind.type.value} credentials are missing key(s) {', '.join(repr(k) for k in missing)}; "
+            f"the credentials Secret must hold {', '.join(repr(k) for k in needed)}"
         )
     if url is not None and urlsplit(url).scheme not in ("http", "https"):
-        raise InvalidRequestError(f"{provider_type.value} API URL must start with http:// or https://")
-    if provider_type is ProviderType.FLY:
-        return fly.FlyClient(
-            url or fly.DEFAULT_BASE_URL,
-            token=credentials["token"].strip(),
-            organization=organization or DEFAULT_FLY_ORGANIZATION,
-            timeouts=timeouts,
-            retry=retry,
-        )
-    base_url = url or upstash.DEFAULT_BASE_URL
-    if urlsplit(base_url).path in ("", "/"):
-        base_url = base_url.rstrip("/") + "/v2"
-    return upstash.UpstashClient(
-        base_url,
-        email=credentials["email"].strip(),
-        api_key=credentials["apiKey"].strip(),
-        timeouts=timeouts,
-        retry=retry,
-    )
+        raise InvalidRequestError(f"{kind.type.value} API URL must start with http:// or https://")
+    stripped = {key: credentials[key].strip() for key in needed}
+    return kind.build_client(url or kind.default_url, stripped, organization, timeouts, retry)
