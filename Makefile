@@ -25,6 +25,7 @@ deps: venv
 
 tools:
 	@bash hack/build-k8s-tools.sh >/dev/null
+	@bash hack/build-promtool.sh >/dev/null
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests
