@@ -8,7 +8,8 @@ export PATH := $(shell bash hack/build-k8s-tools.sh --print-bin-dir):$(CURDIR)/$
 .PHONY: help venv deps tools test unit e2e e2e-kind lint crds check-crds cluster-up cluster-down demo demo-down bench chaos clean
 
 help:
-	@echo "make demo        # local control plane (or your cluster) + local provider + operator + sample -> REDIS_URL"
+	@echo "make demo        # its own local control plane + local provider + operator + sample -> REDIS_URL"
+	@echo "                 # (make demo USE_CURRENT_CLUSTER=1 uses the cluster in your kubeconfig instead)"
 	@echo "make test        # everything CI runs: lint, unit and end-to-end tests"
 	@echo "make demo-down   # stop what make demo started"
 
@@ -56,8 +57,10 @@ cluster-up: deps tools
 cluster-down: venv
 	$(PY) -m redisdb_dev.cli cluster down
 
+# Always its own control plane; the cluster in your kubeconfig only with USE_CURRENT_CLUSTER=1 (or the env var
+# REDISDB_DEMO_USE_CURRENT_CLUSTER=1).
 demo: deps tools
-	$(PY) -m redisdb_dev.cli demo up
+	$(PY) -m redisdb_dev.cli demo up $(if $(filter 1 true yes,$(USE_CURRENT_CLUSTER)),--use-current-cluster)
 
 demo-down: venv
 	$(PY) -m redisdb_dev.cli demo down
