@@ -14,7 +14,8 @@ help:
 	@echo "make demo-down   # stop what make demo started"
 
 $(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || python3 -m venv $(VENV)
+	@test -x $(PY) || python3 -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "python3 -m venv failed: on Debian install python3-venv (sudo apt-get install python3-venv)" >&2; exit 1; }
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
 	@$(PY) -m pip install -q -e '.[dev]'
 	@touch $@

@@ -20,6 +20,10 @@ version=${PROMETHEUS_VERSION#v}
 major=${version%%.*}; rest=${version#*.}; minor=${rest%%.*}; patch=${rest#*.}
 module_version=$(printf 'v0.%d%02d.%d' "$major" "$minor" "$patch")
 
+if ! command -v go >/dev/null 2>&1; then
+  echo "Go is not installed (needed once, to build the pinned binaries): see docs/install.md, 'A fresh Debian machine'" >&2
+  exit 1
+fi
 exec 9>"$cache_root/build/.promtool.lock"
 flock 9
 if [ ! -x "$bin_dir/promtool" ]; then
