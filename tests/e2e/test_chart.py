@@ -327,6 +327,22 @@ def test_chart_crds_are_the_generated_ones(cluster: Cluster) -> None:
         assert rendered[crd["metadata"]["name"]]["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
 
 
+def test_kubectl_explain_and_get_show_the_new_crd_ux(cluster: Cluster, providers: None) -> None:
+    """Through the real apiserver: `kubectl explain` prints the status and condition descriptions (RedisProvider's
+    its own), `kubectl get rdbp` works by short name with TYPE, READY, DATABASES, AGE, `get rdb` has SYNCED and
+    EVICTION."""
+    reason = kubectl("explain", "redisdatabases.status.conditions.reason").stdout
+    assert "ReconcileSuccess" in reason and "Unauthorized" in reason
+    assert "READY can stay True" in kubectl("explain", "redisdatabases.status.conditions").stdout
+    assert "observedGeneration" in kubectl("explain", "rdb.status").stdout
+    provider_reason = kubectl("explain", "redisproviders.status.conditions.reason").stdout
+    assert "CredentialsAccepted" in provider_reason and "ReconcileSuccess" not in provider_reason
+    header = kubectl("get", "rdbp").stdout.splitlines()[0].split()
+    assert header == ["NAME", "TYPE", "READY", "DATABASES", "AGE"]
+    header = kubectl("get", "rdb", "-A").stdout.splitlines()
+    assert not header or header[0].split()[:4] == ["NAMESPACE", "NAME", "READY", "SYNCED"]
+
+
 def test_rbac_has_no_wildcards_and_no_secret_listing(cluster: Cluster) -> None:
     for values in [None, *CI_VALUES]:
         extra = ["-f", str(values)] if values else []
