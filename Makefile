@@ -8,12 +8,14 @@ export PATH := $(shell bash hack/build-k8s-tools.sh --print-bin-dir):$(CURDIR)/$
 .PHONY: help venv deps tools test unit e2e e2e-kind lint crds check-crds cluster-up cluster-down demo demo-down bench chaos clean
 
 help:
-	@echo "make demo        # local control plane (or your cluster) + local provider + operator + sample -> REDIS_URL"
+	@echo "make demo        # its own local control plane + local provider + operator + sample -> REDIS_URL"
+	@echo "                 # (make demo USE_CURRENT_CLUSTER=1 uses the cluster in your kubeconfig instead)"
 	@echo "make test        # everything CI runs: lint, unit and end-to-end tests"
 	@echo "make demo-down   # stop what make demo started"
 
 $(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || python3 -m venv $(VENV)
+	@test -x $(PY) || python3 -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "python3 -m venv failed: on Debian install python3-venv (sudo apt-get install python3-venv)" >&2; exit 1; }
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
 	@$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
@@ -25,6 +27,7 @@ deps: venv
 
 tools:
 	@bash hack/build-k8s-tools.sh >/dev/null
+	@bash hack/build-promtool.sh >/dev/null
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests
@@ -55,8 +58,10 @@ cluster-up: deps tools
 cluster-down: venv
 	$(PY) -m redisdb_dev.cli cluster down
 
+# Always its own control plane; the cluster in your kubeconfig only with USE_CURRENT_CLUSTER=1 (or the env var
+# REDISDB_DEMO_USE_CURRENT_CLUSTER=1).
 demo: deps tools
-	$(PY) -m redisdb_dev.cli demo up
+	$(PY) -m redisdb_dev.cli demo up $(if $(filter 1 true yes,$(USE_CURRENT_CLUSTER)),--use-current-cluster)
 
 demo-down: venv
 	$(PY) -m redisdb_dev.cli demo down

@@ -17,6 +17,10 @@ if [ "${1:-}" = "--print-bin-dir" ]; then echo "$bin_dir"; exit 0; fi
 
 # One build at a time per cache: a second caller (CI and a developer, two worktrees) waits for the first and
 # then finds the binaries present, instead of clobbering the shared log and the *.tmp outputs.
+if ! command -v go >/dev/null 2>&1; then
+  echo "Go is not installed (needed once, to build the pinned binaries): see docs/install.md, 'A fresh Debian machine'" >&2
+  exit 1
+fi
 exec 9>"$cache_root/build/.lock"
 flock 9
 

@@ -1,8 +1,13 @@
 """`python -m redisdb_dev.cli demo up|down` (make demo / make demo-down): the whole product on one machine.
 
-Uses the configured cluster when one answers, else starts the local control plane; starts the local provider
-and the operator as background processes; applies the seed's sample RedisDatabase; waits until it is Ready;
-prints its REDIS_URL and proves it with a PING. `down` stops everything `up` started, and nothing else.
+Starts its own local control plane (always, unless asked otherwise), the local provider and the operator as
+background processes; applies the seed's sample RedisDatabase; waits until it is Ready; prints its REDIS_URL and
+proves it with a PING. `down` stops everything `up` started, and nothing else.
+
+The cluster in your kubeconfig is used only when asked (`make demo USE_CURRENT_CLUSTER=1`, `--use-current-cluster`
+or REDISDB_DEMO_USE_CURRENT_CLUSTER=1): the demo writes the cluster-scoped RedisProvider `default` (pointing at
+this machine) and runs a second operator without leader election, which on a real cluster would recreate its
+databases at the local provider and rewrite their Secrets.
 """
 
 from __future__ import annotations
@@ -28,15 +33,21 @@ from .devrun import LOCAL_FLY_ORG, LOCAL_FLY_TOKEN, SYSTEM_NAMESPACE, fly_provid
 REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = Path(os.environ.get("REDISDB_DEMO_DIR", REPO / ".run" / "demo"))
 DEMO_NAMESPACE = "demo"
+USE_CURRENT_CLUSTER_ENV = "REDISDB_DEMO_USE_CURRENT_CLUSTER"
 
 
 def say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
+def _opted_in(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
 class Demo:
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, *, use_current_cluster: bool = False) -> None:
         self.run_dir = run_dir
+        self.use_current_cluster = use_current_cluster
         self.state_file = run_dir / "state.json"
         self.kubectl_bin = str(resolve_bin_dir() / "kubectl")
 
@@ -88,34 +99,45 @@ class Demo:
             return False
         return True
 
-    def configured_cluster(self) -> str | None:
-        """The user's kubeconfig when it points at a cluster that answers, else None."""
-        candidate = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-        if not candidate or not all(Path(part).exists() for part in candidate.split(os.pathsep)):
-            return None
+    @staticmethod
+    def configured_kubeconfig() -> str:
+        return os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+
+    def configured_cluster(self) -> str:
+        """The user's kubeconfig (asked for with --use-current-cluster); it must answer, or the demo stops."""
+        candidate = self.configured_kubeconfig()
+        if not all(Path(part).exists() for part in candidate.split(os.pathsep)):
+            raise RuntimeError(
+                f"--use-current-cluster: no kubeconfig at {candidate}; set KUBECONFIG, or run `make demo` without "
+                "USE_CURRENT_CLUSTER to start a local control plane"
+            )
         try:
             self.kubectl(candidate, "get", "--raw", "/readyz", "--request-timeout=5s")
-        except (RuntimeError, subprocess.TimeoutExpired):
-            return None
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            raise RuntimeError(f"--use-current-cluster: the cluster in {candidate} does not answer: {error}") from None
         return candidate
 
     # --- up --------------------------------------------------------------------------------------------------
     def up(self) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = self.load_state()
-        kubeconfig = self.configured_cluster()
-        local_cluster = kubeconfig is None
+        local_cluster = not self.use_current_cluster
         if local_cluster:
             say(
-                "no reachable cluster configured: starting the local control plane (etcd, kube-apiserver, "
-                "kube-controller-manager)"
+                "starting the demo's own local control plane (etcd, kube-apiserver, kube-controller-manager); "
+                f"the cluster in your kubeconfig ({self.configured_kubeconfig()}) is not touched "
+                "(make demo USE_CURRENT_CLUSTER=1 uses it instead)"
             )
             plane = ControlPlane()
             plane.start()
             kubeconfig = str(plane.kubeconfig)
         else:
-            say(f"using the configured cluster ({kubeconfig})")
-        assert kubeconfig is not None
+            kubeconfig = self.configured_cluster()
+            say(
+                f"using the current cluster ({kubeconfig}), as asked: this writes the cluster-scoped RedisProvider "
+                "'default' (pointing at this machine) and namespaces redisdb-system and demo, and runs an operator "
+                "here; never do this on a cluster with RedisDatabases that matter"
+            )
         state.update({"kubeconfig": kubeconfig, "local_cluster": local_cluster})
 
         if not self.alive(state.get("provider_pid")):
@@ -254,8 +276,21 @@ class Demo:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m redisdb_dev.cli demo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m redisdb_dev.cli demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=("up", "down"))
+    parser.add_argument(
+        "--use-current-cluster",
+        action="store_true",
+        default=_opted_in(os.environ.get(USE_CURRENT_CLUSTER_ENV)),
+        help=f"use the cluster in $KUBECONFIG (or ~/.kube/config) instead of starting a local control plane "
+        f"(env {USE_CURRENT_CLUSTER_ENV}=1; make demo USE_CURRENT_CLUSTER=1)",
+    )
     args = parser.parse_args(argv)
-    demo = Demo(RUN_DIR)
-    return demo.up() if args.command == "up" else demo.down()
+    demo = Demo(RUN_DIR, use_current_cluster=args.use_current_cluster)
+    try:
+        return demo.up() if args.command == "up" else demo.down()
+    except RuntimeError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from . import __version__
+
 # subcommand -> module whose `main(argv: list[str]) -> int` implements it (imported lazily: fast start-up).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("redisdb_operator.runner", "run the operator (kopf) against the configured cluster"),
@@ -14,8 +16,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["--version"], ["version"]):
+        # What an image or a bug report runs: the package version, which the chart's appVersion matches.
+        print(f"redisdb-operator {__version__}")
+        return 0
     if not args or args[0] in ("-h", "--help") or args[0] not in SUBCOMMANDS:
-        print("usage: redisdb-operator <command> [args]\n\ncommands:")
+        print("usage: redisdb-operator [--version] <command> [args]\n\ncommands:")
         for name, (_, help_text) in SUBCOMMANDS.items():
             print(f"  {name:<16}{help_text}")
         return 0 if args and args[0] in ("-h", "--help") else 2

@@ -142,10 +142,13 @@ def redis_database_crd() -> dict[str, Any]:
         status=_conditions_hoist(openapi_schema(RedisDatabaseStatus)),
         columns=[
             _column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            # Ready=True with Synced=False is a usable database whose last change was refused (e.g. a plan change).
+            _column("Synced", '.status.conditions[?(@.type=="Synced")].status'),
             _column("Provider", ".status.provider"),
             _column("Primary", ".spec.primaryRegion"),
             _column("Read Regions", ".spec.readRegions"),
             _column("Plan", ".status.plan"),
+            _column("Eviction", ".status.eviction", type_="boolean"),
             _column("Reason", '.status.conditions[?(@.type=="Synced")].reason', priority=1),
             _column("Database ID", ".status.databaseId", priority=1),
             _AGE,
@@ -158,15 +161,16 @@ def redis_provider_crd() -> dict[str, Any]:
         kind="RedisProvider",
         plural="redisproviders",
         scope="Cluster",
+        short_names=["rdbp"],
         description="RedisProvider is one provider account (a Fly.io organization or a native Upstash account) "
         "that RedisDatabases are created in.",
         spec=openapi_schema(RedisProviderSpec),
         status=_conditions_hoist(openapi_schema(RedisProviderStatus)),
         columns=[
             _column("Type", ".spec.type"),
-            _column("Organization", ".spec.organization"),
             _column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
             _column("Databases", ".status.databases", type_="integer"),
+            _column("Organization", ".spec.organization", priority=1),
             _column("Reason", '.status.conditions[?(@.type=="Ready")].reason', priority=1),
             _column("URL", ".spec.url", priority=1),
             _AGE,

@@ -326,14 +326,28 @@ class RedisDatabaseSpec(CamelModel):
 
 ConditionType = Literal["Ready", "Synced"]
 
+_CONDITION_STATUS = "`True`, `False` or `Unknown`."
+_CONDITION_OBSERVED = (
+    "The metadata.generation this condition was computed for; older than metadata.generation means the latest "
+    "spec is not reconciled yet."
+)
+_CONDITION_TRANSITION = "When status last changed (RFC 3339, UTC); rewrites with the same status keep it."
+
 
 class Condition(CamelModel):
+    """One condition of a RedisDatabase, in the Kubernetes convention (type, status, reason, message)."""
+
     type: str = Field(description="`Ready` (the database is usable) or `Synced` (the last reconcile succeeded).")
-    status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
-    observed_generation: int | None = None
-    last_transition_time: str | None = None
+    status: Literal["True", "False", "Unknown"] = Field(description=_CONDITION_STATUS)
+    reason: str = Field(
+        default="",
+        description="Why, in one CamelCase word: e.g. `Available`, `NotActive` (Ready); `ReconcileSuccess`, "
+        "`Unauthorized`, `CredentialsNotFound`, `ProviderUnavailable`, `RateLimited`, `InvalidSpec`, `NameTaken` "
+        "(Synced).",
+    )
+    message: str = Field(default="", description="What happened and, for a failure, what to change to fix it.")
+    observed_generation: int | None = Field(default=None, description=_CONDITION_OBSERVED)
+    last_transition_time: str | None = Field(default=None, description=_CONDITION_TRANSITION)
 
 
 class RedisDatabaseStatus(CamelModel):
@@ -343,18 +357,34 @@ class RedisDatabaseStatus(CamelModel):
     provider: str | None = Field(default=None, description="The RedisProvider serving this database.")
     provider_name: str | None = Field(default=None, description="Provider-side database name.")
     endpoint: str | None = Field(default=None, description="Host name clients connect to.")
-    port: int | None = None
-    primary_region: str | None = None
-    read_regions: list[str] | None = None
-    plan: str | None = None
-    eviction: bool | None = None
-    tls: bool | None = None
+    port: int | None = Field(default=None, description="Port clients connect to (the Redis protocol).")
+    primary_region: str | None = Field(default=None, description="Region of the primary, as the provider reports it.")
+    read_regions: list[str] | None = Field(
+        default=None, description="Regions holding a read replica, as the provider reports them (sorted)."
+    )
+    plan: str | None = Field(
+        default=None, description="Plan the provider reports; differs from spec.plan while a change is refused."
+    )
+    eviction: bool | None = Field(default=None, description="Whether the provider evicts keys at the size limit.")
+    tls: bool | None = Field(default=None, description="Whether the provider requires TLS (rediss://).")
     state: str | None = Field(default=None, description="Provider-reported state, e.g. `active`.")
-    secret_name: str | None = None
-    observed_generation: int | None = None
-    conditions: list[Condition] | None = None
-    last_sync_time: str | None = None
-    password_rotated_at: str | None = None
+    secret_name: str | None = Field(
+        default=None, description="The Secret (in this namespace) holding the connection details."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the operator last reconciled."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="`Ready`: the database is usable and its Secret written. `Synced`: the last reconcile "
+        "succeeded; False with the reason and the fix when it did not (READY can stay True meanwhile).",
+    )
+    last_sync_time: str | None = Field(
+        default=None, description="When the operator last compared this database with the provider (RFC 3339)."
+    )
+    password_rotated_at: str | None = Field(
+        default=None, description="When the provider last issued a new password (RFC 3339)."
+    )
     last_handled_rotation: str | None = Field(
         default=None, description=f"The last `{ANNOTATION_ROTATE_PASSWORD}` annotation value acted on."
     )
@@ -417,15 +447,37 @@ class RedisProviderSpec(CamelModel):
     credentials_secret_ref: CredentialsSecretReference = Field(description="Where the credentials are.")
 
 
+class ProviderCondition(CamelModel):
+    """The one condition of a RedisProvider: can the operator use this account?"""
+
+    type: str = Field(description="`Ready`: the provider API answered and accepted the credentials.")
+    status: Literal["True", "False", "Unknown"] = Field(description=_CONDITION_STATUS)
+    reason: str = Field(
+        default="",
+        description="`CredentialsAccepted` when Ready; else why not: `CredentialsNotFound` (no such Secret), "
+        "`CredentialsInvalid` (a key is missing), `Unauthorized` (the provider refused them), "
+        "`ProviderUnavailable` or `RateLimited` (retried).",
+    )
+    message: str = Field(default="", description="What the check found and, for a failure, what to fix.")
+    observed_generation: int | None = Field(default=None, description="The metadata.generation (spec) this check used.")
+    last_transition_time: str | None = Field(default=None, description=_CONDITION_TRANSITION)
+
+
 class RedisProviderStatus(CamelModel):
     """What the operator last learned about the account, written only by the operator."""
 
-    conditions: list[Condition] | None = Field(
+    conditions: list[ProviderCondition] | None = Field(
         default=None, description="`Ready`: the API answered and accepted the credentials."
     )
-    observed_generation: int | None = None
-    databases: int | None = Field(default=None, description="Databases the account holds at the provider.")
-    last_check_time: str | None = None
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation (spec) the last check used."
+    )
+    databases: int | None = Field(
+        default=None,
+        description="Databases the account holds at the provider (all of them, not only those made from "
+        "this cluster), from the list call the resync already makes.",
+    )
+    last_check_time: str | None = Field(default=None, description="When the account was last checked (RFC 3339).")
 
 
 class RedisProvider(CamelModel):

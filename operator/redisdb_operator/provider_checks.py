@@ -16,6 +16,11 @@ import kopf
 from .provider_registry import ProviderRegistry
 from .reconcile import backoff_delay, classify_error, condition, set_condition
 
+# Reasons a RedisProvider (and every RedisDatabase on it) is not Ready that the operator keeps retrying but only a
+# person can end: the credentials Secret is missing, lacks a key, or the provider refuses it. Argo CD shows them as
+# Degraded (deploy/argocd/.../health.lua, kept equal by tests/unit/test_argocd_health.py), not Progressing forever.
+CREDENTIAL_REASONS = frozenset({"Unauthorized", "CredentialsNotFound", "CredentialsInvalid"})
+
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

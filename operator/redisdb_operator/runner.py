@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -106,6 +108,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "empty: off",
     )
     parser.add_argument("--verbose", action="store_true", default=bool(os.environ.get("REDISDB_VERBOSE")))
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("REDISDB_LOG_FORMAT", "text"),
+        help="text (one readable line per record) or json (one JSON object per line, for log pipelines; env "
+        "REDISDB_LOG_FORMAT)",
+    )
     return parser.parse_args(list(argv))
 
 
@@ -244,12 +253,39 @@ class _RoutineSuccesses(logging.Filter):
         )
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, so log pipelines need no parsing rules: time, level, logger, message, and for
+    kopf's per-object records the object they are about (kopf's `k8s_ref`: kind, namespace, name, uid)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        reference = getattr(record, "k8s_ref", None)
+        if isinstance(reference, dict):
+            entry["object"] = {
+                key: reference[key] for key in ("kind", "namespace", "name", "uid") if reference.get(key)
+            }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(*, verbose: bool, log_format: str) -> None:
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=args.verbose, log_format=args.log_format)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if not args.verbose:

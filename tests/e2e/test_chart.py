@@ -15,6 +15,7 @@ import re
 import secrets
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from tests.harness.operator import REPO, OperatorProcess, free_port, secret_data
 
 CHART = REPO / "charts" / "redisdb-operator"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+PLATFORM_VALUES = CHART / "ci" / "platform-values.yaml"
 RELEASE = "rdbop"
 FULLNAME = "rdbop-redisdb-operator"
 # How a refused request shows in the operator log (kopf's APIForbiddenError, our KubeError), not a timestamp's ",403".
@@ -54,6 +56,11 @@ CERT_MANAGER_STUB_CRDS = [
     ("certificates", "Certificate", "Namespaced"),
     ("issuers", "Issuer", "Namespaced"),
     ("clusterissuers", "ClusterIssuer", "Cluster"),
+]
+# prometheus-operator's kinds the chart can render (ServiceMonitor, PrometheusRule), stubbed the same way.
+MONITORING_STUB_CRDS = [
+    ("servicemonitors", "ServiceMonitor", "Namespaced"),
+    ("prometheusrules", "PrometheusRule", "Namespaced"),
 ]
 
 
@@ -82,16 +89,19 @@ def release_namespace(cluster: Cluster) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def cert_manager_crds(cluster: Cluster) -> None:
-    """cert-manager is not installed here: stand-in CRDs (any spec) let the apiserver accept its kinds in a dry run."""
+    """cert-manager (and prometheus-operator) are not installed here: stand-in CRDs (any spec) let the apiserver
+    accept their kinds in a dry run."""
     stubs = []
-    for plural, kind, scope in CERT_MANAGER_STUB_CRDS:
+    kinds = [("cert-manager.io", *crd) for crd in CERT_MANAGER_STUB_CRDS]
+    kinds += [("monitoring.coreos.com", *crd) for crd in MONITORING_STUB_CRDS]
+    for group, plural, kind, scope in kinds:
         stubs.append(
             {
                 "apiVersion": "apiextensions.k8s.io/v1",
                 "kind": "CustomResourceDefinition",
-                "metadata": {"name": f"{plural}.cert-manager.io"},
+                "metadata": {"name": f"{plural}.{group}"},
                 "spec": {
-                    "group": "cert-manager.io",
+                    "group": group,
                     "names": {"plural": plural, "kind": kind},
                     "scope": scope,
                     "versions": [
@@ -108,7 +118,7 @@ def cert_manager_crds(cluster: Cluster) -> None:
             }
         )
     apply(stubs)
-    names = [f"{plural}.cert-manager.io" for plural, _, _ in CERT_MANAGER_STUB_CRDS]
+    names = [f"{plural}.{group}" for group, plural, _, _ in kinds]
     cluster.kubectl("wait", "--for=condition=Established", "crd", *names)
 
 
@@ -125,6 +135,186 @@ def test_helm_lint_strict(cluster: Cluster, values: Path | None) -> None:
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
 
 
+def test_helm_lint_strict_as_a_subchart(cluster: Cluster) -> None:
+    """`global` is what a parent chart passes down; the schema must accept it (it forbade it before)."""
+    args = ["lint", "--strict", str(CHART), "--kube-version", server_version()]
+    result = helm(*args, "--set", "global.imageRegistry=registry.example.com", "--set", "global.labels.team=a")
+    assert "0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
+    # Unknown keys are still refused, with the key named.
+    refused = helm(*args, "--set", "operater.verbose=true", check=False)
+    assert refused.returncode != 0 and "operater" in refused.stdout + refused.stderr
+
+
+def by_kind(rendered: str, kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in documents(rendered) if doc["kind"] == kind]
+
+
+def test_pod_options_render_from_values(cluster: Cluster) -> None:
+    """Defaults stay restricted; a platform's values (OpenShift SCC, proxy, JSON logs, scheduling, registry) land."""
+    default = by_kind(render("redisdb-system"), "Deployment")[0]["spec"]["template"]["spec"]
+    assert default["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = default["containers"][0]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert "--log-format=text" in container["args"] and "env" not in container
+    assert not by_kind(render("redisdb-system"), "NetworkPolicy")
+    assert not by_kind(render("redisdb-system"), "PrometheusRule")
+
+    pod = by_kind(render("redisdb-system", "-f", str(PLATFORM_VALUES)), "Deployment")[0]["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    container = pod["containers"][0]
+    assert container["env"][0] == {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"}
+    assert container["args"][-2:] == ["--log-format=json", "--max-concurrent-reconciles=8"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["tolerations"][0]["key"] == "dedicated"
+    assert "nodeAffinity" in pod["affinity"]
+    override = render("redisdb-system", "--set", "securityContext.readOnlyRootFilesystem=false")
+    container = by_kind(override, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}, "a single override keeps the rest"
+
+
+def test_network_policy_renders_from_values(cluster: Cluster) -> None:
+    """A policy cannot name hosts: the API server and provider egress are exactly the CIDRs and ports given."""
+    (policy,) = by_kind(render("redisdb-system", "-f", str(PLATFORM_VALUES)), "NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
+    dns, api_server, providers = spec["egress"]
+    assert dns == {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+    assert api_server == {
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}, {"ipBlock": {"cidr": "192.168.10.0/24"}}],
+        "ports": [{"protocol": "TCP", "port": 6443}],
+    }
+    assert providers == {"to": [{"ipBlock": {"cidr": "10.20.30.40/32"}}], "ports": [{"protocol": "TCP", "port": 3128}]}
+    (ingress,) = spec["ingress"]
+    assert [p["port"] for p in ingress["ports"]] == [9443, 8080, 9090]  # webhook, health, metrics
+    assert ingress["from"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+
+    defaults = render(
+        "redisdb-system", "--set", "networkPolicy.enabled=true", "--set", "networkPolicy.apiServer.cidrs={10.96.0.1/32}"
+    )
+    (policy,) = by_kind(defaults, "NetworkPolicy")
+    _, api_server, providers = policy["spec"]["egress"]
+    assert [p["port"] for p in api_server["ports"]] == [443, 6443]
+    assert providers == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    assert "from" not in policy["spec"]["ingress"][0]
+    extra = '[{"to": [{"ipBlock": {"cidr": "10.5.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 8443}]}]'
+    with_extra = render(
+        "redisdb-system",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.apiServer.cidrs={10.96.0.1/32}",
+        "--set",
+        "networkPolicy.dns=false",
+        "--set-json",
+        f"networkPolicy.extraEgress={extra}",
+    )
+    egress = by_kind(with_extra, "NetworkPolicy")[0]["spec"]["egress"]
+    assert len(egress) == 3 and egress[-1]["ports"] == [{"protocol": "TCP", "port": 8443}]
+    assert all(rule.get("to") for rule in egress), "no DNS rule when networkPolicy.dns is false"
+
+    missing = helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--set",
+        "networkPolicy.enabled=true",
+        "--kube-version",
+        server_version(),
+        check=False,
+    )
+    assert missing.returncode != 0 and "networkPolicy.apiServer.cidrs is required" in missing.stderr
+    bad_cidr = helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.apiServer.cidrs={api.example.com}",
+        check=False,
+    )
+    assert bad_cidr.returncode != 0 and "cidrs" in bad_cidr.stderr
+
+
+def promtool() -> Path:
+    path = Path(
+        subprocess.run(
+            ["bash", str(REPO / "hack" / "build-promtool.sh"), "--print-path"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    assert path.is_file(), f"{path} is missing: run `make tools` (hack/build-promtool.sh builds it)"
+    return path
+
+
+README_ALERT = re.compile(r"`((?:sum|increase|rate)\b[^`]*\s[<>]=?\s[^`]+)`")
+
+
+def test_prometheus_rule_is_the_readme_alerts_and_passes_promtool(cluster: Cluster, tmp_path: Path) -> None:
+    (rule,) = by_kind(render("redisdb-system", "-f", str(PLATFORM_VALUES)), "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rules = [item for group in rule["spec"]["groups"] for item in group["rules"]]
+    assert all(item["labels"]["team"] == "platform" for item in rules)
+    expressions = {item["expr"] for item in rules}
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("What to alert on") :]
+    section = section[: section.index("\n## ")]
+    documented = set(README_ALERT.findall(section))
+    assert len(documented) >= 4, documented
+    assert documented == expressions, "the PrometheusRule and the README's alerts must be the same expressions"
+
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    checked = subprocess.run([str(promtool()), "check", "rules", str(rules_file)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in checked.stdout, checked.stdout
+
+    # promtool does refuse a broken expression (so the check above means something).
+    broken = {"groups": [{"name": "x", "rules": [{**rules[0], "expr": rules[0]["expr"].replace(")", "", 1)}]}]}
+    rules_file.write_text(yaml.safe_dump(broken))
+    refused = subprocess.run([str(promtool()), "check", "rules", str(rules_file)], capture_output=True, text=True)
+    assert refused.returncode != 0
+    without_metrics = helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--set",
+        "prometheusRule.enabled=true",
+        "--kube-version",
+        server_version(),
+        check=False,
+    )
+    assert without_metrics.returncode != 0 and "needs metrics.enabled" in without_metrics.stderr
+
+
+def test_chart_providers_and_their_secrets_survive_uninstall(cluster: Cluster) -> None:
+    """helm.sh/resource-policy: keep on chart-made RedisProviders and credentials Secrets (databases may still
+    need them to be deleted); existingSecret is not the chart's, so nothing is rendered for it."""
+    rendered = render("redisdb-system", "-f", str(CHART / "ci" / "providers-values.yaml"))
+    providers = by_kind(rendered, "RedisProvider")
+    credentials = [doc for doc in by_kind(rendered, "Secret") if doc["metadata"]["name"].endswith("-credentials")]
+    assert [p["metadata"]["name"] for p in providers] == ["ci-fly", "ci-upstash"]
+    assert len(credentials) == 1
+    for doc in [*providers, *credentials]:
+        assert doc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep", doc["metadata"]["name"]
+
+
 def test_chart_crds_are_the_generated_ones(cluster: Cluster) -> None:
     """files/crds is a copy of crds/ (generated from models.py); the rendered CRDs carry the same spec."""
     for generated in sorted((REPO / "crds").glob("*.yaml")):
@@ -135,6 +325,22 @@ def test_chart_crds_are_the_generated_ones(cluster: Cluster) -> None:
         crd = yaml.safe_load(generated.read_text())
         assert rendered[crd["metadata"]["name"]]["spec"] == crd["spec"]
         assert rendered[crd["metadata"]["name"]]["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+
+
+def test_kubectl_explain_and_get_show_the_new_crd_ux(cluster: Cluster, providers: None) -> None:
+    """Through the real apiserver: `kubectl explain` prints the status and condition descriptions (RedisProvider's
+    its own), `kubectl get rdbp` works by short name with TYPE, READY, DATABASES, AGE, `get rdb` has SYNCED and
+    EVICTION."""
+    reason = kubectl("explain", "redisdatabases.status.conditions.reason").stdout
+    assert "ReconcileSuccess" in reason and "Unauthorized" in reason
+    assert "READY can stay True" in kubectl("explain", "redisdatabases.status.conditions").stdout
+    assert "observedGeneration" in kubectl("explain", "rdb.status").stdout
+    provider_reason = kubectl("explain", "redisproviders.status.conditions.reason").stdout
+    assert "CredentialsAccepted" in provider_reason and "ReconcileSuccess" not in provider_reason
+    header = kubectl("get", "rdbp").stdout.splitlines()[0].split()
+    assert header == ["NAME", "TYPE", "READY", "DATABASES", "AGE"]
+    header = kubectl("get", "rdb", "-A").stdout.splitlines()
+    assert not header or header[0].split()[:4] == ["NAMESPACE", "NAME", "READY", "SYNCED"]
 
 
 def test_rbac_has_no_wildcards_and_no_secret_listing(cluster: Cluster) -> None:
@@ -239,6 +445,38 @@ def test_install_then_upgrade(cluster: Cluster, installed: Path, release_namespa
     assert "--resync-interval=60" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     history = json.loads(helm("history", RELEASE, "--namespace", release_namespace, "-o", "json").stdout)
     assert [entry["status"] for entry in history] == ["superseded", "deployed"]
+
+
+def test_namespace_edit_users_manage_redisdatabases(cluster: Cluster, installed: Path, namespace: str) -> None:
+    """The chart's ClusterRoles join the built-in `edit` and `view` (aggregation): a user with a RoleBinding to
+    `edit` in one namespace creates, changes and deletes RedisDatabases there (impersonated, the real RBAC
+    authorizer), reads but never writes RedisProviders; a `view` user only reads."""
+    for user, role in (("alice", "edit"), ("bob", "view")):
+        kubectl("create", "rolebinding", f"{user}-{role}", f"--clusterrole={role}", f"--user={user}", "-n", namespace)
+
+    def can(user: str, verb: str, resource: str, *scope: str) -> bool:
+        answer = kubectl("auth", "can-i", verb, resource, f"--as={user}", *scope, check=False).stdout.strip()
+        return answer == "yes"
+
+    # The clusterrole-aggregation controller copies the rules into `edit` asynchronously.
+    wait_for(lambda: can("alice", "create", "redisdatabases.redisdb.dev", "-n", namespace), 60, message="edit")
+    assert not can("alice", "create", "redisdatabases.redisdb.dev", "-n", "default"), "only where bound"
+    assert not can("alice", "create", "redisproviders.redisdb.dev"), "providers bill an account: admins only"
+    assert not can("alice", "update", "redisdatabases.redisdb.dev", "--subresource=status", "-n", namespace)
+    assert can("bob", "list", "redisdatabases.redisdb.dev", "-n", namespace)
+    assert not can("bob", "create", "redisdatabases.redisdb.dev", "-n", namespace)
+
+    manifest = database("team-cache")
+    created = kubectl("apply", "--as=alice", "-n", namespace, "-f", "-", "-o", "json", input=yaml.safe_dump(manifest))
+    assert json.loads(created.stdout)["metadata"]["name"] == "team-cache"
+    kubectl("label", "redisdatabase", "team-cache", "-n", namespace, "--as=alice", "team=shop")
+    listed = kubectl("get", "redisdatabases", "-n", namespace, "--as=bob", "-o", "name")
+    assert listed.stdout.strip() == "redisdatabase.redisdb.dev/team-cache"
+    with pytest.raises(KubectlError, match="forbidden"):
+        kubectl("delete", "redisdatabase", "team-cache", "-n", namespace, "--as=bob")
+    with pytest.raises(KubectlError, match="forbidden"):
+        kubectl("apply", "--as=bob", "-n", namespace, "-f", "-", input=yaml.safe_dump(database("bobs-cache")))
+    kubectl("delete", "redisdatabase", "team-cache", "-n", namespace, "--as=alice", "--wait=false")
 
 
 def deployment_args(release_namespace: str) -> list[str]:
@@ -422,7 +660,7 @@ def _leaf_keys(values: dict[str, Any], prefix: str = "") -> set[str]:
     keys: set[str] = set()
     for key, value in values.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and value and path not in ("resources",):
+        if isinstance(value, dict) and value and path not in ("resources", "podSecurityContext", "securityContext"):
             keys |= _leaf_keys(value, f"{path}.")
         else:
             keys.add(path)

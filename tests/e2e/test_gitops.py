@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
-from tests.harness.cluster import get_json, kubectl, to_yaml, wait_for
-from tests.harness.local_provider import LocalProvider
+from redisdb_dev.devrun import SYSTEM_NAMESPACE, fly_provider_manifests
+from tests.harness.cluster import apply, get_json, kubectl, to_yaml, wait_for
+from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, LocalProvider
 from tests.harness.operator import (
     FLY_PROVIDER,
     OperatorProcess,
@@ -50,11 +51,13 @@ def diff(obj: dict[str, Any], namespace: str, *flags: str) -> tuple[int, str]:
 
 
 def save_testdata(obj: dict[str, Any], name: str) -> None:
+    """Into <REDISDB_ARGOCD_TESTDATA>/<kind>/<name>.yaml, for resource_customizations/redisdb.dev/<kind>/testdata."""
     directory = os.environ.get("REDISDB_ARGOCD_TESTDATA")
     if not directory:
         return
     clean = {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "managedFields"}}
-    Path(directory, f"{name}.yaml").write_text(yaml.safe_dump(clean, sort_keys=False))
+    Path(directory, obj["kind"]).mkdir(parents=True, exist_ok=True)
+    Path(directory, obj["kind"], f"{name}.yaml").write_text(yaml.safe_dump(clean, sort_keys=False))
 
 
 def test_server_side_reapply_and_diff_are_clean(
@@ -147,3 +150,67 @@ def test_health_of_live_objects_through_a_lifecycle(
     wait_gone("redisdatabase", "billing", namespace)
     assert kept_id in {item["id"] for item in admin.databases()}, "never adopted, so never deleted"
     delete_at_provider(local_provider, kept_id)
+
+
+def provider_ready(name: str, *, reason: str, generation: int) -> dict[str, Any]:
+    def checked() -> dict[str, Any] | None:
+        obj = get_json("redisprovider", name)
+        ready = condition(obj, "Ready")
+        if obj and ready and ready["reason"] == reason and ready.get("observedGeneration") == generation:
+            return obj
+        return None
+
+    return wait_for(checked, 90, message=f"RedisProvider {name} Ready reason {reason} at generation {generation}")
+
+
+def test_health_of_providers_and_databases_with_bad_credentials(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str
+) -> None:
+    """Wrong credentials are Degraded in Argo CD (not Progressing forever), on the RedisProvider and on a database
+    using it; pointing the RedisProvider at the right Secret makes both Healthy."""
+    name = f"argo-{namespace[-6:]}"
+    secret, provider = fly_provider_manifests(name, local_provider.url, organization=FLY_ORG, token=FLY_TOKEN)
+    wrong_secret = {**secret, "metadata": {**secret["metadata"], "name": f"{name}-wrong"}}
+    wrong_secret["stringData"] = {"token": "not-the-token"}
+
+    def provider_using(secret_name: str) -> dict[str, Any]:
+        reference = {"namespace": SYSTEM_NAMESPACE, "name": secret_name}
+        return {**provider, "spec": {**provider["spec"], "credentialsSecretRef": reference}}
+
+    try:
+        apply(provider_using(f"{name}-missing"))  # generation 1: no such Secret
+        not_found = provider_ready(name, reason="CredentialsNotFound", generation=1)
+        assert health_of(not_found)["status"] == "Degraded", health_of(not_found)
+        save_testdata(not_found, "degraded-credentials-not-found")
+
+        apply([wrong_secret, provider_using(f"{name}-wrong")])  # generation 2: a token the provider refuses
+        unauthorized = provider_ready(name, reason="Unauthorized", generation=2)
+        assert health_of(unauthorized)["status"] == "Degraded", health_of(unauthorized)
+        save_testdata(unauthorized, "degraded-unauthorized")
+
+        database = manifest("ledger", [])
+        database["spec"]["providerRef"] = {"name": name}
+        del database["spec"]["readRegions"]
+        server_side_apply(database, namespace)
+
+        def synced_unauthorized() -> dict[str, Any] | None:
+            obj = get_json("redisdatabase", "ledger", namespace)
+            synced = condition(obj, "Synced")
+            return obj if synced and synced["status"] == "False" and synced["reason"] == "Unauthorized" else None
+
+        refused = wait_for(synced_unauthorized, 60, message="Synced=False Unauthorized on the database")
+        assert health_of(refused)["status"] == "Degraded", health_of(refused)
+        save_testdata(refused, "degraded-unauthorized")
+
+        apply([secret, provider])  # generation 3: the right Secret
+        accepted = provider_ready(name, reason="CredentialsAccepted", generation=3)
+        assert health_of(accepted)["status"] == "Healthy", health_of(accepted)
+        save_testdata(accepted, "healthy")
+        ready = wait_ready("ledger", namespace, timeout=180)
+        assert health_of(ready)["status"] == "Healthy"
+        kubectl("delete", "redisdatabase", "ledger", "-n", namespace, "--timeout=60s")
+        wait_gone("redisdatabase", "ledger", namespace)
+    finally:
+        kubectl("delete", "redisprovider", name, "--ignore-not-found", "--timeout=60s", check=False)
+        for secret_name in (f"{name}-credentials", f"{name}-wrong"):
+            kubectl("delete", "secret", secret_name, "-n", SYSTEM_NAMESPACE, "--ignore-not-found", check=False)

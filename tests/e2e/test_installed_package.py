@@ -49,4 +49,8 @@ def test_pip_install_without_extras_carries_only_the_runtime(tmp_path: Path) -> 
         [str(env_dir / "bin" / "redisdb-operator"), "run", "--help"], capture_output=True, text=True, cwd=tmp_path
     )
     assert started.returncode == 0, started.stderr[-3000:]
-    assert "--resync-interval" in started.stdout
+    assert "--resync-interval" in started.stdout and "--log-format" in started.stdout
+    version = subprocess.run(
+        [str(env_dir / "bin" / "redisdb-operator"), "--version"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert version.returncode == 0 and version.stdout.startswith("redisdb-operator 0."), version.stdout

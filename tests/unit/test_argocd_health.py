@@ -1,4 +1,5 @@
-"""The Argo CD health check for RedisDatabase, run by a real Lua 5.1 runtime (lupa) over health_test.yaml.
+"""The Argo CD health checks for RedisDatabase and RedisProvider, run by a real Lua 5.1 runtime (lupa) over each
+kind's health_test.yaml.
 
 Argo CD evaluates health.lua with gopher-lua (Lua 5.1) and no standard libraries; Lua 5.1 from lupa, with the
 script given only `obj`, is the closest runtime Python has. The testdata objects were written by
@@ -16,17 +17,25 @@ import pytest
 import yaml
 from lupa import lua51
 
-CHECK_DIR = Path(__file__).resolve().parents[2] / "deploy/argocd/resource_customizations/redisdb.dev/RedisDatabase"
+CUSTOMIZATIONS = Path(__file__).resolve().parents[2] / "deploy/argocd/resource_customizations/redisdb.dev"
+KINDS = ("RedisDatabase", "RedisProvider")
+CHECK_DIR = CUSTOMIZATIONS / "RedisDatabase"
 HEALTH_LUA = CHECK_DIR / "health.lua"
-CASES: list[dict[str, Any]] = yaml.safe_load((CHECK_DIR / "health_test.yaml").read_text())["tests"]
+PROVIDER_HEALTH_LUA = CUSTOMIZATIONS / "RedisProvider" / "health.lua"
+CASES: list[tuple[str, dict[str, Any]]] = [
+    (kind, case)
+    for kind in KINDS
+    for case in yaml.safe_load((CUSTOMIZATIONS / kind / "health_test.yaml").read_text())["tests"]
+]
 
 
 @functools.cache
-def _health_function() -> Any:
+def _health_function(kind: str) -> Any:
     runtime = lua51.LuaRuntime(unpack_returned_tuples=True, register_eval=False, register_builtins=False)
     # As in Argo CD: no os/io/require; only the base functions (ipairs, tostring, ...) and the script.
     runtime.execute("os = nil; io = nil; require = nil; dofile = nil; loadfile = nil")
-    return runtime.eval(f"function(obj)\n{HEALTH_LUA.read_text()}\nend"), runtime
+    script = (CUSTOMIZATIONS / kind / "health.lua").read_text()
+    return runtime.eval(f"function(obj)\n{script}\nend"), runtime
 
 
 def _to_lua(runtime: Any, value: Any) -> Any:
@@ -37,25 +46,32 @@ def _to_lua(runtime: Any, value: Any) -> Any:
     return value
 
 
-def health_of(obj: dict[str, Any]) -> dict[str, str]:
-    """{'status': ..., 'message': ...} as Argo CD would compute it for `obj`."""
-    function, runtime = _health_function()
+def health_of(obj: dict[str, Any], kind: str | None = None) -> dict[str, str]:
+    """{'status': ..., 'message': ...} as Argo CD would compute it for `obj` (by its kind; RedisDatabase if none)."""
+    function, runtime = _health_function(kind or obj.get("kind") or "RedisDatabase")
     result = function(_to_lua(runtime, obj))
     return {"status": str(result["status"]), "message": str(result["message"] or "")}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[Path(case["inputPath"]).stem for case in CASES])
-def test_health_test_yaml(case: dict[str, Any]) -> None:
-    obj = yaml.safe_load((CHECK_DIR / case["inputPath"]).read_text())
-    assert health_of(obj) == case["healthStatus"]
+@pytest.mark.parametrize(("kind", "case"), CASES, ids=[f"{k}-{Path(c['inputPath']).stem}" for k, c in CASES])
+def test_health_test_yaml(kind: str, case: dict[str, Any]) -> None:
+    obj = yaml.safe_load((CUSTOMIZATIONS / kind / case["inputPath"]).read_text())
+    assert obj["kind"] == kind
+    assert health_of(obj, kind) == case["healthStatus"]
 
 
 def test_testdata_are_real_objects() -> None:
     """Every case comes from the apiserver (uid, generation, managedFields stripped only), not written by hand."""
-    for case in CASES:
-        obj = yaml.safe_load((CHECK_DIR / case["inputPath"]).read_text())
+    for kind, case in CASES:
+        obj = yaml.safe_load((CUSTOMIZATIONS / kind / case["inputPath"]).read_text())
         assert obj["metadata"]["uid"] and obj["metadata"]["generation"] >= 1
         assert obj["metadata"]["resourceVersion"]
+
+
+def test_every_kind_has_degraded_and_healthy_cases() -> None:
+    for kind in KINDS:
+        statuses = {case["healthStatus"]["status"] for k, case in CASES if k == kind}
+        assert {"Healthy", "Degraded"} <= statuses, kind
 
 
 @pytest.mark.parametrize(
@@ -101,15 +117,19 @@ def test_edge_cases(status: dict[str, Any] | None, expected: str) -> None:
     assert health_of(obj)["status"] == expected
 
 
-def test_script_uses_only_lua_51_base_functions() -> None:
-    code = "\n".join(line for line in HEALTH_LUA.read_text().splitlines() if not line.lstrip().startswith("--"))
+@pytest.mark.parametrize("kind", KINDS)
+def test_script_uses_only_lua_51_base_functions(kind: str) -> None:
+    script = (CUSTOMIZATIONS / kind / "health.lua").read_text()
+    code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
     for forbidden in ("string.", "table.", "os.", "io.", "require", "goto", "//"):
         assert forbidden not in code, forbidden
 
 
-def test_argocd_cm_snippet_is_the_same_script() -> None:
-    patch = yaml.safe_load((CHECK_DIR.parents[2] / "argocd-cm-patch.yaml").read_text())
-    assert patch["data"]["resource.customizations.health.redisdb.dev_RedisDatabase"] == HEALTH_LUA.read_text()
+@pytest.mark.parametrize("kind", KINDS)
+def test_argocd_cm_snippet_is_the_same_script(kind: str) -> None:
+    patch = yaml.safe_load((CUSTOMIZATIONS.parents[1] / "argocd-cm-patch.yaml").read_text())
+    script = (CUSTOMIZATIONS / kind / "health.lua").read_text()
+    assert patch["data"][f"resource.customizations.health.redisdb.dev_{kind}"] == script
 
 
 def test_degraded_reasons_are_the_operators_permanent_reasons() -> None:
@@ -129,3 +149,85 @@ def test_degraded_reasons_are_the_operators_permanent_reasons() -> None:
             },
         }
         assert health_of(obj)["status"] == "Degraded", reason
+
+
+def _lua_table(script: Path, name: str) -> set[str]:
+    import re
+
+    table = re.search(rf"local {name} = \{{(.*?)\}}", script.read_text(), re.S)
+    assert table is not None, name
+    return set(re.findall(r"(\w+) = true", table.group(1)))
+
+
+def test_credential_reasons_are_the_operators() -> None:
+    """Both scripts' `credentials` tables are provider_checks.CREDENTIAL_REASONS, and the operator really uses
+    each of those reasons (the provider's refusal, and the registry's missing Secret or key)."""
+    from redisdb_operator.provider_checks import CREDENTIAL_REASONS
+    from redisdb_operator.providers.base import UnauthorizedError
+    from redisdb_operator.reconcile import classify_error
+
+    assert _lua_table(HEALTH_LUA, "credentials") == set(CREDENTIAL_REASONS)
+    assert _lua_table(PROVIDER_HEALTH_LUA, "credentials") == set(CREDENTIAL_REASONS)
+    registry = (Path(__file__).resolve().parents[2] / "operator/redisdb_operator/provider_registry.py").read_text()
+    for reason in CREDENTIAL_REASONS - {"Unauthorized"}:
+        assert f'"{reason}"' in registry, reason
+    assert classify_error(UnauthorizedError("bad token", status=401)).reason == "Unauthorized"
+
+
+@pytest.mark.parametrize("reason", ["Unauthorized", "CredentialsNotFound", "CredentialsInvalid"])
+def test_credentials_problems_are_degraded(reason: str) -> None:
+    """Retried by the operator, yet Degraded for Argo CD: wrong credentials must not look like Progressing forever."""
+    database = {
+        "kind": "RedisDatabase",
+        "metadata": {"generation": 1},
+        "status": {"conditions": [{"type": "Synced", "status": "False", "reason": reason, "observedGeneration": 1}]},
+    }
+    provider = {
+        "kind": "RedisProvider",
+        "metadata": {"generation": 1},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": reason, "observedGeneration": 1}]},
+    }
+    assert health_of(database)["status"] == "Degraded"
+    assert health_of(provider)["status"] == "Degraded"
+
+
+@pytest.mark.parametrize(
+    ("status", "generation", "expected"),
+    [
+        (None, 1, "Progressing"),
+        ({"conditions": []}, 1, "Progressing"),
+        ({"conditions": [{"type": "Ready", "status": "True", "reason": "CredentialsAccepted"}]}, 1, "Progressing"),
+        (
+            {
+                "observedGeneration": 1,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "CredentialsAccepted"}],
+            },
+            1,
+            "Healthy",
+        ),
+        (
+            {"conditions": [{"type": "Ready", "status": "False", "reason": "Unauthorized", "observedGeneration": 1}]},
+            2,
+            "Progressing",  # generation 2 (perhaps the fix) is not checked yet
+        ),
+        (
+            {
+                "conditions": [
+                    {"type": "Ready", "status": "False", "reason": "ProviderUnavailable", "observedGeneration": 2}
+                ]
+            },
+            2,
+            "Progressing",  # an outage is retried and ends by itself
+        ),
+        (
+            {"conditions": [{"type": "Ready", "status": "False", "reason": "RateLimited", "observedGeneration": 2}]},
+            2,
+            "Progressing",
+        ),
+    ],
+)
+def test_provider_edge_cases(status: dict[str, Any] | None, generation: int, expected: str) -> None:
+    obj: dict[str, Any] = {"kind": "RedisProvider", "metadata": {"generation": generation}}
+    if status is not None:
+        obj["status"] = status
+    assert health_of(obj)["status"] == expected

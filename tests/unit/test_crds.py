@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from redisdb_operator.crdgen import rendered_crds
@@ -50,5 +52,53 @@ def test_immutability_rules_are_in_the_schema() -> None:
         assert "self == oldSelf" in rules
     assert spec["properties"]["readRegions"]["x-kubernetes-list-type"] == "set"
     assert spec["required"] == ["primaryRegion"]
-    columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert columns[:5] == ["Ready", "Provider", "Primary", "Read Regions", "Plan"] and columns[-1] == "Age"
+
+
+def _columns(crd: dict[str, Any], *, wide: bool = False) -> list[str]:
+    return [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"] if wide or not c.get("priority")]
+
+
+def test_printer_columns() -> None:
+    """`kubectl get rdb` shows SYNCED next to READY (a refused change is visible) and EVICTION; `kubectl get
+    rdbp` shows TYPE, READY, DATABASES, AGE."""
+    database = yaml.safe_load(rendered_crds()["redisdb.dev_redisdatabases.yaml"])
+    assert _columns(database) == ["Ready", "Synced", "Provider", "Primary", "Read Regions", "Plan", "Eviction", "Age"]
+    by_name = {c["name"]: c for c in database["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert by_name["Synced"]["jsonPath"] == '.status.conditions[?(@.type=="Synced")].status'
+    assert by_name["Eviction"] == {"name": "Eviction", "type": "boolean", "jsonPath": ".status.eviction"}
+    provider = yaml.safe_load(rendered_crds()["redisdb.dev_redisproviders.yaml"])
+    assert _columns(provider) == ["Type", "Ready", "Databases", "Age"]
+    assert provider["spec"]["names"]["shortNames"] == ["rdbp"]
+    assert "rdbp" not in database["spec"]["names"].get("shortNames", [])
+
+
+def _undocumented(schema: dict[str, Any], path: str) -> list[str]:
+    missing = [] if schema.get("description") else [path]
+    for name, child in (schema.get("properties") or {}).items():
+        missing += _undocumented(child, f"{path}.{name}")
+    if isinstance(schema.get("items"), dict) and schema["items"].get("properties"):
+        for name, child in schema["items"]["properties"].items():
+            missing += _undocumented(child, f"{path}[].{name}")
+    return missing
+
+
+def _status(crd_file: str) -> dict[str, Any]:
+    crd = yaml.safe_load(rendered_crds()[crd_file])
+    status: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    return status
+
+
+@pytest.mark.parametrize("crd_file", ["redisdb.dev_redisdatabases.yaml", "redisdb.dev_redisproviders.yaml"])
+def test_every_status_and_condition_field_is_documented(crd_file: str) -> None:
+    """`kubectl explain rdb.status.conditions.reason` (and every other status field) prints a description."""
+    assert _undocumented(_status(crd_file), "status") == []
+
+
+def test_provider_conditions_are_described_for_providers() -> None:
+    """RedisProvider's condition text is its own, not the RedisDatabase one (no `Synced`, no database)."""
+    database = _status("redisdb.dev_redisdatabases.yaml")["properties"]["conditions"]["items"]["properties"]
+    provider = _status("redisdb.dev_redisproviders.yaml")["properties"]["conditions"]["items"]["properties"]
+    for field in ("type", "reason", "message"):
+        assert provider[field]["description"] != database[field]["description"], field
+    assert "Synced" not in provider["type"]["description"]
+    assert "CredentialsAccepted" in provider["reason"]["description"]

@@ -32,8 +32,10 @@ from redisdb_dev.devcluster.pki import ClusterPKI
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # The controllers a test of an operator needs: ownerReference cascades, namespace deletion, the `default`
-# ServiceAccount and the kube-root-ca.crt ConfigMap. No kubelet runs, so pod-related controllers are useless.
+# ServiceAccount and the kube-root-ca.crt ConfigMap, and ClusterRole aggregation (the chart's roles join
+# `edit`/`view`). No kubelet runs, so pod-related controllers are useless.
 CONTROLLERS = (
+    "clusterrole-aggregation-controller",
     "garbage-collector-controller",
     "namespace-controller",
     "serviceaccount-controller",

@@ -3,8 +3,10 @@
 --   Ready  - the database is usable and its connection Secret is written;
 --   Synced - the last reconcile succeeded; False with a permanent reason (reconcile.PERMANENT_REASONS) waits for a
 --            spec change, any other reason is retried with backoff.
--- Healthy: Ready=True and Synced=True for the current generation. Degraded: Synced=False with a permanent reason
--- for the current generation. Everything else (no status yet, creating, updating, retrying) is Progressing.
+-- Healthy: Ready=True and Synced=True for the current generation. Degraded: Synced=False for the current generation
+-- with a permanent reason, or with a credentials reason (provider_checks.CREDENTIAL_REASONS: retried, but only a
+-- person fixing the RedisProvider's Secret ends it). Everything else (no status yet, creating, updating, retrying
+-- a provider outage) is Progressing.
 -- Lua 5.1 only (Argo CD runs gopher-lua without the standard libraries).
 local permanent = {
   InvalidRequest = true,
@@ -12,6 +14,11 @@ local permanent = {
   PrimaryRegionMismatch = true,
   DatabaseIdMismatch = true,
   NameTaken = true,
+}
+local credentials = {
+  Unauthorized = true,
+  CredentialsNotFound = true,
+  CredentialsInvalid = true,
 }
 
 local hs = { status = "Progressing", message = "Waiting for the operator to reconcile the database" }
@@ -53,7 +60,8 @@ local function describe(condition)
   return text
 end
 
-if synced ~= nil and synced.status == "False" and current(synced) and permanent[synced.reason] then
+if synced ~= nil and synced.status == "False" and current(synced)
+    and (permanent[synced.reason] or credentials[synced.reason]) then
   hs.status = "Degraded"
   hs.message = describe(synced)
   return hs
