@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -243,3 +244,14 @@ def test_output_formats_round_trip() -> None:
     document = {"items": [{"name": "cache", "readRegions": ["ams"]}]}
     assert json.loads(render.dump(document, "json")) == document
     assert yaml.safe_load(render.dump(document, "yaml")) == document
+
+
+def test_the_readme_shows_every_subcommand_help_and_example(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name, example in cli.EXAMPLES.items():
+        assert f"<code>kubectl redisdb {name} --help</code>" in readme, name
+        assert f"$ {example.split(' -n ')[0]}" in readme or f"  {example}" in readme, name
+        with pytest.raises(SystemExit):
+            cli.main([name, "--help"])
+        description = capsys.readouterr().out.split("\n\n")[1].split("\n")[0]
+        assert description[:60] in readme, f"{name}: README help is stale"

@@ -420,8 +420,8 @@ EXAMPLES = {
     "list": "kubectl redisdb list -A",
     "status": "kubectl redisdb status cache -n shop",
     "connect": "kubectl redisdb connect cache -n shop --command 'PING'",
-    "plans": "kubectl redisdb plans --provider fly",
-    "regions": "kubectl redisdb regions --provider upstash",
+    "plans": "kubectl redisdb plans --provider default",
+    "regions": "kubectl redisdb regions --provider default",
     "dashboard": "kubectl redisdb dashboard cache -n shop",
     "rotate": "kubectl redisdb rotate cache -n shop",
 }
@@ -480,7 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--mode", choices=["auto", "local", "pod"], default="auto", help="where redis-cli runs (auto)")
     sub.add_argument("--image", default=pod.DEFAULT_IMAGE, help=f"image of the pod (default {pod.DEFAULT_IMAGE})")
     sub.add_argument("--timeout", type=int, default=3600, metavar="SECONDS", help="the pod stops after this (3600)")
-    sub.add_argument("--start-timeout", type=int, default=120, metavar="SECONDS", help="wait this long for the pod")
+    sub.add_argument(
+        "--start-timeout", type=int, default=120, metavar="SECONDS", help="wait this long for the pod to start (120)"
+    )
     sub.add_argument(
         "--dry-run",
         choices=["none", "client", "server"],

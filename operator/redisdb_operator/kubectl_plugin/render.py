@@ -268,7 +268,13 @@ def event_time(event: Mapping[str, Any]) -> str:
 
 def last_events(events: Iterable[Mapping[str, Any]], limit: int = 10) -> list[Mapping[str, Any]]:
     """The newest ``limit`` events, oldest first (as `kubectl describe` lists them)."""
-    ordered = sorted(events, key=lambda event: parse_time(event_time(event)) or datetime.min.replace(tzinfo=UTC))
+
+    def key(event: Mapping[str, Any]) -> tuple[datetime, int]:
+        version = str((event.get("metadata") or {}).get("resourceVersion") or "0")
+        when = parse_time(event_time(event)) or datetime.min.replace(tzinfo=UTC)
+        return when, int(version) if version.isdigit() else 0  # same second: the order they were written
+
+    ordered = sorted(events, key=key)
     return ordered[-limit:]
 
 
