@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.harness.cluster import Cluster, apply, bin_dir, get_json, kubectl, tool, wait_for
+from redisdb_dev.devrun import free_port
+from redisdb_operator import tls
+from tests.harness.cluster import Cluster, ProcessRunner, apply, bin_dir, get_json, kubectl, tool, wait_for
 from tests.harness.local_provider import FLY_ORG, LocalProvider
 from tests.harness.operator import (
     FLY_PROVIDER,
@@ -176,7 +179,7 @@ def test_list_status_and_dashboard_across_namespaces(
 
 
 def test_connect_runs_redis_cli_locally_and_its_pod_passes_restricted_pod_security(
-    operator: OperatorProcess, cluster: Cluster, namespace: str
+    operator: OperatorProcess, cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
     if shutil.which("redis-cli") is None:
         pytest.fail("redis-cli is missing (Debian: redis-tools, installed with redis-server)")
@@ -215,10 +218,80 @@ def test_connect_runs_redis_cli_locally_and_its_pod_passes_restricted_pod_securi
     assert password not in dry_run.stdout
     assert created["spec"]["activeDeadlineSeconds"] > 0
     assert get_json("pod", created["metadata"]["name"], namespace) is None  # nothing was created
+    # --cacert in the pod: the CA goes in a ConfigMap beside the pod (a CA certificate is public)
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_bytes(tls.new_ca("private-ca").cert_pem)
+    with_ca = json.loads(
+        plugin(
+            cluster, "connect", "cache", "-n", namespace, "--mode", "pod", "--dry-run=server", "-o", "json",
+            "--cacert", str(ca_file),
+        ).stdout
+    )  # fmt: skip
+    config_map, ca_pod = with_ca["items"]
+    assert config_map["kind"] == "ConfigMap" and "BEGIN CERTIFICATE" in config_map["data"]["ca.crt"]
+    ca_volumes = [volume for volume in ca_pod["spec"]["volumes"] if volume["name"] == "ca"]
+    assert ca_volumes[0]["configMap"]["name"] == config_map["metadata"]["name"]
     custom = plugin(
         cluster, "connect", "cache", "-n", namespace, "--mode", "pod", "--dry-run=client", "--image", "redis:7-alpine"
     )
     assert "image: redis:7-alpine" in custom.stdout
+
+
+def test_connect_locally_over_tls_with_a_private_ca(
+    operator: OperatorProcess,
+    cluster: Cluster,
+    namespace: str,
+    broken_provider: str,
+    processes: ProcessRunner,
+    tmp_path: Path,
+) -> None:
+    """TLS through redis-cli --tls/--cacert against a real TLS redis-server.
+
+    The local provider serves no TLS, so this database's status (endpoint, port, tls) and Secret are written here,
+    as the operator writes them for a TLS database; its provider has no credentials, so the operator leaves both.
+    """
+    ca = tls.new_ca("redisdb-test-ca")
+    cert_pem, key_pem = tls.issue_serving_cert(ca, ["localhost"])
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    (tmp_path / "server.crt").write_bytes(cert_pem)
+    (tmp_path / "server.key").write_bytes(key_pem)
+    port, password = free_port(), secrets.token_hex(16)
+    server = processes.start(
+        "redis-tls",
+        [
+            "redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--tls-cert-file", str(tmp_path / "server.crt"), "--tls-key-file", str(tmp_path / "server.key"),
+            "--tls-ca-cert-file", str(tmp_path / "ca.crt"), "--tls-auth-clients", "no", "--requirepass", password,
+        ],
+    )  # fmt: skip
+    wait_for(lambda: _listening(port), 30, message="TLS redis-server listening")
+    apply(database("secure", {"provider": broken_provider, "primary": "mad"}, tls=True), namespace)
+    apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "secure-redis", "namespace": namespace},
+            "stringData": {"REDIS_PASSWORD": password, "REDIS_URL": f"rediss://default:{password}@127.0.0.1:{port}"},
+        }
+    )
+    status = {"status": {"endpoint": "127.0.0.1", "port": port, "tls": True, "secretName": "secure-redis"}}
+    kubectl("patch", "rdb", "secure", "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+
+    ca_file = str(tmp_path / "ca.crt")
+    pong = plugin(cluster, "connect", "secure", "-n", namespace, "--cacert", ca_file, "--command", "PING")
+    assert pong.stdout.strip() == "PONG"
+    # Without the private CA the server's certificate is refused: TLS (and its verification) really is in use.
+    untrusted = plugin(
+        cluster, "connect", "secure", "-n", namespace, "--mode", "local", "--command", "PING", check=False
+    )
+    assert "PONG" not in untrusted.stdout and "certificate" in (untrusted.stdout + untrusted.stderr).lower()
+    assert server.alive
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_plans_and_regions_for_both_provider_types(operator: OperatorProcess, cluster: Cluster) -> None:

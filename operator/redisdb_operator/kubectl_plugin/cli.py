@@ -337,6 +337,18 @@ def cmd_connect(args: argparse.Namespace, kubectl: Kubectl) -> int:
     )
 
 
+def _json_documents(text: str) -> list[Any]:
+    """kubectl prints one JSON document per created object, one after another."""
+    decoder, documents, index = json.JSONDecoder(), [], 0
+    while index < len(text):
+        if text[index].isspace():
+            index += 1
+            continue
+        document, index = decoder.raw_decode(text, index)
+        documents.append(document)
+    return documents
+
+
 def _connect_in_pod(
     args: argparse.Namespace,
     kubectl: Kubectl,
@@ -371,11 +383,10 @@ def _connect_in_pod(
         sys.stdout.write(render.dump(document, args.output or "yaml"))
         return 0
     if args.dry_run == "server":
-        sys.stdout.write(
-            kubectl.run(
-                "create", "--dry-run=server", "-o", args.output or "yaml", "-f", "-", input=json.dumps(document)
-            )
-        )
+        answer = kubectl.run("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(document))
+        admitted = _json_documents(answer)
+        result = admitted[0] if len(admitted) == 1 else {"apiVersion": "v1", "kind": "List", "items": admitted}
+        sys.stdout.write(render.dump(result, args.output or "yaml"))
         return 0
 
     selector = f"{pod.LABEL_COMPONENT}={pod.COMPONENT},{pod.LABEL_DATABASE}={database}"
