@@ -149,7 +149,8 @@ def cmd_status(args: argparse.Namespace, kubectl: Kubectl) -> int:
     try:
         secret = render.secret_view(name, _secret_data(kubectl, name, namespace), show_secrets=args.show_secrets)
     except KubectlFailed as error:
-        secret = {"name": name, "keys": None, "error": error.stderr.strip().removeprefix("Error from server ")}
+        reason = "not found" if "(NotFound)" in error.stderr else f"not readable: {error.stderr.strip()}"
+        secret = {"name": name, "keys": None, "error": reason}
     try:
         events = kubectl.json(
             "get",
@@ -405,11 +406,11 @@ def _connect_in_pod(
     cli = pod.redis_cli_argv(
         host=host, port=port, tls=tls, cacert=f"{pod.CA_MOUNT}/{pod.CA_KEY}" if config_map else None, command=command
     )
-    created = False
+    attempted = False
     try:
         with _cleanup_on_signals():
+            attempted = True
             kubectl.run("create", "-f", "-", input=json.dumps(document))
-            created = True
             print(f"pod/{pod_name} created in {namespace}; waiting for it to start", file=sys.stderr)
             kubectl.run(
                 "wait", "-n", namespace, f"pod/{pod_name}", "--for=condition=Ready", f"--timeout={args.start_timeout}s"
@@ -419,10 +420,17 @@ def _connect_in_pod(
     except (KeyboardInterrupt, _Terminated):
         return 130
     finally:
-        if created:
-            kubectl.run("delete", "pod", pod_name, "-n", namespace, "--ignore-not-found", "--wait=false")
-        if config_map and created:
-            kubectl.run("delete", "configmap", config_map, "-n", namespace, "--ignore-not-found", "--wait=false")
+        if attempted:  # whatever happened (a half-created List too): remove what this session made
+            _delete_quietly(kubectl, "pod", pod_name, namespace)
+            if config_map:
+                _delete_quietly(kubectl, "configmap", config_map, namespace)
+
+
+def _delete_quietly(kubectl: Kubectl, kind: str, name: str, namespace: str) -> None:
+    try:
+        kubectl.run("delete", kind, name, "-n", namespace, "--ignore-not-found", "--wait=false")
+    except KubectlFailed as error:
+        print(f"warning: could not delete {kind}/{name}: {error.stderr.strip()}", file=sys.stderr)
 
 
 # -- parser ------------------------------------------------------------------------------------------------------
