@@ -206,7 +206,8 @@ def test_published_catalog_wins_and_marks_prices_legacy_and_excluded() -> None:
     doc = render.provider_catalog(provider)
     assert doc is published and "live catalog" in render.catalog_note(doc)
     text = render.plans_table(render.plan_rows("fly", "fly", doc))
-    assert "Free" in text and "$280.00/mo" in text and "legacy" in text and "50 GiB" in text
+    assert "$280.00/mo" in text and "legacy" in text and "50 GiB" in text
+    assert "$0.20/100k requests" in text and "Free" not in text  # pay-as-you-go is not free at 0/month
     assert "excluded" in render.regions_table(render.region_rows("fly", "fly", doc))
 
 

@@ -468,9 +468,12 @@ def region_rows(provider_name: str, provider_type: str, catalog_doc: Mapping[str
 
 
 def plans_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    def price(value: Any) -> str:
+    def price(row: Mapping[str, Any]) -> str:
+        value = row["pricePerMonth"]
+        if row["name"] == "payg" and not value:  # Fly lists pay-as-you-go at 0/month: it is billed per request
+            return "$0.20/100k requests"
         if value is None:
-            return "-"
+            return "Free" if row["name"] == "free" else "-"
         return "Free" if value == 0 else f"{format_money(value)}/mo"
 
     def read_regions(value: Any) -> str:
@@ -483,7 +486,7 @@ def plans_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 row["provider"],
                 row["name"],
                 row["displayName"],
-                price(row["pricePerMonth"]),
+                price(row),
                 format_bytes(row["maxDataSizeBytes"]),
                 read_regions(row["maxReadRegions"]),
                 "legacy (existing databases only)" if row["legacy"] else "-",
