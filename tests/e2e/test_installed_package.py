@@ -54,3 +54,8 @@ def test_pip_install_without_extras_carries_only_the_runtime(tmp_path: Path) -> 
         [str(env_dir / "bin" / "redisdb-operator"), "--version"], capture_output=True, text=True, cwd=tmp_path
     )
     assert version.returncode == 0 and version.stdout.startswith("redisdb-operator 0."), version.stdout
+    plugin = subprocess.run(
+        [str(env_dir / "bin" / "kubectl-redisdb"), "--help"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert plugin.returncode == 0, plugin.stderr[-3000:]  # the kubectl plugin ships as a console script
+    assert "rotate" in plugin.stdout and "connect" in plugin.stdout

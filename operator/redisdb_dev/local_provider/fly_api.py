@@ -6,11 +6,14 @@ injected fault or an internal failure changes the HTTP status.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +23,7 @@ from redis.exceptions import RedisError
 from redisdb_operator.providers import catalog
 from redisdb_operator.providers.base import ProviderType
 
-from . import graphql
+from . import graphql, usage
 from .gate import WireGate
 from .registry import LocalDatabase, Registry, RegistryError
 from .settings import Settings
@@ -52,6 +55,27 @@ _UNAUTHORIZED = {
 }
 
 Resolver = Callable[[dict[str, Any]], Awaitable[Any]]
+
+# Per request: whether the query selects AddOn.stats (only then is each redis-server asked), and the base URL the
+# dashboard links point at (the local provider serves them itself).
+_STATS_SELECTED: ContextVar[bool] = ContextVar("stats_selected", default=False)
+_BASE_URL: ContextVar[str] = ContextVar("base_url", default="")
+
+
+def selects(
+    selections: Sequence[graphql.Selection] | None, name: str, fragments: dict[str, list[graphql.Selection]]
+) -> bool:
+    """Whether a field called ``name`` is selected anywhere below ``selections`` (through fragments too)."""
+    for selection in selections or []:
+        if isinstance(selection, graphql.Field):
+            if selection.name == name or selects(selection.selections, name, fragments):
+                return True
+        elif isinstance(selection, graphql.InlineFragment):
+            if selects(selection.selections, name, fragments):
+                return True
+        elif selects(fragments.get(selection.name), name, fragments):
+            return True
+    return False
 
 
 class FieldError(Exception):
@@ -116,6 +140,7 @@ class FlyApi:
         self.gate = gate
         self.settings = settings
         self.org_slugs = settings.fly_org_ids()  # id -> slug
+        self._sso_key = secrets.token_bytes(32)  # signs the dashboard sign-on links for this process's lifetime
         self.queries: dict[str, Resolver] = {
             "organization": self.organization,
             "addOnPlans": self.add_on_plans,
@@ -132,7 +157,7 @@ class FlyApi:
         }
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/graphql", self.handle)]
+        return [web.post("/graphql", self.handle), web.get("/dashboard/sso/{kind}/{ident}", self.dashboard)]
 
     # -- transport -----------------------------------------------------------------------------------------------
 
@@ -168,6 +193,8 @@ class FlyApi:
             return web.json_response(_UNAUTHORIZED)
         try:
             coerced = graphql.coerce_variables(operation, variables)
+            _BASE_URL.set(f"{request.scheme}://{request.host}")
+            _STATS_SELECTED.set(selects(fields, "stats", document.fragments))
             return web.json_response(await self._execute(operation.kind, fields, document.fragments, coerced))
         except graphql.GraphQLError as error:
             return web.json_response({"errors": [{"message": str(error)}]})
@@ -237,9 +264,46 @@ class FlyApi:
             "rawSlug": slug,
             "paidPlan": True,
             "addOns": add_ons,
+            "addOnSsoLink": self._sso_link("org", slug),
         }
 
-    def _add_on_json(self, database: LocalDatabase) -> dict[str, Any]:
+    def _sso_token(self, kind: str, ident: str) -> str:
+        return hmac.new(self._sso_key, f"{kind}:{ident}".encode(), hashlib.sha256).hexdigest()
+
+    def _sso_link(self, kind: str, ident: str) -> str:
+        """A sign-on link as Fly's ``ssoLink``: whoever holds it is signed in, so it is a credential."""
+        return f"{_BASE_URL.get()}/dashboard/sso/{kind}/{ident}?token={self._sso_token(kind, ident)}"
+
+    async def _stats(self, database: LocalDatabase) -> dict[str, Any] | None:
+        """``AddOn.stats`` when the query asks for it: the Upstash stats object (the Fly shape is undocumented)."""
+        if not _STATS_SELECTED.get():
+            return None
+        try:
+            return usage.database_stats(database.record.plan, await usage.read_usage(database))
+        except RedisError:
+            log.warning("fly: no stats for %s: its redis-server did not answer", database.record.id)
+            return None
+
+    async def dashboard(self, request: web.Request) -> web.StreamResponse:
+        """The page a sign-on link opens: the add-on (or the organization's add-ons), never a password."""
+        kind, ident = request.match_info["kind"], request.match_info["ident"]
+        token = request.query.get("token", "")
+        if kind not in ("addon", "org") or not hmac.compare_digest(token, self._sso_token(kind, ident)):
+            return web.Response(status=401, text="sign-on link invalid or expired\n")
+        if kind == "org":
+            databases = self.registry.owned(API, [ident])
+        else:
+            databases = [db for db in self.registry.owned(API, self.settings.fly_orgs) if db.record.id == ident]
+        rows = "".join(
+            f"<li>{db.record.name}: {db.record.plan}, {db.record.primary_region}"
+            f"{' + ' + ', '.join(db.record.read_regions) if db.record.read_regions else ''}</li>"
+            for db in databases
+        )
+        return web.Response(
+            text=f"<html><body><h1>Upstash Redis (local)</h1><ul>{rows}</ul></body></html>\n", content_type="text/html"
+        )
+
+    def _add_on_json(self, database: LocalDatabase, stats: dict[str, Any] | None = None) -> dict[str, Any]:
         record = database.record
         host, port = database.primary.host, database.primary.port
         url = f"redis://default:{record.password}@{host}:{port}"
@@ -259,7 +323,7 @@ class FlyApi:
             "password": record.password,
             "hostname": host,
             "environment": {"REDIS_URL": url},
-            "ssoLink": None,
+            "ssoLink": self._sso_link("addon", record.id),
             "createdAt": created,
             "updatedAt": created,
             "addOnPlan": plan_json(record.plan),
@@ -268,7 +332,7 @@ class FlyApi:
             "organization": self._org_json(record.owner),
             "app": None,
             "apps": {"nodes": []},
-            "stats": None,
+            "stats": stats,
         }
 
     def _find(self, arguments: dict[str, Any]) -> LocalDatabase:
@@ -300,13 +364,18 @@ class FlyApi:
         return {"nodes": [plan_json(name) for name in catalog.PLANS[API]]}
 
     async def add_on(self, arguments: dict[str, Any]) -> Any:
-        return self._add_on_json(self._find(arguments))
+        database = self._find(arguments)
+        return self._add_on_json(database, await self._stats(database))
 
     async def add_ons(self, arguments: dict[str, Any]) -> Any:
         if arguments.get("type") not in (None, *ADDON_TYPES):
             return {"nodes": []}
         nodes = self.registry.owned(API, self.settings.fly_orgs)
-        return {"nodes": [self._add_on_json(db) for db in nodes], "totalCount": len(nodes)}
+        stats = await asyncio.gather(*(self._stats(db) for db in nodes))
+        return {
+            "nodes": [self._add_on_json(db, s) for db, s in zip(nodes, stats, strict=True)],
+            "totalCount": len(nodes),
+        }
 
     async def add_on_provider(self, arguments: dict[str, Any]) -> Any:
         if arguments.get("name") not in ADDON_TYPES:

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from redisdb_operator.providers import catalog
 from redisdb_operator.providers.base import ProviderType
 
+from . import usage
 from .gate import WireGate
 from .registry import TLS_UNSUPPORTED, LocalDatabase, Registry, RegistryError
 from .rest_api import rest_url
@@ -91,6 +92,7 @@ class UpstashApi:
             web.post("/v2/redis/{id}/change-plan", wrap("change-plan", self.change_plan)),
             web.post("/v2/redis/change-plan/{id}", wrap("change-plan", self.change_plan)),
             web.post("/v2/redis/reset-password/{id}", wrap("reset-password", self.reset_password)),
+            web.get("/v2/redis/stats/{id}", wrap("stats", self.stats)),
             web.route("*", "/v2/{tail:.*}", wrap("unknown", self.unknown)),
         ]
 
@@ -229,6 +231,11 @@ class UpstashApi:
         database = self._find(request, account)
         await self.registry.reset_password(database)
         return web.json_response(database_json(database, request))
+
+    async def stats(self, request: web.Request, account: str) -> web.StreamResponse:
+        """``DatabaseStats``, counted from the redis-server (``?period=`` as the MCP server sends is accepted)."""
+        database = self._find(request, account)
+        return web.json_response(usage.database_stats(database.record.plan, await usage.read_usage(database)))
 
     async def unknown(self, request: web.Request, account: str) -> web.StreamResponse:
         return _error(404, f"no such endpoint: {request.method} {request.path}")
