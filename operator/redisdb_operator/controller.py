@@ -273,19 +273,8 @@ class DatabaseController:
             return
         assert observed is not None
         if isinstance(action, UpdateAction):
-            await client.update(observed.id, action.update)
+            observed = await client.update(observed, action.update)
             metrics.PROVIDER_ACTIONS.inc(action="update")
-            observed = observed.model_copy(
-                update={
-                    key: value
-                    for key, value in (
-                        ("read_regions", action.update.read_regions),
-                        ("plan", action.update.plan),
-                        ("eviction", action.update.eviction),
-                    )
-                    if value is not None
-                }
-            )
             handle.observer.remember(observed)
             summary = "; ".join(change.describe() for change in action.changes)
             is_drift = generation == status.get("observedGeneration") and not fresh

@@ -114,9 +114,10 @@ class UpstashClient:
             raise ProviderError("upstash list databases: unexpected response (not a list)")
         return [parse_database(item) for item in body if isinstance(item, Mapping) and item.get("database_id")]
 
-    async def update(self, database_id: str, update: DatabaseUpdate) -> None:
+    async def update(self, database: Database, update: DatabaseUpdate) -> Database:
         if update.is_empty():
-            return
+            return database
+        database_id = database.id
         # A downgrade to a single-region plan must drop replicas first; any other plan change goes first so
         # that new read regions land on a plan that allows them.
         target_plan = catalog.plan(ProviderType.UPSTASH, update.plan) if update.plan is not None else None
@@ -136,6 +137,7 @@ class UpstashClient:
                 idempotent=True,
                 metric_operation=action,
             )
+        return update.applied_to(database)
 
     async def reset_password(self, database_id: str) -> Database:
         response = await self._http.request(
