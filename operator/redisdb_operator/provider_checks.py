@@ -13,8 +13,9 @@ from typing import Any
 
 import kopf
 
+from .errors import backoff_delay, classify_error
 from .provider_registry import ProviderRegistry
-from .reconcile import backoff_delay, classify_error, condition, set_condition
+from .reconcile import condition, set_condition
 
 
 def _now() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import httpx
 import kopf
@@ -255,24 +256,23 @@ async def test_server_serves_the_registry() -> None:
 
 
 def test_controller_counts_a_reported_conflict_as_permanent_and_places_the_database() -> None:
-    from redisdb_operator.controller import DatabaseController
+    from redisdb_operator.controller import DatabaseController, resource_of
 
-    raw = {
+    raw: dict[str, Any] = {
         "metadata": {"name": "cache", "namespace": "shop", "uid": "uid-unit-metrics", "generation": 1},
         "spec": {"providerRef": {"name": "unit-provider"}, "primaryRegion": "mad"},
     }
-    patch = kopf.Patch()
-    patch.status["conditions"] = [
+    written = [
         {"type": "Synced", "status": "False", "reason": "PrimaryRegionMismatch"},
         {"type": "Ready", "status": "False", "reason": "PrimaryRegionMismatch"},
     ]
     before = metrics.RECONCILES.value(trigger="change", result="permanent_error")
-    DatabaseController._record_reconcile(kopf.Body(raw), patch, "change", "success", 0.0)
+    DatabaseController._record_reconcile(resource_of(kopf.Body(raw)), written, "change", "success", 0.0)
     assert metrics.RECONCILES.value(trigger="change", result="permanent_error") == before + 1
     assert metrics.DATABASES.value(provider="unit-provider", ready="false") == 1
     # a later success with no status change keeps the Ready condition the object already shows
     raw["status"] = {"conditions": [{"type": "Synced", "status": "True"}, {"type": "Ready", "status": "True"}]}
-    DatabaseController._record_reconcile(kopf.Body(raw), kopf.Patch(), "resync", "success", 0.0)
+    DatabaseController._record_reconcile(resource_of(kopf.Body(raw)), None, "resync", "success", 0.0)
     assert metrics.DATABASES.value(provider="unit-provider", ready="false") == 0
     assert metrics.DATABASES.value(provider="unit-provider", ready="true") == 1
     metrics.DATABASE_READINESS.forget("uid-unit-metrics")

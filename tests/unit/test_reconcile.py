@@ -1,4 +1,4 @@
-"""Table tests of the pure reconcile core: (desired, observed) -> action, errors -> verdicts, conditions."""
+"""Table tests of the pure reconcile core: (desired, observed) -> action, the catalog check, conditions."""
 
 from __future__ import annotations
 
@@ -7,31 +7,20 @@ import datetime
 import pytest
 
 from redisdb_operator.models import RedisDatabaseSpec
-from redisdb_operator.providers.base import (
-    AlreadyExistsError,
-    Database,
-    InvalidRequestError,
-    ProviderType,
-    RateLimitedError,
-    UnauthorizedError,
-    UnavailableError,
-)
+from redisdb_operator.providers.base import Database, ProviderType
 from redisdb_operator.reconcile import (
     PERMANENT_REASONS,
-    ConfigurationError,
     ConflictAction,
     CreateAction,
     DesiredDatabase,
     NoAction,
     UpdateAction,
-    backoff_delay,
-    classify_error,
+    catalog_problem,
     condition,
     parse_timestamp,
     plan_action,
     set_condition,
     stranger_database,
-    validate_against_catalog,
     waiting_for_spec_change,
 )
 
@@ -126,34 +115,6 @@ def test_other_database_with_the_name_is_a_conflict() -> None:
     assert isinstance(action, ConflictAction) and action.reason == "DatabaseIdMismatch"
 
 
-@pytest.mark.parametrize(
-    ("error", "reason", "temporary", "retry_after"),
-    [
-        (RateLimitedError("slow down", retry_after=7), "RateLimited", True, 7),
-        (UnavailableError("503"), "ProviderUnavailable", True, None),
-        (UnauthorizedError("bad key"), "Unauthorized", True, None),
-        (InvalidRequestError("unknown region"), "InvalidRequest", False, None),
-        (AlreadyExistsError("taken"), "AlreadyExists", True, 10.0),
-        (ConfigurationError("CredentialsNotFound", "no secret"), "CredentialsNotFound", True, None),
-        (RuntimeError("boom"), "InternalError", True, None),
-    ],
-)
-def test_errors_map_to_reasons_and_retry_decisions(
-    error: Exception, reason: str, temporary: bool, retry_after: float | None
-) -> None:
-    verdict = classify_error(error)
-    assert (verdict.reason, verdict.temporary, verdict.retry_after) == (reason, temporary, retry_after)
-
-
-def test_backoff_honours_retry_after_and_caps() -> None:
-    assert backoff_delay(0, 12) == 12
-    assert backoff_delay(3, 10_000) == 300
-    for retry in range(20):
-        delay = backoff_delay(retry, None)
-        assert 0 < delay <= 300
-    assert backoff_delay(10, None) >= 150  # exponential, half of it fixed
-
-
 def test_condition_transition_time_moves_only_on_status_change() -> None:
     first = set_condition(
         None, type_="Ready", status="False", reason="Creating", message="", generation=1, now="2026-01-01T00:00:00Z"
@@ -189,23 +150,23 @@ def test_permanent_failure_waits_for_the_next_generation() -> None:
     ("provider_type", "overrides", "fragment"),
     [
         (ProviderType.FLY, {}, None),
-        (ProviderType.FLY, {"primary_region": "xyz"}, "spec.primaryRegion 'xyz' is not a fly region"),
-        (ProviderType.FLY, {"read_regions": frozenset({"us-east-1"})}, "spec.readRegions: 'us-east-1'"),
-        (ProviderType.FLY, {"plan": "fixed_500gb"}, "spec.plan 'fixed_500gb' is not a fly plan"),
-        (ProviderType.FLY, {"plan": "free"}, "allows at most 0 read regions"),
-        (ProviderType.UPSTASH, {}, "spec.primaryRegion 'mad' is not a upstash region"),
+        (ProviderType.FLY, {"primary_region": "xyz"}, "spec.primaryRegion xyz is not a Fly.io region: use one of"),
+        (ProviderType.FLY, {"read_regions": frozenset({"us-east-1"})}, "spec.readRegions: us-east-1 is not a Fly.io"),
+        (ProviderType.FLY, {"plan": "fixed_500gb"}, "spec.plan fixed_500gb is not a Fly.io plan"),
+        (ProviderType.FLY, {"plan": "free"}, "spec.readRegions: plan free is single-region"),
+        (ProviderType.UPSTASH, {}, "spec.primaryRegion mad is not an Upstash region"),
         (ProviderType.UPSTASH, {"primary_region": "eu-west-1", "read_regions": frozenset({"us-east-1"})}, None),
         (
             ProviderType.UPSTASH,
             {"primary_region": "us-east-1", "read_regions": frozenset({"us-central1"})},
-            "'us-central1' is not a upstash read region",
+            "spec.readRegions: us-central1 (GCP US Central (Iowa)) can be an Upstash primary region but not a read",
         ),
     ],
 )
-def test_catalog_validation_names_the_field(
+def test_the_catalog_check_names_the_field(
     provider_type: ProviderType, overrides: dict[str, object], fragment: str | None
 ) -> None:
-    problem = validate_against_catalog(provider_type, desired(**overrides))
+    problem = catalog_problem(provider_type, desired(**overrides))
     if fragment is None:
         assert problem is None
     else:
