@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from tests.harness.argocd_health import health_of
 from tests.harness.cluster import get_json, kubectl, to_yaml, wait_for
 from tests.harness.local_provider import LocalProvider
 from tests.harness.operator import (
@@ -23,7 +24,6 @@ from tests.harness.operator import (
     wait_gone,
     wait_ready,
 )
-from tests.unit.test_argocd_health import health_of
 
 FIELD_MANAGER = "argocd-controller"
 PERMANENT = {"InvalidRequest", "InvalidSpec", "PrimaryRegionMismatch", "DatabaseIdMismatch", "NameTaken"}
