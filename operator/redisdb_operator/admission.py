@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .desired import DesiredDatabase, catalog_problem
 from .models import NAME_FORMAT, NAME_MAX_LENGTH, NAME_PATTERN, RedisDatabaseSpec, RedisProviderSpec
-from .reconcile import DesiredDatabase, catalog_problem
 
 _NAME = re.compile(NAME_PATTERN)
 

@@ -20,6 +20,7 @@ import kopf
 from pydantic import ValidationError
 
 from . import metrics, reconcile
+from .desired import CreateAction, UpdateAction
 from .errors import backoff_delay, classify_error
 from .kube import KubeClient
 from .ledger import ObjectLedger
@@ -27,7 +28,6 @@ from .models import RedisDatabaseSpec
 from .provider_registry import ProviderHandle, ProviderRegistry
 from .providers.base import AlreadyExistsError, Database, NotFoundError, UnauthorizedError, UnavailableError
 from .reconcile import (
-    CreateAction,
     Delete,
     Facts,
     GiveUp,
@@ -42,12 +42,10 @@ from .reconcile import (
     ResetPassword,
     Resource,
     Step,
-    UpdateAction,
     Wait,
-    condition,
-    parse_timestamp,
 )
 from .secrets import SecretPublisher, SecretTarget
+from .status import condition, parse_timestamp, waiting_for_spec_change
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -106,7 +104,7 @@ class DatabaseController:
         self, body: kopf.Body, *, fresh: bool, patch: kopf.Patch, logger: Logger, retry: int = 0
     ) -> None:
         resource = resource_of(body)
-        if not fresh and reconcile.waiting_for_spec_change(resource.status, resource.generation):
+        if not fresh and waiting_for_spec_change(resource.status, resource.generation):
             return  # a permanent error at this generation: retrying cannot help, a spec change will
         async with self._ledger.lock(resource.uid), self._provider_slots:
             if self._ledger.deletion_finished(resource.uid) or body.meta.get("deletionTimestamp"):

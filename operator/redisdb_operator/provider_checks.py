@@ -15,7 +15,7 @@ import kopf
 
 from .errors import backoff_delay, classify_error
 from .provider_registry import ProviderRegistry
-from .reconcile import condition, set_condition
+from .status import condition, set_condition
 
 
 def _now() -> str:

@@ -11,281 +11,36 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
+from .desired import (
+    Action,
+    ConflictAction,
+    CreateAction,
+    DesiredDatabase,
+    FieldChange,
+    UpdateAction,
+    catalog_problem,
+    plan_action,
+)
 from .models import (
     ANNOTATION_ADOPT,
     ANNOTATION_FORCE_ORPHAN,
     ANNOTATION_ROTATE_PASSWORD,
-    Condition,
     DeletionPolicy,
     RedisDatabaseSpec,
 )
-from .providers import catalog
-from .providers.base import CreateDatabaseRequest, Database, DatabaseUpdate, ProviderType
-
-
-@dataclasses.dataclass(frozen=True)
-class DesiredDatabase:
-    """The spec with every default applied: what the provider database must look like."""
-
-    name: str
-    primary_region: str
-    read_regions: frozenset[str]
-    plan: str
-    eviction: bool
-    tls: bool | None
-
-    @classmethod
-    def from_spec(cls, spec: RedisDatabaseSpec, *, namespace: str, metadata_name: str) -> DesiredDatabase:
-        return cls(
-            name=spec.effective_name(namespace, metadata_name),
-            primary_region=spec.primary_region,
-            read_regions=frozenset(spec.read_regions or ()),
-            plan=spec.plan or catalog.DEFAULT_PLAN,
-            eviction=bool(spec.eviction),
-            tls=spec.tls,
-        )
-
-    def create_request(self) -> CreateDatabaseRequest:
-        return CreateDatabaseRequest(
-            name=self.name,
-            primary_region=self.primary_region,
-            read_regions=tuple(sorted(self.read_regions)),
-            plan=self.plan,
-            eviction=self.eviction,
-            tls=self.tls,
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class FieldChange:
-    field: str
-    observed: Any
-    desired: Any
-
-    def describe(self) -> str:
-        return f"{self.field}: {_show(self.observed)} -> {_show(self.desired)}"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, frozenset | set | tuple | list):
-        return "[" + ",".join(sorted(str(v) for v in value)) + "]"
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class CreateAction:
-    request: CreateDatabaseRequest
-    recreate: bool  # the database we had recorded is gone at the provider
-
-
-@dataclasses.dataclass(frozen=True)
-class UpdateAction:
-    update: DatabaseUpdate
-    changes: tuple[FieldChange, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class ConflictAction:
-    """The provider database differs in a way that cannot be changed in place; a human must decide."""
-
-    reason: str
-    message: str
-
-
-@dataclasses.dataclass(frozen=True)
-class NoAction:
-    pass
-
-
-Action = CreateAction | UpdateAction | ConflictAction | NoAction
-
-
-def plan_action(desired: DesiredDatabase, observed: Database | None, recorded_id: str | None) -> Action:
-    """Decide the one provider action that moves the observed database toward the desired one."""
-    if observed is None:
-        return CreateAction(desired.create_request(), recreate=recorded_id is not None)
-    if observed.primary_region != desired.primary_region:
-        return ConflictAction(
-            "PrimaryRegionMismatch",
-            f"the provider database {observed.name!r} has primary region {observed.primary_region!r} but "
-            f"spec.primaryRegion is {desired.primary_region!r}; a primary region can't be changed: create a new "
-            f"RedisDatabase (or set spec.name) for the new region",
-        )
-    if recorded_id is not None and observed.id != recorded_id:
-        return ConflictAction(
-            "DatabaseIdMismatch",
-            f"status.databaseId is {recorded_id!r} but the provider database named {observed.name!r} has id "
-            f"{observed.id!r}; delete the RedisDatabase with deletionPolicy Orphan and re-create it annotated "
-            f"{ANNOTATION_ADOPT}=true to adopt",
-        )
-    changes: list[FieldChange] = []
-    read_regions: tuple[str, ...] | None = None
-    plan: str | None = None
-    eviction: bool | None = None
-    if frozenset(observed.read_regions) != desired.read_regions:
-        read_regions = tuple(sorted(desired.read_regions))
-        changes.append(FieldChange("readRegions", frozenset(observed.read_regions), desired.read_regions))
-    if observed.plan != desired.plan:
-        plan = desired.plan
-        changes.append(FieldChange("plan", observed.plan, desired.plan))
-    if observed.eviction != desired.eviction:
-        eviction = desired.eviction
-        changes.append(FieldChange("eviction", observed.eviction, desired.eviction))
-    if not changes:
-        return NoAction()
-    return UpdateAction(DatabaseUpdate(read_regions=read_regions, plan=plan, eviction=eviction), tuple(changes))
-
-
-# --- the one catalog check (admission at the door, decide() before any provider call) -------------------------
-
-_PROVIDER_LABEL = {ProviderType.FLY: "a Fly.io", ProviderType.UPSTASH: "an Upstash"}
-
-
-def _listing(codes: Iterable[str]) -> str:
-    return ", ".join(codes)
-
-
-def catalog_problem(provider_type: ProviderType, desired: DesiredDatabase) -> str | None:
-    """Regions and plans the referenced provider's type offers, and the plan's limits; None when all fit."""
-    label = _PROVIDER_LABEL[provider_type]
-    regions = catalog.REGIONS[provider_type]
-    current = [code for code, region in regions.items() if not region.deprecated]
-    if desired.primary_region not in regions:
-        return (
-            f"spec.primaryRegion {desired.primary_region} is not {label} region: use one of {_listing(current)} "
-            f"(or reference a RedisProvider of the other type)"
-        )
-    if desired.primary_region in desired.read_regions:
-        return (
-            f"spec.readRegions must not contain the primary region {desired.primary_region}: the primary already "
-            f"serves reads; remove {desired.primary_region} from readRegions"
-        )
-    readable = [code for code in current if regions[code].read_region_allowed and code != desired.primary_region]
-    for code in sorted(desired.read_regions):
-        region = regions.get(code)
-        if region is None:
-            return f"spec.readRegions: {code} is not {label} region: use one of {_listing(readable)}"
-        if not region.read_region_allowed:
-            return (
-                f"spec.readRegions: {code} ({region.name}) can be {label} primary region but not a read region: "
-                f"remove it, or use one of {_listing(readable)}"
-            )
-    plans = catalog.PLANS[provider_type]
-    plan = plans.get(desired.plan)
-    if plan is None:
-        return f"spec.plan {desired.plan} is not {label} plan: use one of {_listing(plans)}"
-    if plan.max_read_regions is not None and len(desired.read_regions) > plan.max_read_regions:
-        multi_region = [name for name, candidate in plans.items() if candidate.max_read_regions is None]
-        limit = "single-region" if plan.max_read_regions == 0 else f"limited to {plan.max_read_regions} read regions"
-        return (
-            f"spec.readRegions: plan {plan.name} is {limit} but readRegions has {len(desired.read_regions)} "
-            f"({_listing(sorted(desired.read_regions))}): remove readRegions, or choose a plan with read regions: "
-            f"{_listing(multi_region)}"
-        )
-    return None
-
-
-# --- conditions and status ----------------------------------------------------------------------------------
-
-Status = Literal["True", "False", "Unknown"]
-
-
-def set_condition(
-    conditions: Sequence[Mapping[str, Any]] | None,
-    *,
-    type_: str,
-    status: Status,
-    reason: str,
-    message: str,
-    generation: int | None,
-    now: str,
-) -> list[dict[str, Any]]:
-    """Return the condition list with one condition replaced; lastTransitionTime moves only when status does."""
-    result: list[dict[str, Any]] = []
-    previous: Mapping[str, Any] | None = None
-    for condition in conditions or ():
-        if condition.get("type") == type_:
-            previous = condition
-        else:
-            result.append(dict(condition))
-    transition = now if previous is None or previous.get("status") != status else previous.get("lastTransitionTime")
-    new = Condition(
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message,
-        observed_generation=generation,
-        last_transition_time=transition or now,
-    )
-    result.append(new.model_dump(by_alias=True, exclude_none=True))
-    return sorted(result, key=lambda c: str(c.get("type")))
-
-
-def observed_status(database: Database) -> dict[str, Any]:
-    """The status fields that mirror the provider database (no credentials)."""
-    return {
-        "databaseId": database.id,
-        "providerName": database.name,
-        "endpoint": database.host or None,
-        "port": database.port or None,
-        "primaryRegion": database.primary_region,
-        "readRegions": sorted(database.read_regions),
-        "plan": database.plan,
-        "eviction": database.eviction,
-        "tls": database.tls,
-        "state": database.state,
-    }
-
-
-def condition(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
-    for item in conditions or ():
-        if item.get("type") == type_:
-            return item
-    return None
-
-
-def waiting_for_spec_change(status: Mapping[str, Any] | None, generation: int | None) -> bool:
-    """True when the last attempt at this generation failed permanently: retrying it cannot succeed."""
-    synced = condition((status or {}).get("conditions"), "Synced")
-    return bool(
-        synced
-        and synced.get("status") == "False"
-        and synced.get("reason") in PERMANENT_REASONS - RECHECKED_BY_RESYNC
-        and synced.get("observedGeneration") == generation
-    )
-
-
-PERMANENT_REASONS = frozenset(
-    {"InvalidRequest", "PrimaryRegionMismatch", "DatabaseIdMismatch", "InvalidSpec", "NameTaken"}
+from .providers.base import Database, ProviderType
+from .status import (
+    UNCERTAIN_CREATE_FIELD,
+    failed_conditions,
+    format_timestamp,
+    observed_status,
+    status_changes,
+    succeeded_conditions,
+    uncertain_create_remaining,
 )
-# Permanent for Argo CD (a human decides) but cheap to look at again from the shared snapshot: the stranger's
-# database may be deleted or renamed at the provider, which no Kubernetes event announces.
-RECHECKED_BY_RESYNC = frozenset({"NameTaken"})
-
-
-# --- creates whose outcome is unknown -------------------------------------------------------------------------
-
-UNCERTAIN_CREATE_FIELD = "createUncertainSince"
-
-
-def uncertain_create_remaining(status: Mapping[str, Any] | None, *, now: datetime.datetime, window: float) -> float:
-    """Seconds a timed-out create may still land for, by the status marker (0 when there is none or it is over).
-
-    A provider may act on a create after our client gave up waiting; until the window has passed, creating again
-    could make a twin and releasing the resource could leave the late database behind with no owner.
-    """
-    since = (status or {}).get(UNCERTAIN_CREATE_FIELD)
-    if not since or (status or {}).get("databaseId"):
-        return 0.0
-    sent = parse_timestamp(since)
-    if sent is None:
-        return window  # unreadable (edited by hand?): assume the whole window, the safe side
-    elapsed = (now - sent).total_seconds()
-    return max(0.0, min(window, window - elapsed))
-
 
 # --- whose database is it -----------------------------------------------------------------------------------
 
@@ -315,18 +70,6 @@ def stranger_database(
         f"implicitly. To manage (and on deletion destroy) it from here, annotate the RedisDatabase "
         f"{ANNOTATION_ADOPT}=true; for a new database, re-create the RedisDatabase with another spec.name",
     )
-
-
-def parse_timestamp(value: object) -> datetime.datetime | None:
-    """A Kubernetes timestamp (RFC 3339, UTC, seconds) as an aware datetime; None when absent or unreadable."""
-    try:
-        return datetime.datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    except ValueError:
-        return None
-
-
-def format_timestamp(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # kopf's bookkeeping before it moved to kopf.redisdb.dev/: while the marker stays, kopf's change detection
@@ -749,80 +492,41 @@ def _converge(
 
 
 def _ready_status(facts: Facts, seen: Observation, database: Database, handled_rotation: str | None) -> dict[str, Any]:
-    """The status once the Secret is published: the Ready rule, the mirror of the database, rotation bookkeeping.
-
-    Empty when nothing would change, so an idle resync writes nothing; lastSyncTime moves only with a change.
-    """
+    """The status once the Secret is published: the Ready rule, the mirror of the database, rotation bookkeeping."""
     resource = facts.resource
-    status = resource.status
+    assert facts.provider is not None
     now = format_timestamp(facts.now)
     secret_name = resource.secret_name()
-    conditions = set_condition(
-        status.get("conditions"),
-        type_="Synced",
-        status="True",
-        reason="ReconcileSuccess",
-        message="",
+    conditions = succeeded_conditions(
+        resource.status.get("conditions"),
         generation=resource.generation,
         now=now,
+        state=database.state,
+        secret_name=secret_name,
     )
-    ready = database.state in ("active", "ready", "created", "")
-    conditions = set_condition(
-        conditions,
-        type_="Ready",
-        status="True" if ready else "False",
-        reason="Available" if ready else "NotActive",
-        message=f"secret {secret_name} holds the connection details" if ready else f"state is {database.state}",
-        generation=resource.generation,
-        now=now,
-    )
-    assert facts.provider is not None
-    new_status: dict[str, Any] = {
+    rendered: dict[str, Any] = {
         **observed_status(database),
         "provider": facts.provider.name,
         "secretName": secret_name,
         "observedGeneration": resource.generation,
         "conditions": conditions,
         "lastHandledRotation": handled_rotation,
-        "passwordRotatedAt": now if seen.password_reset else status.get("passwordRotatedAt"),
+        "passwordRotatedAt": now if seen.password_reset else resource.status.get("passwordRotatedAt"),
     }
-    comparable = {key: value for key, value in new_status.items() if value is not None}
-    written: dict[str, Any] = {}
-    if comparable != {key: status.get(key) for key in comparable}:
-        written = {**comparable, "lastSyncTime": now}
-    if status.get(UNCERTAIN_CREATE_FIELD):
-        written[UNCERTAIN_CREATE_FIELD] = None  # the database is recorded: nothing is left in flight
-    return written
+    return status_changes(resource.status, rendered, now=now)
 
 
 def failure_status(resource: Resource, reason: str, message: str, now: datetime.datetime) -> Plan:
-    """Synced=False with the reason (Ready=False too if the object never had a Ready condition); a Warning Event
-    only when the reason is new, so a retried failure does not flood the Events."""
-    status = resource.status
-    when = format_timestamp(now)
-    conditions = set_condition(
-        status.get("conditions"),
-        type_="Synced",
-        status="False",
+    """Synced=False with the reason; a Warning Event only when the reason is new, so a retried failure does not
+    flood the Events."""
+    conditions, new_reason = failed_conditions(
+        resource.status.get("conditions"),
         reason=reason,
         message=message,
         generation=resource.generation,
-        now=when,
+        now=format_timestamp(now),
     )
-    if condition(conditions, "Ready") is None:
-        conditions = set_condition(
-            conditions,
-            type_="Ready",
-            status="False",
-            reason=reason,
-            message=message,
-            generation=resource.generation,
-            now=when,
-        )
-    previous = condition(status.get("conditions"), "Synced")
-    events: tuple[KubeEvent, ...] = ()
-    if previous is None or previous.get("reason") != reason or previous.get("status") != "False":
-        events = (KubeEvent("Warning", reason, message),)
+    events = (KubeEvent("Warning", reason, message),) if new_reason else ()
     return Plan(Refuse(reason, message), Observation.first(resource), events=events, status={"conditions": conditions})
 
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from redisdb_operator.admission import claim_of, validate_redisdatabase
+from redisdb_operator.desired import DesiredDatabase, catalog_problem
 from redisdb_operator.providers.base import ProviderType
-from redisdb_operator.reconcile import DesiredDatabase, catalog_problem
 
 PROVIDERS: dict[str, dict[str, Any]] = {
     "default": {"type": "fly", "organization": "personal", "credentialsSecretRef": {"namespace": "x", "name": "y"}},

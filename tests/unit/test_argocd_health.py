@@ -91,7 +91,7 @@ def test_degraded_reasons_are_the_operators_permanent_reasons() -> None:
     """health.lua's `permanent` table and reconcile.PERMANENT_REASONS must not drift apart."""
     import re
 
-    from redisdb_operator.reconcile import PERMANENT_REASONS
+    from redisdb_operator.status import PERMANENT_REASONS
 
     table = re.search(r"local permanent = \{(.*?)\}", HEALTH_LUA.read_text(), re.S)
     assert table is not None

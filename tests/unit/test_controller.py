@@ -11,7 +11,7 @@ import pytest
 
 from redisdb_operator.controller import ControllerConfig, DatabaseController
 from redisdb_operator.providers.base import CreateDatabaseRequest, Database
-from redisdb_operator.reconcile import condition
+from redisdb_operator.status import condition
 from tests.unit.fakes import LOGGER, FakeKube, InMemoryProvider, OneProvider, applied, body
 
 pytestmark = pytest.mark.usefixtures("posted_events")

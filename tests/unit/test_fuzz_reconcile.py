@@ -15,10 +15,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from redisdb_operator.admission import claim_of, validate_redisdatabase
-from redisdb_operator.models import RedisDatabaseSpec
-from redisdb_operator.providers import catalog
-from redisdb_operator.providers.base import Database, ProviderType
-from redisdb_operator.reconcile import (
+from redisdb_operator.desired import (
     ConflictAction,
     CreateAction,
     DesiredDatabase,
@@ -27,6 +24,9 @@ from redisdb_operator.reconcile import (
     catalog_problem,
     plan_action,
 )
+from redisdb_operator.models import RedisDatabaseSpec
+from redisdb_operator.providers import catalog
+from redisdb_operator.providers.base import Database, ProviderType
 
 EXAMPLES = int(os.environ.get("REDISDB_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -60,7 +60,7 @@ def top_level(names: set[str]) -> set[str]:
     return {name.split(".")[0] for name in names}
 
 
-@pytest.mark.parametrize("module", [f"{PACKAGE}.reconcile"])
+@pytest.mark.parametrize("module", [f"{PACKAGE}.reconcile", f"{PACKAGE}.desired", f"{PACKAGE}.status"])
 def test_the_reconcile_core_does_no_io(module: str) -> None:
     everything = reachable(module)
     assert not top_level(everything) & {"kopf", "httpx", "aiohttp", "asyncio"}, sorted(everything)
@@ -71,6 +71,8 @@ def test_the_reconcile_core_does_no_io(module: str) -> None:
     ("module", "forbidden"),
     [
         (f"{PACKAGE}.provider_registry", f"{PACKAGE}.reconcile"),
+        (f"{PACKAGE}.admission", f"{PACKAGE}.reconcile"),
+        (f"{PACKAGE}.provider_checks", f"{PACKAGE}.reconcile"),
         (f"{PACKAGE}.provider_registry", f"{PACKAGE}.controller"),
         (f"{PACKAGE}.errors", f"{PACKAGE}.reconcile"),
         (f"{PACKAGE}.secrets", f"{PACKAGE}.reconcile"),

@@ -1,4 +1,5 @@
-"""Table tests of the pure reconcile core: (desired, observed) -> action, the catalog check, conditions."""
+"""Table tests of the one reconcile decision: decide(facts, observation) -> plan, step by step as the shell feeds
+each outcome back, and decide_deletion; plus whose database a found one is."""
 
 from __future__ import annotations
 
@@ -7,18 +8,14 @@ import datetime
 import pytest
 from pydantic import ValidationError
 
+from redisdb_operator.desired import CreateAction, UpdateAction
 from redisdb_operator.models import RedisDatabaseSpec
 from redisdb_operator.providers.base import Database, ProviderType
 from redisdb_operator.reconcile import (
-    PERMANENT_REASONS,
-    ConflictAction,
-    CreateAction,
     Delete,
-    DesiredDatabase,
     Facts,
     GiveUp,
     LookUp,
-    NoAction,
     Observation,
     ProviderFacts,
     Publish,
@@ -27,31 +24,12 @@ from redisdb_operator.reconcile import (
     ResetPassword,
     Resource,
     Step,
-    UpdateAction,
     Wait,
-    catalog_problem,
-    condition,
     decide,
     decide_deletion,
-    parse_timestamp,
-    plan_action,
-    set_condition,
     stranger_database,
-    waiting_for_spec_change,
 )
-
-
-def desired(**overrides: object) -> DesiredDatabase:
-    values: dict[str, object] = {
-        "name": "shop-cache",
-        "primary_region": "mad",
-        "read_regions": frozenset({"ams"}),
-        "plan": "payg",
-        "eviction": False,
-        "tls": None,
-    }
-    values.update(overrides)
-    return DesiredDatabase(**values)  # type: ignore[arg-type]
+from redisdb_operator.status import condition
 
 
 def observed(**overrides: object) -> Database:
@@ -65,128 +43,6 @@ def observed(**overrides: object) -> Database:
     }
     values.update(overrides)
     return Database(**values)  # type: ignore[arg-type]
-
-
-def test_defaults_come_from_the_spec_and_metadata() -> None:
-    spec = RedisDatabaseSpec.model_validate({"primaryRegion": "mad"})
-    result = DesiredDatabase.from_spec(spec, namespace="shop", metadata_name="cache")
-    assert result == DesiredDatabase("shop-cache", "mad", frozenset(), "payg", False, None)
-    assert spec.effective_secret_name("cache") == "cache-redis"
-    assert spec.effective_provider_name() == "default"
-
-
-def test_missing_database_is_created() -> None:
-    action = plan_action(desired(), None, None)
-    assert isinstance(action, CreateAction)
-    assert action.recreate is False
-    assert action.request.read_regions == ("ams",)
-    assert action.request.plan == "payg"
-
-
-def test_recorded_database_gone_is_recreated_as_drift() -> None:
-    action = plan_action(desired(), None, "db-1")
-    assert isinstance(action, CreateAction) and action.recreate is True
-
-
-def test_in_sync_database_needs_nothing() -> None:
-    assert isinstance(plan_action(desired(), observed(), "db-1"), NoAction)
-
-
-@pytest.mark.parametrize(
-    ("want", "have", "fields"),
-    [
-        ({"read_regions": frozenset({"ams", "fra"})}, {}, ["readRegions"]),
-        ({"read_regions": frozenset()}, {}, ["readRegions"]),
-        ({"plan": "fixed_1gb"}, {}, ["plan"]),
-        ({"eviction": True}, {}, ["eviction"]),
-        ({"eviction": True, "plan": "fixed_1gb"}, {"read_regions": ()}, ["readRegions", "plan", "eviction"]),
-    ],
-)
-def test_differences_become_one_update(want: dict[str, object], have: dict[str, object], fields: list[str]) -> None:
-    action = plan_action(desired(**want), observed(**have), "db-1")
-    assert isinstance(action, UpdateAction)
-    assert [change.field for change in action.changes] == fields
-    update = action.update
-    assert (update.read_regions is not None) == ("readRegions" in fields)
-    assert (update.plan is not None) == ("plan" in fields)
-    assert (update.eviction is not None) == ("eviction" in fields)
-
-
-def test_update_sends_the_full_read_region_set_sorted() -> None:
-    action = plan_action(desired(read_regions=frozenset({"fra", "ams", "cdg"})), observed(), "db-1")
-    assert isinstance(action, UpdateAction)
-    assert action.update.read_regions == ("ams", "cdg", "fra")
-    assert action.changes[0].describe() == "readRegions: [ams] -> [ams,cdg,fra]"
-
-
-def test_primary_region_mismatch_is_a_conflict_not_an_update() -> None:
-    action = plan_action(desired(primary_region="ams", read_regions=frozenset()), observed(read_regions=()), "db-1")
-    assert isinstance(action, ConflictAction)
-    assert action.reason == "PrimaryRegionMismatch"
-    assert "'mad'" in action.message and "'ams'" in action.message
-
-
-def test_other_database_with_the_name_is_a_conflict() -> None:
-    action = plan_action(desired(), observed(id="db-2"), "db-1")
-    assert isinstance(action, ConflictAction) and action.reason == "DatabaseIdMismatch"
-
-
-def test_condition_transition_time_moves_only_on_status_change() -> None:
-    first = set_condition(
-        None, type_="Ready", status="False", reason="Creating", message="", generation=1, now="2026-01-01T00:00:00Z"
-    )
-    same = set_condition(
-        first, type_="Ready", status="False", reason="Other", message="x", generation=2, now="2026-01-02T00:00:00Z"
-    )
-    flipped = set_condition(
-        same, type_="Ready", status="True", reason="Available", message="", generation=2, now="2026-01-03T00:00:00Z"
-    )
-    assert condition(same, "Ready")["lastTransitionTime"] == "2026-01-01T00:00:00Z"  # type: ignore[index]
-    assert condition(same, "Ready")["observedGeneration"] == 2  # type: ignore[index]
-    assert condition(flipped, "Ready")["lastTransitionTime"] == "2026-01-03T00:00:00Z"  # type: ignore[index]
-    both = set_condition(
-        flipped, type_="Synced", status="True", reason="Ok", message="", generation=2, now="2026-01-03T00:00:00Z"
-    )
-    assert [c["type"] for c in both] == ["Ready", "Synced"]
-
-
-def test_permanent_failure_waits_for_the_next_generation() -> None:
-    conditions = set_condition(
-        None, type_="Synced", status="False", reason="InvalidRequest", message="", generation=3, now="t"
-    )
-    assert waiting_for_spec_change({"conditions": conditions}, 3)
-    assert not waiting_for_spec_change({"conditions": conditions}, 4)
-    temporary = set_condition(
-        None, type_="Synced", status="False", reason="RateLimited", message="", generation=3, now="t"
-    )
-    assert not waiting_for_spec_change({"conditions": temporary}, 3)
-
-
-@pytest.mark.parametrize(
-    ("provider_type", "overrides", "fragment"),
-    [
-        (ProviderType.FLY, {}, None),
-        (ProviderType.FLY, {"primary_region": "xyz"}, "spec.primaryRegion xyz is not a Fly.io region: use one of"),
-        (ProviderType.FLY, {"read_regions": frozenset({"us-east-1"})}, "spec.readRegions: us-east-1 is not a Fly.io"),
-        (ProviderType.FLY, {"plan": "fixed_500gb"}, "spec.plan fixed_500gb is not a Fly.io plan"),
-        (ProviderType.FLY, {"plan": "free"}, "spec.readRegions: plan free is single-region"),
-        (ProviderType.UPSTASH, {}, "spec.primaryRegion mad is not an Upstash region"),
-        (ProviderType.UPSTASH, {"primary_region": "eu-west-1", "read_regions": frozenset({"us-east-1"})}, None),
-        (
-            ProviderType.UPSTASH,
-            {"primary_region": "us-east-1", "read_regions": frozenset({"us-central1"})},
-            "spec.readRegions: us-central1 (GCP US Central (Iowa)) can be an Upstash primary region but not a read",
-        ),
-    ],
-)
-def test_the_catalog_check_names_the_field(
-    provider_type: ProviderType, overrides: dict[str, object], fragment: str | None
-) -> None:
-    problem = catalog_problem(provider_type, desired(**overrides))
-    if fragment is None:
-        assert problem is None
-    else:
-        assert problem is not None and fragment in problem
 
 
 NOW = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
@@ -210,19 +66,6 @@ def test_stranger_database(
     found = Database(id="db-9", name="shop-cache", primary_region="mad", plan="free", created_at=created_at)
     verdict = stranger_database(found, resource_created=resource_created, adopt=adopt)
     assert (verdict.reason if verdict else None) == reason
-
-
-def test_name_taken_is_permanent_for_argo_but_rechecked_by_the_resync() -> None:
-    status = {"conditions": [{"type": "Synced", "status": "False", "reason": "NameTaken", "observedGeneration": 1}]}
-    assert "NameTaken" in PERMANENT_REASONS
-    assert not waiting_for_spec_change(status, 1)
-    status["conditions"][0]["reason"] = "InvalidRequest"
-    assert waiting_for_spec_change(status, 1)
-
-
-def test_parse_timestamp() -> None:
-    assert parse_timestamp("2026-11-26T10:00:00Z") == NOW
-    assert parse_timestamp(None) is None and parse_timestamp("yesterday") is None
 
 
 # --- the one decision: decide(facts, observation) -> plan ------------------------------------------------------
