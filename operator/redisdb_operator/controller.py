@@ -79,6 +79,13 @@ def resource_of(body: kopf.Body) -> Resource:
     )
 
 
+def provider_facts(handle: ProviderHandle | None) -> ProviderFacts | None:
+    """What the decision needs to know about the resolved provider (None: the spec named none that parses)."""
+    if handle is None:
+        return None
+    return ProviderFacts(handle.name, handle.provider_type, handle.client.names_are_unique)
+
+
 def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
@@ -144,9 +151,7 @@ class DatabaseController:
         handle = await self._registry.get(resource.provider_name) if resource.provider_name else None
         facts = Facts(
             resource=resource,
-            provider=ProviderFacts(handle.name, handle.provider_type, handle.client.names_are_unique)
-            if handle
-            else None,
+            provider=provider_facts(handle),
             fresh=fresh,
             now=now(),
             create_pending_in_memory=self._ledger.create_pending(resource.uid),
