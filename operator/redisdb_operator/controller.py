@@ -48,6 +48,9 @@ from .secrets import SecretPublisher, SecretTarget
 from .status import condition, parse_timestamp, waiting_for_spec_change
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+# Every event settles in a few steps (look up, confirm, create or adopt, update, reset, publish); a decision that
+# never settles is a bug, reported as InternalError rather than calling the provider forever.
+MAX_STEPS = 12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +162,7 @@ class DatabaseController:
         )
         seen = Observation.first(resource)
         failure: Exception | None = None  # the error whose outcome the last observation describes
-        while True:
+        for _ in range(MAX_STEPS):
             plan = reconcile.decide(facts, seen)
             self._apply(body, plan, status, handle)
             action = plan.action
@@ -201,6 +204,7 @@ class DatabaseController:
                 await self._publish(body, resource, action, handle)
                 status.update(action.status)
                 return
+        raise RuntimeError(f"the reconcile of {resource.namespace}/{resource.name} did not settle in {MAX_STEPS} steps")
 
     async def _look_up(self, handle: ProviderHandle, action: LookUp) -> Database | None:
         if action.snapshot:

@@ -20,6 +20,7 @@ from .desired import (
     CreateAction,
     DesiredDatabase,
     FieldChange,
+    NoAction,
     UpdateAction,
     catalog_problem,
     plan_action,
@@ -444,7 +445,9 @@ def _updated(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Plan:
     else:
         event = KubeEvent("Normal", "Updated", f"updated at the provider: {summary}")
     done = _Consequences(events=(event,), remember=updated, counted=("update",), drift_repaired=is_drift)
-    return _converge(facts, seen, desired, updated, done)
+    # One update per event: whatever the answer shows, the next observation (the resync) judges it, so an adapter
+    # that answers less than it changed can never make the event loop.
+    return _converge(facts, seen, desired, updated, done, NoAction())
 
 
 def _record_id(facts: Facts, database_id: str) -> dict[str, Any]:

@@ -136,13 +136,14 @@ class OneProvider:
         pass
 
 
-def body(status: dict[str, Any] | None = None, **metadata: Any) -> kopf.Body:
+def body(status: dict[str, Any] | None = None, *, spec: dict[str, Any] | None = None, **metadata: Any) -> kopf.Body:
+    """A RedisDatabase shop/cache on the one provider (Upstash, us-east-1 unless `spec` says otherwise)."""
     return kopf.Body(
         {
             "apiVersion": "redisdb.dev/v1alpha1",
             "kind": "RedisDatabase",
             "metadata": {"name": "cache", "namespace": "shop", "uid": "uid-1", "generation": 1, **metadata},
-            "spec": {"primaryRegion": "us-east-1"},
+            "spec": spec or {"primaryRegion": "us-east-1"},
             "status": status or {},
         }
     )

@@ -162,3 +162,21 @@ async def test_our_own_database_with_a_lost_id_is_still_adopted() -> None:
     controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
     await controller.reconcile(body(creationTimestamp=created), fresh=True, patch=patch, logger=LOGGER)
     assert patch.status["databaseId"] == ours.id
+
+
+async def test_an_update_publishes_what_the_provider_answered_without_reading_again(
+    posted_events: list[tuple[str, str, str]],
+) -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    created = kopf.Patch()
+    await controller.reconcile(body(), fresh=True, patch=created, logger=LOGGER)
+    provider.calls.clear()
+    changed = kopf.Patch()
+    spec = {"primaryRegion": "us-east-1", "eviction": True}
+    await controller.reconcile(
+        body(applied({}, created), spec=spec, generation=2), fresh=True, patch=changed, logger=LOGGER
+    )
+    assert provider.calls == ["get", "update"]  # observed once, changed once, never read back
+    assert changed.status["eviction"] is True and changed.status["observedGeneration"] == 2
+    assert ("Normal", "Updated", "updated at the provider: eviction: false -> true") in posted_events

@@ -180,6 +180,14 @@ def test_an_adopted_database_that_differs_is_then_updated() -> None:
     assert isinstance(updated.action, Publish) and updated.action.status["readRegions"] == ["ams", "fra"]
 
 
+def test_one_update_per_event_whatever_the_adapter_answers() -> None:
+    f = facts(spec={"primaryRegion": "mad", "readRegions": ["ams", "fra"]}, status={"databaseId": "db-1"})
+    plan = decide(f, Observation(step=Step.GOT_BY_ID, database=ours(), known_id="db-1"))
+    assert isinstance(plan.action, UpdateAction)
+    unchanged = decide(f, plan.observe(Step.UPDATED, ours(), changes=plan.action.changes))
+    assert isinstance(unchanged.action, Publish)  # the next resync judges it, the event does not loop
+
+
 def test_a_change_at_the_provider_found_by_the_resync_is_drift() -> None:
     f = facts(fresh=False, status={"databaseId": "db-1", "observedGeneration": 1})
     plan = decide(f, Observation(step=Step.SNAPSHOT, database=ours(eviction=True), known_id="db-1"))
