@@ -155,6 +155,7 @@ class Step(enum.StrEnum):
     """How the database in an Observation became known (or was found missing)."""
 
     START = "start"  # nothing looked up yet in this event
+    CREATE_IS_THE_LOOKUP = "create_is_the_lookup"  # nothing recorded, names unique: the create's answer tells
     SNAPSHOT = "snapshot"  # the shared per-provider snapshot: may be stale
     GOT_BY_ID = "got_by_id"  # the provider's answer to a get of the recorded id (None: not found)
     FOUND_BY_NAME = "found_by_name"  # the provider's answer to a lookup by name
@@ -360,7 +361,7 @@ def _first_look(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Pl
     if facts.fresh and seen.known_id is None and facts.provider.names_are_unique:
         # Nothing recorded yet and the provider refuses duplicate names: the create is keyed by the name, so its
         # answer is the observation (a taken name is looked up then), saving a call per create.
-        return _observed(facts, dataclasses.replace(seen, step=Step.FOUND_BY_NAME), desired)
+        return _observed(facts, dataclasses.replace(seen, step=Step.CREATE_IS_THE_LOOKUP), desired)
     if not facts.fresh:
         return Plan(LookUp(Step.SNAPSHOT, desired.name, seen.known_id, snapshot=True), seen)
     if seen.known_id is not None:
