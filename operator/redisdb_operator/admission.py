@@ -11,15 +11,13 @@ Every message names the field, the bad value (or old -> new), the allowed values
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from .desired import DesiredDatabase, catalog_problem
 from .models import NAME_FORMAT, NAME_MAX_LENGTH, NAME_PATTERN, RedisDatabaseSpec, RedisProviderSpec
-from .providers.base import ProviderType
-from .providers.kinds import kind_of
-from .reconcile import DesiredDatabase, validate_against_catalog
 
 _NAME = re.compile(NAME_PATTERN)
 
@@ -38,10 +36,6 @@ def _pydantic_message(error: ValidationError) -> str:
         else:
             problems.append(f"{field}: {item['msg']} (got {item.get('input')!r}); fix the value")
     return "; ".join(problems)
-
-
-def _listing(codes: Iterable[str]) -> str:
-    return ", ".join(codes)
 
 
 def provider_key(provider_name: str, provider_side_name: str) -> str:
@@ -96,11 +90,8 @@ def validate_redisdatabase(
     except ValidationError:
         return f"spec.providerRef.name: RedisProvider {provider_name} has an invalid spec; fix the RedisProvider first"
     desired = DesiredDatabase.from_spec(parsed, namespace=namespace, metadata_name=name)
+    # The same catalog check the reconciler makes before any provider call, in the same words.
     problem = name_problem(parsed, desired.name) or catalog_problem(provider.type, desired)
-    if problem:
-        return problem
-    # The reconciler's own pre-flight check, as a safety net: it must never refuse what admission let through.
-    problem = validate_against_catalog(provider.type, desired)
     if problem:
         return problem
     holders = set(claims.get(provider_key(provider_name, desired.name), ())) - {f"{namespace}/{name}"}
@@ -121,47 +112,6 @@ def name_problem(parsed: RedisDatabaseSpec, effective_name: str) -> str | None:
             f"spec.name is unset and the default provider-side name {effective_name} (<namespace>-<metadata.name>) "
             f"is not usable ({len(effective_name)} characters, at most {NAME_MAX_LENGTH}; {NAME_FORMAT.split(': ')[1]})"
             ": set spec.name explicitly"
-        )
-    return None
-
-
-def catalog_problem(provider_type: ProviderType, desired: DesiredDatabase) -> str | None:
-    """Regions and plans the referenced provider's type offers, and the plan's limits."""
-    kind = kind_of(provider_type)
-    label = kind.label
-    regions = kind.regions
-    current = [code for code, region in regions.items() if not region.deprecated]
-    if desired.primary_region not in regions:
-        return (
-            f"spec.primaryRegion {desired.primary_region} is not {label} region: use one of {_listing(current)} "
-            f"(or reference a RedisProvider of the other type)"
-        )
-    if desired.primary_region in desired.read_regions:
-        return (
-            f"spec.readRegions must not contain the primary region {desired.primary_region}: the primary already "
-            f"serves reads; remove {desired.primary_region} from readRegions"
-        )
-    readable = [code for code in current if regions[code].read_region_allowed and code != desired.primary_region]
-    for code in sorted(desired.read_regions):
-        region = regions.get(code)
-        if region is None:
-            return f"spec.readRegions: {code} is not {label} region: use one of {_listing(readable)}"
-        if not region.read_region_allowed:
-            return (
-                f"spec.readRegions: {code} ({region.name}) can be {label} primary region but not a read region: "
-                f"remove it, or use one of {_listing(readable)}"
-            )
-    plans = kind.plans
-    plan = plans.get(desired.plan)
-    if plan is None:
-        return f"spec.plan {desired.plan} is not {label} plan: use one of {_listing(plans)}"
-    if plan.max_read_regions is not None and len(desired.read_regions) > plan.max_read_regions:
-        multi_region = [name for name, candidate in plans.items() if candidate.max_read_regions is None]
-        limit = "single-region" if plan.max_read_regions == 0 else f"limited to {plan.max_read_regions} read regions"
-        return (
-            f"spec.readRegions: plan {plan.name} is {limit} but readRegions has {len(desired.read_regions)} "
-            f"({_listing(sorted(desired.read_regions))}): remove readRegions, or choose a plan with read regions: "
-            f"{_listing(multi_region)}"
         )
     return None
 

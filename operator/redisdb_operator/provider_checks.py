@@ -13,8 +13,9 @@ from typing import Any
 
 import kopf
 
+from .errors import backoff_delay, classify_error
 from .provider_registry import ProviderRegistry
-from .reconcile import backoff_delay, classify_error, condition, set_condition
+from .status import condition, set_condition
 
 # Reasons a RedisProvider (and every RedisDatabase on it) is not Ready that the operator keeps retrying but only a
 # person can end: the credentials Secret is missing, lacks a key, or the provider refuses it. Argo CD shows them as

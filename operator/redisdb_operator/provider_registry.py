@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .errors import ConfigurationError
 from .kube import KubeClient, custom_path, secret_path
 from .models import GROUP, VERSION, RedisProviderSpec
 from .providers.base import Database, ProviderClient, ProviderType
 from .providers.factory import make_client
 from .providers.kinds import kind_of
-from .reconcile import ConfigurationError
 
 ClientFactory = Callable[[ProviderType, "str | None", Mapping[str, str], "str | None"], ProviderClient]
 

@@ -1,336 +1,47 @@
-"""The pure reconcile core: (desired spec, observed provider state) -> what to do, and the status to show.
+"""The pure reconcile core: (desired spec, observed provider state, status, annotations, now) -> one plan.
 
 Nothing here performs I/O, so every decision the operator makes is a table test away. The imperative shell
-(`controller.py`) observes, asks this module what to do, does it, and writes back what this module renders.
+(`controller.py`) asks `decide` what to do, does it, and when the outcome changes what is known (a create answered,
+a name was looked up) it hands that outcome back as the next `Observation` and asks again. `decide_deletion` does
+the same for a deletion. This module imports neither `kube` nor `kopf` nor an HTTP client (a test enforces it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import random
-from collections.abc import Mapping, Sequence
+import enum
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from .kube import KubeError, KubeUnavailable
-from .models import ANNOTATION_ADOPT, Condition, RedisDatabaseSpec
-from .providers import catalog
-from .providers.base import (
-    AlreadyExistsError,
-    CreateDatabaseRequest,
-    Database,
-    DatabaseUpdate,
-    InvalidRequestError,
-    NotFoundError,
-    ProviderError,
-    ProviderType,
-    RateLimitedError,
-    UnauthorizedError,
-    UnavailableError,
+from .desired import (
+    Action,
+    ConflictAction,
+    CreateAction,
+    DesiredDatabase,
+    FieldChange,
+    NoAction,
+    UpdateAction,
+    catalog_problem,
+    plan_action,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class DesiredDatabase:
-    """The spec with every default applied: what the provider database must look like."""
-
-    name: str
-    primary_region: str
-    read_regions: frozenset[str]
-    plan: str
-    eviction: bool
-    tls: bool | None
-
-    @classmethod
-    def from_spec(cls, spec: RedisDatabaseSpec, *, namespace: str, metadata_name: str) -> DesiredDatabase:
-        return cls(
-            name=spec.effective_name(namespace, metadata_name),
-            primary_region=spec.primary_region,
-            read_regions=frozenset(spec.read_regions or ()),
-            plan=spec.plan or catalog.DEFAULT_PLAN,
-            eviction=bool(spec.eviction),
-            tls=spec.tls,
-        )
-
-    def create_request(self) -> CreateDatabaseRequest:
-        return CreateDatabaseRequest(
-            name=self.name,
-            primary_region=self.primary_region,
-            read_regions=tuple(sorted(self.read_regions)),
-            plan=self.plan,
-            eviction=self.eviction,
-            tls=self.tls,
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class FieldChange:
-    field: str
-    observed: Any
-    desired: Any
-
-    def describe(self) -> str:
-        return f"{self.field}: {_show(self.observed)} -> {_show(self.desired)}"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, frozenset | set | tuple | list):
-        return "[" + ",".join(sorted(str(v) for v in value)) + "]"
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class CreateAction:
-    request: CreateDatabaseRequest
-    recreate: bool  # the database we had recorded is gone at the provider
-
-
-@dataclasses.dataclass(frozen=True)
-class UpdateAction:
-    update: DatabaseUpdate
-    changes: tuple[FieldChange, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class ConflictAction:
-    """The provider database differs in a way that cannot be changed in place; a human must decide."""
-
-    reason: str
-    message: str
-
-
-@dataclasses.dataclass(frozen=True)
-class NoAction:
-    pass
-
-
-Action = CreateAction | UpdateAction | ConflictAction | NoAction
-
-
-def plan_action(desired: DesiredDatabase, observed: Database | None, recorded_id: str | None) -> Action:
-    """Decide the one provider action that moves the observed database toward the desired one."""
-    if observed is None:
-        return CreateAction(desired.create_request(), recreate=recorded_id is not None)
-    if observed.primary_region != desired.primary_region:
-        return ConflictAction(
-            "PrimaryRegionMismatch",
-            f"the provider database {observed.name!r} has primary region {observed.primary_region!r} but "
-            f"spec.primaryRegion is {desired.primary_region!r}; a primary region can't be changed: create a new "
-            f"RedisDatabase (or set spec.name) for the new region",
-        )
-    if recorded_id is not None and observed.id != recorded_id:
-        return ConflictAction(
-            "DatabaseIdMismatch",
-            f"status.databaseId is {recorded_id!r} but the provider database named {observed.name!r} has id "
-            f"{observed.id!r}; delete the RedisDatabase with deletionPolicy Orphan and re-create it annotated "
-            f"{ANNOTATION_ADOPT}=true to adopt",
-        )
-    changes: list[FieldChange] = []
-    read_regions: tuple[str, ...] | None = None
-    plan: str | None = None
-    eviction: bool | None = None
-    if frozenset(observed.read_regions) != desired.read_regions:
-        read_regions = tuple(sorted(desired.read_regions))
-        changes.append(FieldChange("readRegions", frozenset(observed.read_regions), desired.read_regions))
-    if observed.plan != desired.plan:
-        plan = desired.plan
-        changes.append(FieldChange("plan", observed.plan, desired.plan))
-    if observed.eviction != desired.eviction:
-        eviction = desired.eviction
-        changes.append(FieldChange("eviction", observed.eviction, desired.eviction))
-    if not changes:
-        return NoAction()
-    return UpdateAction(DatabaseUpdate(read_regions=read_regions, plan=plan, eviction=eviction), tuple(changes))
-
-
-# --- errors -------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ErrorVerdict:
-    """How the shell must react to a failure: retry later (temporary) or wait for a spec change (permanent)."""
-
-    reason: str
-    message: str
-    temporary: bool
-    retry_after: float | None = None
-
-
-class ConfigurationError(Exception):
-    """Something the user must fix in Kubernetes (a missing RedisProvider or credentials Secret/key)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-def classify_error(error: BaseException) -> ErrorVerdict:
-    """Map any failure to a condition reason and a retry decision."""
-    if isinstance(error, ConfigurationError):
-        # The user fixes it by creating/updating an object: poll for that with growing (capped) delays.
-        return ErrorVerdict(error.reason, error.message, temporary=True)
-    if isinstance(error, RateLimitedError):
-        return ErrorVerdict("RateLimited", f"provider rate limit: {error.message}", True, error.retry_after)
-    if isinstance(error, UnavailableError):
-        return ErrorVerdict("ProviderUnavailable", f"provider unavailable: {error.message}", True, error.retry_after)
-    if isinstance(error, UnauthorizedError):
-        return ErrorVerdict(
-            "Unauthorized",
-            f"the provider refused the credentials ({error.message}); fix the credentials Secret of the RedisProvider",
-            temporary=True,
-        )
-    if isinstance(error, AlreadyExistsError):
-        return ErrorVerdict("AlreadyExists", f"provider: {error.message}", temporary=True, retry_after=10.0)
-    if isinstance(error, InvalidRequestError):
-        return ErrorVerdict("InvalidRequest", f"the provider refused the request: {error.message}", False)
-    if isinstance(error, NotFoundError):
-        return ErrorVerdict("NotFound", f"provider: {error.message}", temporary=True, retry_after=5.0)
-    if isinstance(error, ProviderError):
-        return ErrorVerdict("ProviderError", error.message, temporary=error.temporary)
-    if isinstance(error, KubeUnavailable):
-        # An apiserver restart or an etcd outage: expected, retried, and no reason for a traceback.
-        return ErrorVerdict("KubernetesUnavailable", f"the Kubernetes API is unavailable: {error.message}", True, 5.0)
-    if isinstance(error, KubeError):
-        return ErrorVerdict("KubernetesError", str(error), temporary=True)
-    return ErrorVerdict("InternalError", f"{type(error).__name__}: {error}", temporary=True)
-
-
-def backoff_delay(retry: int, retry_after: float | None, *, base: float = 2.0, cap: float = 300.0) -> float:
-    """Delay before the next attempt: the provider's Retry-After when given, else capped exponential + jitter."""
-    if retry_after is not None and retry_after > 0:
-        return min(float(retry_after), cap)
-    exponential = min(cap, base * float(2 ** min(retry, 16)))
-    return exponential / 2 + random.uniform(0, exponential / 2)
-
-
-# --- conditions and status ----------------------------------------------------------------------------------
-
-Status = Literal["True", "False", "Unknown"]
-
-
-def set_condition(
-    conditions: Sequence[Mapping[str, Any]] | None,
-    *,
-    type_: str,
-    status: Status,
-    reason: str,
-    message: str,
-    generation: int | None,
-    now: str,
-) -> list[dict[str, Any]]:
-    """Return the condition list with one condition replaced; lastTransitionTime moves only when status does."""
-    result: list[dict[str, Any]] = []
-    previous: Mapping[str, Any] | None = None
-    for condition in conditions or ():
-        if condition.get("type") == type_:
-            previous = condition
-        else:
-            result.append(dict(condition))
-    transition = now if previous is None or previous.get("status") != status else previous.get("lastTransitionTime")
-    new = Condition(
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message,
-        observed_generation=generation,
-        last_transition_time=transition or now,
-    )
-    result.append(new.model_dump(by_alias=True, exclude_none=True))
-    return sorted(result, key=lambda c: str(c.get("type")))
-
-
-def observed_status(database: Database) -> dict[str, Any]:
-    """The status fields that mirror the provider database (no credentials)."""
-    return {
-        "databaseId": database.id,
-        "providerName": database.name,
-        "endpoint": database.host or None,
-        "port": database.port or None,
-        "primaryRegion": database.primary_region,
-        "readRegions": sorted(database.read_regions),
-        "plan": database.plan,
-        "eviction": database.eviction,
-        "tls": database.tls,
-        "state": database.state,
-    }
-
-
-def condition(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
-    for item in conditions or ():
-        if item.get("type") == type_:
-            return item
-    return None
-
-
-def waiting_for_spec_change(status: Mapping[str, Any] | None, generation: int | None) -> bool:
-    """True when the last attempt at this generation failed permanently: retrying it cannot succeed."""
-    synced = condition((status or {}).get("conditions"), "Synced")
-    return bool(
-        synced
-        and synced.get("status") == "False"
-        and synced.get("reason") in PERMANENT_REASONS - RECHECKED_BY_RESYNC
-        and synced.get("observedGeneration") == generation
-    )
-
-
-PERMANENT_REASONS = frozenset(
-    {"InvalidRequest", "PrimaryRegionMismatch", "DatabaseIdMismatch", "InvalidSpec", "NameTaken"}
+from .models import (
+    ANNOTATION_ADOPT,
+    ANNOTATION_FORCE_ORPHAN,
+    ANNOTATION_ROTATE_PASSWORD,
+    DeletionPolicy,
+    RedisDatabaseSpec,
 )
-# Permanent for Argo CD (a human decides) but cheap to look at again from the shared snapshot: the stranger's
-# database may be deleted or renamed at the provider, which no Kubernetes event announces.
-RECHECKED_BY_RESYNC = frozenset({"NameTaken"})
-
-
-def validate_against_catalog(provider_type: ProviderType, desired: DesiredDatabase) -> str | None:
-    """Catch what the provider would refuse before calling it; the message names the field and the fix."""
-    regions = catalog.REGIONS[provider_type]
-    if desired.primary_region not in regions:
-        return (
-            f"spec.primaryRegion {desired.primary_region!r} is not a {provider_type.value} region; use one of: "
-            + ", ".join(sorted(r.code for r in regions.values() if not r.deprecated))
-        )
-    for region in sorted(desired.read_regions):
-        known = regions.get(region)
-        if known is None or not known.read_region_allowed:
-            return f"spec.readRegions: {region!r} is not a {provider_type.value} read region; use one of: " + ", ".join(
-                sorted(r.code for r in regions.values() if r.read_region_allowed and not r.deprecated)
-            )
-    if desired.primary_region in desired.read_regions:
-        return f"spec.readRegions must not contain the primary region {desired.primary_region!r}; remove it"
-    plan = catalog.plan(provider_type, desired.plan)
-    if plan is None:
-        return f"spec.plan {desired.plan!r} is not a {provider_type.value} plan; use one of: " + ", ".join(
-            catalog.PLANS[provider_type]
-        )
-    if plan.max_read_regions is not None and len(desired.read_regions) > plan.max_read_regions:
-        return (
-            f"spec.plan {plan.name!r} allows at most {plan.max_read_regions} read regions but spec.readRegions has "
-            f"{len(desired.read_regions)}; remove read regions or choose a larger plan"
-        )
-    return None
-
-
-# --- creates whose outcome is unknown -------------------------------------------------------------------------
-
-UNCERTAIN_CREATE_FIELD = "createUncertainSince"
-
-
-def uncertain_create_remaining(status: Mapping[str, Any] | None, *, now: datetime.datetime, window: float) -> float:
-    """Seconds a timed-out create may still land for, by the status marker (0 when there is none or it is over).
-
-    A provider may act on a create after our client gave up waiting; until the window has passed, creating again
-    could make a twin and releasing the resource could leave the late database behind with no owner.
-    """
-    since = (status or {}).get(UNCERTAIN_CREATE_FIELD)
-    if not since or (status or {}).get("databaseId"):
-        return 0.0
-    sent = parse_timestamp(since)
-    if sent is None:
-        return window  # unreadable (edited by hand?): assume the whole window, the safe side
-    elapsed = (now - sent).total_seconds()
-    return max(0.0, min(window, window - elapsed))
-
+from .providers.base import Database, ProviderType
+from .status import (
+    UNCERTAIN_CREATE_FIELD,
+    failed_conditions,
+    format_timestamp,
+    observed_status,
+    status_changes,
+    succeeded_conditions,
+    uncertain_create_remaining,
+)
 
 # --- whose database is it -----------------------------------------------------------------------------------
 
@@ -362,9 +73,518 @@ def stranger_database(
     )
 
 
-def parse_timestamp(value: object) -> datetime.datetime | None:
-    """A Kubernetes timestamp (RFC 3339, UTC, seconds) as an aware datetime; None when absent or unreadable."""
-    try:
-        return datetime.datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    except ValueError:
-        return None
+# kopf's bookkeeping before it moved to kopf.redisdb.dev/: while the marker stays, kopf's change detection
+# ignores every redisdb.dev/* annotation (rotate-password included), so the first reconcile after an upgrade
+# removes them, with the progress records an interrupted handler may have left.
+LEGACY_KOPF_ANNOTATIONS = (
+    "redisdb.dev/kopf-managed",
+    "redisdb.dev/last-handled-configuration",
+    "redisdb.dev/reconcile",
+    "redisdb.dev/delete",
+    "redisdb.dev/touch-dummy",
+)
+
+
+def legacy_annotations(annotations: Mapping[str, str]) -> list[str]:
+    """The old kopf bookkeeping annotations present on the object: every reconcile removes them."""
+    return [key for key in LEGACY_KOPF_ANNOTATIONS if key in annotations]
+
+
+# --- what the shell knows at one event ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    """The RedisDatabase as one event shows it, its spec parsed once (`spec` is None when it does not parse)."""
+
+    uid: str
+    namespace: str
+    name: str
+    generation: int | None
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    created: datetime.datetime | None
+    spec: RedisDatabaseSpec | None
+    spec_problem: str = ""
+
+    @property
+    def provider_name(self) -> str | None:
+        return self.spec.effective_provider_name() if self.spec is not None else None
+
+    def desired(self) -> DesiredDatabase:
+        assert self.spec is not None
+        return DesiredDatabase.from_spec(self.spec, namespace=self.namespace, metadata_name=self.name)
+
+    def secret_name(self) -> str:
+        assert self.spec is not None
+        return self.spec.effective_secret_name(self.name)
+
+    @property
+    def adopt(self) -> bool:
+        return self.annotations.get(ANNOTATION_ADOPT) == "true"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderFacts:
+    name: str
+    type: ProviderType
+    names_are_unique: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    """Everything `decide` needs besides the observation; constant for the whole event."""
+
+    resource: Resource
+    provider: ProviderFacts | None  # None only when the spec does not parse (no provider to resolve)
+    fresh: bool  # a spec change or a resume (authoritative reads) rather than the periodic resync (snapshot)
+    now: datetime.datetime
+    create_pending_in_memory: float = 0.0  # seconds a timed-out create may still land, by the shell's ledger
+    uncertain_create_window: float = 90.0
+
+    def create_pending(self) -> float:
+        """Seconds a timed-out create of this resource may still land for, by memory or by the status marker."""
+        by_status = uncertain_create_remaining(self.resource.status, now=self.now, window=self.uncertain_create_window)
+        return max(self.create_pending_in_memory, by_status)
+
+    def stranger(self, found: Database) -> ConflictAction | None:
+        return stranger_database(found, resource_created=self.resource.created, adopt=self.resource.adopt)
+
+
+class Step(enum.StrEnum):
+    """How the database in an Observation became known (or was found missing)."""
+
+    START = "start"  # nothing looked up yet in this event
+    CREATE_IS_THE_LOOKUP = "create_is_the_lookup"  # nothing recorded, names unique: the create's answer tells
+    SNAPSHOT = "snapshot"  # the shared per-provider snapshot: may be stale
+    GOT_BY_ID = "got_by_id"  # the provider's answer to a get of the recorded id (None: not found)
+    FOUND_BY_NAME = "found_by_name"  # the provider's answer to a lookup by name
+    CONFIRMED_BY_ID = "confirmed_by_id"  # the snapshot said missing: the recorded id asked again at the provider
+    CONFIRMED_BY_NAME = "confirmed_by_name"  # ... and then the name
+    CREATED = "created"  # our create's answer
+    NAME_TAKEN = "name_taken"  # the create was refused as AlreadyExists; the name looked up (None: not ours)
+    CREATE_TIMED_OUT = "create_timed_out"  # the create may still land at the provider
+    UPDATED = "updated"
+    PASSWORD_RESET = "password_reset"
+    DELETED = "deleted"
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """What is known about the provider database now, how it was learned, and what this event already did."""
+
+    step: Step = Step.START
+    database: Database | None = None
+    changes: tuple[FieldChange, ...] = ()  # UPDATED: what the update changed
+    sent_at: datetime.datetime | None = None  # CREATE_TIMED_OUT: when the create was sent
+    # carried from step to step by Plan.observe
+    known_id: str | None = None  # the provider id this event has recorded (status.databaseId at first)
+    created: bool = False
+    password_reset: bool = False
+
+    @classmethod
+    def first(cls, resource: Resource) -> Observation:
+        return cls(known_id=resource.status.get("databaseId"))
+
+
+# --- the plan -------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeEvent:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LookUp:
+    """Read the provider: the snapshot (may be stale), a get of `database_id`, else a lookup by `name`."""
+
+    then: Step
+    name: str
+    database_id: str | None = None
+    snapshot: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ResetPassword:
+    database_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Publish:
+    """Done with the provider: write the connection Secret, then `status` (the status once it is written)."""
+
+    database: Database
+    secret_name: str
+    likely_absent: bool  # just created: POST the Secret first, read only if the name is taken
+    status: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Refuse:
+    """Report a failure as the Synced condition; retry after `retry_delay`, or (None) wait for a spec change."""
+
+    reason: str
+    message: str
+    retry_delay: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GiveUp:
+    """The error the last action raised is the outcome: the shell raises it again (and reports it as any other)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Delete:
+    database_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """The deletion is finished: let Kubernetes remove the RedisDatabase."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    """Keep the resource a little longer (a create may still land), then look again."""
+
+    message: str
+    delay: float
+
+
+PlanAction = LookUp | CreateAction | UpdateAction | ResetPassword | Publish | Refuse | GiveUp | Delete | Release | Wait
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """One decision: the next action, and what the step just observed means for Kubernetes and the metrics."""
+
+    action: PlanAction
+    progress: Observation
+    events: tuple[KubeEvent, ...] = ()
+    status: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # written whatever follows
+    remember: Database | None = None  # write-through to the shared snapshot
+    counted: tuple[str, ...] = ()  # provider actions that completed (redisdb_provider_actions_total)
+    drift_repaired: bool = False
+    uncertain_create_since: datetime.datetime | None = None  # remember in memory: a create may still land
+    forget_uncertain_create: bool = False
+
+    def observe(
+        self,
+        step: Step,
+        database: Database | None = None,
+        *,
+        changes: tuple[FieldChange, ...] = (),
+        sent_at: datetime.datetime | None = None,
+    ) -> Observation:
+        """The outcome of this plan's action as the next observation, carrying what the event already did."""
+        return dataclasses.replace(self.progress, step=step, database=database, changes=changes, sent_at=sent_at)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Consequences:
+    """What a completed step means, gathered before the next action is chosen."""
+
+    events: tuple[KubeEvent, ...] = ()
+    status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    remember: Database | None = None
+    counted: tuple[str, ...] = ()
+    drift_repaired: bool = False
+
+    def plan(self, action: PlanAction, progress: Observation, **extra: Any) -> Plan:
+        return Plan(
+            action,
+            progress,
+            events=self.events,
+            status=self.status,
+            remember=self.remember,
+            counted=self.counted,
+            drift_repaired=self.drift_repaired,
+            **extra,
+        )
+
+
+# --- the one decision of a reconcile -------------------------------------------------------------------------
+
+
+def decide(facts: Facts, seen: Observation) -> Plan:
+    """The next step toward the desired database, given everything known so far in this event."""
+    resource = facts.resource
+    if resource.spec is None:
+        return refuse(facts, seen, "InvalidSpec", resource.spec_problem)
+    assert facts.provider is not None
+    desired = resource.desired()
+    problem = catalog_problem(facts.provider.type, desired)
+    if problem:
+        return refuse(facts, seen, "InvalidSpec", problem)
+    if seen.step is Step.START:
+        return _first_look(facts, seen, desired)
+    if seen.step in (Step.SNAPSHOT, Step.GOT_BY_ID, Step.FOUND_BY_NAME, Step.CONFIRMED_BY_ID):
+        if seen.step is Step.CONFIRMED_BY_ID and seen.database is None:
+            return Plan(LookUp(Step.CONFIRMED_BY_NAME, desired.name), seen)
+        return _observed(facts, seen, desired)
+    if seen.step in (Step.CONFIRMED_BY_NAME, Step.NAME_TAKEN):
+        if seen.database is not None:
+            return _adopt(facts, seen, desired, seen.database)
+        if seen.step is Step.NAME_TAKEN:
+            return Plan(GiveUp(), seen)  # taken outside this organization or account: nothing of ours to adopt
+        return Plan(CreateAction(desired.create_request(), recreate=seen.known_id is not None), seen)
+    if seen.step is Step.CREATE_TIMED_OUT:
+        # The provider may still create it: remember, in memory and in the status, and never send it again
+        # until the window has passed.
+        since = seen.sent_at or facts.now
+        status = {UNCERTAIN_CREATE_FIELD: format_timestamp(since)}
+        return Plan(GiveUp(), seen, status=status, uncertain_create_since=since)
+    if seen.step is Step.CREATED:
+        return _created(facts, seen, desired)
+    if seen.step is Step.UPDATED:
+        return _updated(facts, seen, desired)
+    if seen.step is Step.PASSWORD_RESET:
+        assert seen.database is not None
+        progress = dataclasses.replace(seen, password_reset=True)
+        done = _Consequences(
+            events=(KubeEvent("Normal", "PasswordRotated", "the provider issued a new password"),),
+            remember=seen.database,
+            counted=("reset_password",),
+        )
+        return _converge(facts, progress, desired, seen.database, done)
+    raise AssertionError(f"no reconcile decision after {seen.step}")
+
+
+def _first_look(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Plan:
+    assert facts.provider is not None
+    if seen.known_id is None and facts.create_pending() > 0:
+        # An earlier create timed out and may still land: look for it, never create a second one meanwhile.
+        return Plan(LookUp(Step.FOUND_BY_NAME, desired.name), seen)
+    if facts.fresh and seen.known_id is None and facts.provider.names_are_unique:
+        # Nothing recorded yet and the provider refuses duplicate names: the create is keyed by the name, so its
+        # answer is the observation (a taken name is looked up then), saving a call per create.
+        return _observed(facts, dataclasses.replace(seen, step=Step.CREATE_IS_THE_LOOKUP), desired)
+    if not facts.fresh:
+        return Plan(LookUp(Step.SNAPSHOT, desired.name, seen.known_id, snapshot=True), seen)
+    if seen.known_id is not None:
+        return Plan(LookUp(Step.GOT_BY_ID, desired.name, seen.known_id), seen)
+    return Plan(LookUp(Step.FOUND_BY_NAME, desired.name), seen)
+
+
+def _observed(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Plan:
+    """A plain observation: refuse a stranger's database, create a missing one, converge an existing one."""
+    database = seen.database
+    if database is None and seen.known_id is None and (pending := facts.create_pending()) > 0:
+        message = (
+            f"an earlier create of {desired.name} timed out and may still land at the provider; "
+            f"looking it up again, creating anew only after {pending:.0f}s"
+        )
+        return refuse(facts, seen, "CreateOutcomeUnknown", message, retry_delay=min(pending, 10.0) + 1.0)
+    if database is not None and database.id != seen.known_id and (stranger := facts.stranger(database)):
+        return refuse(facts, seen, stranger.reason, stranger.message)
+    action = plan_action(desired, database, seen.known_id)
+    if isinstance(action, CreateAction) and seen.step is Step.SNAPSHOT:
+        # A snapshot may be stale: check the recorded id and the name at the provider before creating.
+        if seen.known_id is not None:
+            return Plan(LookUp(Step.CONFIRMED_BY_ID, desired.name, seen.known_id), seen)
+        return Plan(LookUp(Step.CONFIRMED_BY_NAME, desired.name), seen)
+    if isinstance(action, CreateAction):
+        return Plan(action, seen)
+    assert database is not None
+    return _converge(facts, seen, desired, database, _Consequences(), action)
+
+
+def _adopt(facts: Facts, seen: Observation, desired: DesiredDatabase, found: Database) -> Plan:
+    """A database of our name met when ours was missing: ours to take over unless it is a stranger's.
+
+    One in another primary region is left to plan_action's conflict (and not recorded).
+    """
+    if found.id != seen.known_id and (stranger := facts.stranger(found)):
+        return refuse(facts, seen, stranger.reason, stranger.message)
+    done = _Consequences()
+    progress = seen
+    if found.primary_region == desired.primary_region:
+        if seen.known_id is None:
+            done = _Consequences(
+                events=(KubeEvent("Normal", "Adopted", f"adopted the existing provider database {found.name}"),),
+                counted=("adopt",),
+            )
+        done = dataclasses.replace(done, status=_record_id(facts, found.id), remember=found)
+        progress = dataclasses.replace(seen, known_id=found.id)
+    return _converge(facts, progress, desired, found, done, plan_action(desired, found, found.id))
+
+
+def _created(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Plan:
+    created = seen.database
+    assert created is not None
+    recreated_id = seen.known_id  # the database we had recorded, gone at the provider
+    if recreated_id is not None:
+        event = KubeEvent(
+            "Warning",
+            "DriftRecreated",
+            f"the provider database {recreated_id} was deleted outside Kubernetes; created {created.id}",
+        )
+    else:
+        event = KubeEvent("Normal", "Created", f"created {created.name} ({created.id}) in {created.primary_region}")
+    done = _Consequences(
+        events=(event,),
+        status=_record_id(facts, created.id),
+        remember=created,
+        counted=("recreate" if recreated_id is not None else "create",),
+        drift_repaired=recreated_id is not None,
+    )
+    progress = dataclasses.replace(seen, known_id=created.id, created=True)
+    return _converge(facts, progress, desired, created, done, plan_action(desired, created, created.id))
+
+
+def _updated(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Plan:
+    updated = seen.database
+    assert updated is not None
+    summary = "; ".join(change.describe() for change in seen.changes)
+    resource = facts.resource
+    is_drift = resource.generation == resource.status.get("observedGeneration") and not facts.fresh
+    if is_drift:
+        event = KubeEvent("Warning", "DriftRepaired", f"changed at the provider, repaired: {summary}")
+    else:
+        event = KubeEvent("Normal", "Updated", f"updated at the provider: {summary}")
+    done = _Consequences(events=(event,), remember=updated, counted=("update",), drift_repaired=is_drift)
+    # One update per event: whatever the answer shows, the next observation (the resync) judges it, so an adapter
+    # that answers less than it changed can never make the event loop.
+    return _converge(facts, seen, desired, updated, done, NoAction())
+
+
+def _record_id(facts: Facts, database_id: str) -> dict[str, Any]:
+    """The provider id for the status, written whether the rest of the event succeeds or fails.
+
+    Not a PATCH of its own: a crash before the status is written loses nothing, since the next reconcile meets
+    the taken name and adopts the database.
+    """
+    return {} if facts.resource.status.get("databaseId") == database_id else {"databaseId": database_id}
+
+
+def _converge(
+    facts: Facts,
+    seen: Observation,
+    desired: DesiredDatabase,
+    database: Database,
+    done: _Consequences,
+    action: Action | None = None,
+) -> Plan:
+    """With the database known: repair what differs, rotate the password if asked, else publish."""
+    if action is None:
+        action = plan_action(desired, database, seen.known_id)
+    if isinstance(action, ConflictAction):
+        failed = refuse(facts, seen, action.reason, action.message)
+        return dataclasses.replace(
+            failed,
+            events=done.events + failed.events,
+            status={**done.status, **failed.status},
+            remember=done.remember,
+            counted=done.counted,
+            drift_repaired=done.drift_repaired,
+        )
+    if isinstance(action, UpdateAction | CreateAction):
+        return done.plan(action, seen)
+    resource = facts.resource
+    rotation = resource.annotations.get(ANNOTATION_ROTATE_PASSWORD)
+    handled_rotation = resource.status.get("lastHandledRotation")
+    rotation_asked = bool(rotation) and rotation != handled_rotation
+    # A database created in this event has a fresh password already: only later changes of the annotation ask.
+    if rotation_asked and not seen.password_reset and not (seen.created and handled_rotation is None):
+        return done.plan(ResetPassword(database.id), seen)
+    status = _ready_status(facts, seen, database, rotation if rotation_asked else handled_rotation)
+    publish = Publish(database, resource.secret_name(), likely_absent=seen.created, status=status)
+    return done.plan(publish, seen, forget_uncertain_create=True)
+
+
+def _ready_status(facts: Facts, seen: Observation, database: Database, handled_rotation: str | None) -> dict[str, Any]:
+    """The status once the Secret is published: the Ready rule, the mirror of the database, rotation bookkeeping."""
+    resource = facts.resource
+    assert facts.provider is not None
+    now = format_timestamp(facts.now)
+    secret_name = resource.secret_name()
+    conditions = succeeded_conditions(
+        resource.status.get("conditions"),
+        generation=resource.generation,
+        now=now,
+        state=database.state,
+        secret_name=secret_name,
+    )
+    rendered: dict[str, Any] = {
+        **observed_status(database),
+        "provider": facts.provider.name,
+        "secretName": secret_name,
+        "observedGeneration": resource.generation,
+        "conditions": conditions,
+        "lastHandledRotation": handled_rotation,
+        "passwordRotatedAt": now if seen.password_reset else resource.status.get("passwordRotatedAt"),
+    }
+    return status_changes(resource.status, rendered, now=now)
+
+
+def failure_status(resource: Resource, reason: str, message: str, now: datetime.datetime) -> Plan:
+    """Synced=False with the reason; a Warning Event only when the reason is new, so a retried failure does not
+    flood the Events."""
+    conditions, new_reason = failed_conditions(
+        resource.status.get("conditions"),
+        reason=reason,
+        message=message,
+        generation=resource.generation,
+        now=format_timestamp(now),
+    )
+    events = (KubeEvent("Warning", reason, message),) if new_reason else ()
+    return Plan(Refuse(reason, message), Observation.first(resource), events=events, status={"conditions": conditions})
+
+
+def refuse(facts: Facts, seen: Observation, reason: str, message: str, *, retry_delay: float | None = None) -> Plan:
+    failed = failure_status(facts.resource, reason, message, facts.now)
+    return dataclasses.replace(failed, action=Refuse(reason, message, retry_delay), progress=seen)
+
+
+# --- the one decision of a deletion --------------------------------------------------------------------------
+
+
+def decide_deletion(facts: Facts, seen: Observation) -> Plan:
+    """Keep or destroy the provider database of a RedisDatabase being deleted (`facts.provider` is not needed)."""
+    resource = facts.resource
+    if resource.spec is None:
+        event = KubeEvent("Warning", "Orphaned", "the spec is invalid; nothing was deleted at the provider")
+        return Plan(Release(), seen, events=(event,))
+    if seen.step is Step.START:
+        if resource.spec.effective_deletion_policy() is DeletionPolicy.ORPHAN:
+            event = KubeEvent("Normal", "Orphaned", "deletionPolicy is Orphan: the provider database is kept")
+            return Plan(Release(), seen, events=(event,))
+        if resource.annotations.get(ANNOTATION_FORCE_ORPHAN) == "true":
+            event = KubeEvent("Warning", "Orphaned", f"{ANNOTATION_FORCE_ORPHAN} is set: the database is kept")
+            return Plan(Release(), seen, events=(event,))
+        if seen.known_id is not None:
+            return Plan(Delete(seen.known_id), seen)
+        return Plan(LookUp(Step.FOUND_BY_NAME, resource.desired().name), seen)
+    if seen.step is Step.FOUND_BY_NAME:
+        found = seen.database
+        events: tuple[KubeEvent, ...] = ()
+        if found is not None and facts.stranger(found) is not None:
+            message = (
+                f"the provider database {found.name} ({found.id}) predates this RedisDatabase and was never "
+                f"adopted: not deleted"
+            )
+            events, found = (KubeEvent("Warning", "Kept", message),), None
+        if found is not None:
+            return Plan(Delete(found.id), dataclasses.replace(seen, known_id=found.id))
+        if (pending := facts.create_pending()) > 0:
+            # Releasing now would leave a late-landing database with no owner: wait for it, then delete it.
+            message = (
+                f"an earlier create timed out and may still land at the provider; checking again for up to "
+                f"{pending:.0f}s before releasing the resource"
+            )
+            return Plan(Wait(message, min(pending, 10.0) + 1.0), seen, events=events)
+        return Plan(Release(), seen, events=events)
+    if seen.step is Step.DELETED:
+        event = KubeEvent("Normal", "Deleted", f"deleted provider database {seen.known_id}")
+        return Plan(Release(), seen, events=(event,), counted=("delete",))
+    raise AssertionError(f"no deletion decision after {seen.step}")
+
+
+def deletion_failure_message(message: str) -> str:
+    return (
+        f"cannot delete the provider database: {message}. To remove the RedisDatabase without deleting it at the "
+        f"provider, annotate it {ANNOTATION_FORCE_ORPHAN}=true"
+    )

@@ -1,11 +1,22 @@
-"""Render the connection Secret: the keys apps mount with `envFrom`, and `Redis.fromEnv()` reads as is."""
+"""The connection Secret: the keys apps mount with `envFrom` (and `Redis.fromEnv()` reads as is), the pure decision
+how to bring the Secret in the cluster to it (`secret_action`), and the small publisher doing the Kubernetes calls.
+
+The Secret is always written whole (created, or replaced at the resourceVersion read), never patched in part.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import enum
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import kopf
+
+from .errors import ConfigurationError
+from .kube import KubeClient, KubeConflict, secret_path
 from .models import API_VERSION, LABEL_DATABASE, LABEL_MANAGED_BY, MANAGER_NAME
 from .providers.base import Database
 
@@ -76,3 +87,118 @@ def is_owned_by(secret: dict[str, Any], owner_uid: str) -> bool:
 
 def decode_data(secret: dict[str, Any]) -> dict[str, str]:
     return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
+
+
+def has_credentials(database: Database) -> bool:
+    """A database from a list (the shared snapshot) may come without its password."""
+    return bool(database.url and database.password)
+
+
+class SecretAction(enum.StrEnum):
+    CREATE = "create"
+    REPLACE = "replace"
+    LEAVE = "leave"
+    CONFLICT = "conflict"  # a Secret of that name we do not own: never overwritten
+    NEED_CREDENTIALS = "need_credentials"  # nothing to compare with: read the database with its credentials first
+
+
+def secret_action(existing: dict[str, Any] | None, rendered: dict[str, Any] | None, owner_uid: str) -> SecretAction:
+    """How to bring the Secret in the cluster (`existing`) to `rendered` (None: the credentials are not at hand)."""
+    if existing is not None and not is_owned_by(existing, owner_uid):
+        return SecretAction.CONFLICT
+    existing_hash = ((existing or {}).get("metadata", {}).get("annotations") or {}).get(ANNOTATION_CONTENT_HASH)
+    if rendered is None:
+        # No credentials in the snapshot: the Secret we wrote stands until they change.
+        return SecretAction.LEAVE if existing is not None and existing_hash else SecretAction.NEED_CREDENTIALS
+    if existing is None:
+        return SecretAction.CREATE
+    rendered_hash = rendered["metadata"]["annotations"][ANNOTATION_CONTENT_HASH]
+    if existing_hash == rendered_hash and existing.get("data") == rendered["data"]:
+        return SecretAction.LEAVE
+    return SecretAction.REPLACE
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretTarget:
+    """Where the connection Secret of one RedisDatabase goes, and who owns it."""
+
+    name: str
+    namespace: str
+    owner_name: str
+    owner_uid: str
+
+    def render(self, database: Database) -> dict[str, Any]:
+        return render_connection_secret(
+            secret_name=self.name,
+            namespace=self.namespace,
+            owner_name=self.owner_name,
+            owner_uid=self.owner_uid,
+            database=database,
+        )
+
+
+class SecretOutcome(enum.StrEnum):
+    CREATED = "created"
+    REPLACED = "replaced"
+    UNCHANGED = "unchanged"
+
+    def event_message(self, secret_name: str) -> str | None:
+        """The SecretWritten Event's message, None when nothing was written."""
+        if self is SecretOutcome.CREATED:
+            return f"wrote connection Secret {secret_name}"
+        if self is SecretOutcome.REPLACED:
+            return f"updated connection Secret {secret_name}"
+        return None
+
+
+class SecretPublisher:
+    """The Kubernetes calls that carry out `secret_action`."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self._kube = kube
+
+    async def publish(
+        self,
+        target: SecretTarget,
+        database: Database,
+        *,
+        likely_absent: bool,
+        read_credentials: Callable[[], Awaitable[Database]],
+    ) -> SecretOutcome:
+        """Write the whole Secret when it is missing or its content changed.
+
+        ``likely_absent`` (the database was just created): POST first and read only if the name is taken, saving
+        a round trip on every create. ``read_credentials`` is called only when the Secret cannot be judged without.
+        """
+        rendered = target.render(database) if has_credentials(database) else None
+        if likely_absent and rendered is not None:
+            try:
+                await self._kube.create(secret_path(target.namespace), rendered)
+            except KubeConflict:
+                pass  # someone's Secret, or ours from an earlier attempt: secret_action decides
+            else:
+                return SecretOutcome.CREATED
+        existing = await self._kube.get(secret_path(target.namespace, target.name))
+        action = secret_action(existing, rendered, target.owner_uid)
+        if action is SecretAction.NEED_CREDENTIALS:
+            rendered = target.render(await read_credentials())
+            action = secret_action(existing, rendered, target.owner_uid)
+        if action is SecretAction.CONFLICT:
+            raise ConfigurationError(
+                "SecretConflict",
+                f"Secret {target.namespace}/{target.name} exists and is not owned by this RedisDatabase; delete it or "
+                "set spec.connectionSecret.name to another name",
+            )
+        if action is SecretAction.LEAVE:
+            return SecretOutcome.UNCHANGED
+        assert rendered is not None
+        if action is SecretAction.CREATE:
+            try:
+                await self._kube.create(secret_path(target.namespace), rendered)
+            except KubeConflict:
+                raise kopf.TemporaryError("the Secret appeared concurrently; retrying", delay=1) from None
+            return SecretOutcome.CREATED
+        assert existing is not None
+        rendered["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        await self._kube.replace(secret_path(target.namespace, target.name), rendered)
+        return SecretOutcome.REPLACED

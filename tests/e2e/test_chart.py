@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.harness.cluster import (
-    _RUNNERS,
+    PROCESS_RUNNERS,
     Cluster,
     KubectlError,
     apply,
@@ -561,7 +561,7 @@ def test_least_privilege_lifecycle(
     assert other.stdout.strip() == "no"
 
     operator = start_as_chart_service_account(cluster, release_namespace, tmp_path / "op", sa_kubeconfig)
-    request.node.stash[_RUNNERS] = operator.runner
+    request.node.stash[PROCESS_RUNNERS] = operator.runner
     try:
         # The bootstrap: one Secret holds the CA and serving cert; the chart's configuration trusts that CA.
         cert = secret_data(f"{FULLNAME}-webhook-cert", release_namespace)
@@ -628,7 +628,7 @@ def test_a_missing_rule_breaks_it(
 
     sa_kubeconfig = service_account_kubeconfig(cluster, release_namespace, FULLNAME, tmp_path / "sa.kubeconfig")
     operator = start_as_chart_service_account(cluster, release_namespace, tmp_path / "op", sa_kubeconfig)
-    request.node.stash[_RUNNERS] = operator.runner
+    request.node.stash[PROCESS_RUNNERS] = operator.runner
     try:
         route_webhook_to(int(operator.env["WEBHOOK_PORT"]))
         apply(database("broken"), namespace)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import redis
 
-from tests.e2e.test_resilience import database
 from tests.harness.cluster import Cluster, apply, get_json, wait_for
 from tests.harness.local_provider import LocalProvider
-from tests.harness.operator import secret_data, start_operator, wait_ready
+from tests.harness.operator import database, secret_data, start_operator, wait_ready
 
 
 def test_operator_killed_mid_create_leaves_exactly_one_database(

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from redisdb_dev.devrun import SYSTEM_NAMESPACE, fly_provider_manifests
+from tests.harness.argocd_health import health_of
 from tests.harness.cluster import apply, get_json, kubectl, to_yaml, wait_for
 from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, LocalProvider
 from tests.harness.operator import (
@@ -24,7 +25,6 @@ from tests.harness.operator import (
     wait_gone,
     wait_ready,
 )
-from tests.unit.test_argocd_health import health_of
 
 FIELD_MANAGER = "argocd-controller"
 PERMANENT = {"InvalidRequest", "InvalidSpec", "PrimaryRegionMismatch", "DatabaseIdMismatch", "NameTaken"}

@@ -23,7 +23,7 @@ from tests.harness.operator import (
     wait_gone,
     wait_ready,
 )
-from tests.unit.test_metrics import Sample, parse
+from tests.harness.prometheus import Sample, parse
 
 
 @pytest.fixture(scope="module")

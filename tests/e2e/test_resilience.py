@@ -13,23 +13,14 @@ import redis
 from tests.harness.cluster import Cluster, apply, get_json, kubectl, wait_for
 from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, LocalProvider
 from tests.harness.operator import (
-    FLY_PROVIDER,
     SYSTEM_NAMESPACE,
     OperatorProcess,
     condition,
+    database,
     delete_at_provider,
     secret_data,
     wait_ready,
 )
-
-
-def database(name: str, provider: str = FLY_PROVIDER, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "redisdb.dev/v1alpha1",
-        "kind": "RedisDatabase",
-        "metadata": {"name": name},
-        "spec": {"providerRef": {"name": provider}, "primaryRegion": "mad", **spec},
-    }
 
 
 def synced_reason(name: str, namespace: str) -> str | None:

@@ -273,7 +273,7 @@ def managed_process(
         runner.stop_all()
 
 
-_RUNNERS = pytest.StashKey[ProcessRunner]()
+PROCESS_RUNNERS = pytest.StashKey[ProcessRunner]()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -283,7 +283,7 @@ def pytest_runtest_makereport(
     """Keeps each phase's report on the item (`item.rep_call`) and attaches process logs to failures."""
     report = yield
     setattr(item, f"rep_{report.when}", report)
-    runner = item.stash.get(_RUNNERS, None)
+    runner = item.stash.get(PROCESS_RUNNERS, None)
     if report.failed and runner is not None:
         report.sections.extend(runner.log_sections())
     return report
@@ -329,6 +329,6 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 @pytest.fixture
 def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessRunner]:
     runner = ProcessRunner(tmp_path / "logs")
-    request.node.stash[_RUNNERS] = runner
+    request.node.stash[PROCESS_RUNNERS] = runner
     yield runner
     runner.stop_all()

@@ -27,7 +27,16 @@ from redisdb_dev.devrun import (
     operator_argv,
     upstash_provider_manifests,
 )
-from tests.harness.cluster import _RUNNERS, Cluster, ManagedProcess, ProcessRunner, apply, get_json, kubectl, wait_for
+from tests.harness.cluster import (
+    PROCESS_RUNNERS,
+    Cluster,
+    ManagedProcess,
+    ProcessRunner,
+    apply,
+    get_json,
+    kubectl,
+    wait_for,
+)
 from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, UPSTASH_API_KEY, UPSTASH_EMAIL, LocalProvider
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,7 +164,7 @@ def _attach_operator_logs(request: pytest.FixtureRequest) -> None:
     """Make the module's operator log part of a failing test's report."""
     if "operator" in request.fixturenames:
         running: OperatorProcess = request.getfixturevalue("operator")
-        request.node.stash[_RUNNERS] = running.runner
+        request.node.stash[PROCESS_RUNNERS] = running.runner
 
 
 @pytest.fixture(autouse=True)
@@ -172,6 +181,16 @@ def _snapshot_namespace_events(request: pytest.FixtureRequest) -> Iterator[None]
 
 
 # -- helpers used by the end-to-end tests --------------------------------------------------------------------
+
+
+def database(name: str, provider: str = FLY_PROVIDER, **spec: Any) -> dict[str, Any]:
+    """A RedisDatabase manifest in mad on the local Fly provider, with `spec` overrides."""
+    return {
+        "apiVersion": "redisdb.dev/v1alpha1",
+        "kind": "RedisDatabase",
+        "metadata": {"name": name},
+        "spec": {"providerRef": {"name": provider}, "primaryRegion": "mad", **spec},
+    }
 
 
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

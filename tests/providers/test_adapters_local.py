@@ -111,7 +111,9 @@ async def test_lifecycle(
         assert await adapter.find_by_name(unique_name + "-missing") is None
 
         # Read regions: the full new set; replicas appear and disappear.
-        await adapter.update(created.id, DatabaseUpdate(read_regions=placement.more_read_regions))
+        # Each update answers the database as changed, which is what the provider then reports.
+        updated = await adapter.update(created, DatabaseUpdate(read_regions=placement.more_read_regions))
+        assert updated.read_regions == placement.more_read_regions
         assert (await adapter.get(created.id)).read_regions == placement.more_read_regions
         eventually(
             lambda: set(replica_ports(provider, created.id)) == set(placement.more_read_regions),
@@ -119,25 +121,26 @@ async def test_lifecycle(
         )
         added = replica_client(created, replica_ports(provider, created.id)[placement.more_read_regions[-1]])
         eventually(lambda: added.get("greeting") == "hello", what="new replica to sync")
-        await adapter.update(created.id, DatabaseUpdate(read_regions=()))
-        assert (await adapter.get(created.id)).read_regions == ()
+        updated = await adapter.update(updated, DatabaseUpdate(read_regions=()))
+        assert updated.read_regions == () and (await adapter.get(created.id)).read_regions == ()
         eventually(lambda: replica_ports(provider, created.id) == {}, what="replicas to go away")
 
         # Eviction, checked on the server itself.
-        await adapter.update(created.id, DatabaseUpdate(eviction=True))
-        assert (await adapter.get(created.id)).eviction is True
+        updated = await adapter.update(updated, DatabaseUpdate(eviction=True))
+        assert updated.eviction is True and (await adapter.get(created.id)).eviction is True
         assert primary.config_get("maxmemory-policy")["maxmemory-policy"] != "noeviction"
-        await adapter.update(created.id, DatabaseUpdate(eviction=False))
-        assert (await adapter.get(created.id)).eviction is False
+        updated = await adapter.update(updated, DatabaseUpdate(eviction=False))
+        assert updated.eviction is False and (await adapter.get(created.id)).eviction is False
         assert primary.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
 
         # Plan change, together with a region change, as the reconciler would send it.
         maxmemory_before = primary.config_get("maxmemory")["maxmemory"]
-        await adapter.update(
-            created.id, DatabaseUpdate(plan=placement.bigger_plan, read_regions=placement.read_regions)
+        updated = await adapter.update(
+            updated, DatabaseUpdate(plan=placement.bigger_plan, read_regions=placement.read_regions)
         )
         changed = await adapter.get(created.id)
         assert changed.plan == placement.bigger_plan and changed.read_regions == placement.read_regions
+        assert (updated.plan, updated.read_regions) == (changed.plan, changed.read_regions)
         assert primary.config_get("maxmemory")["maxmemory"] != maxmemory_before
         entry = admin_entry(provider, created.id)
         assert entry is not None and entry["plan"] == placement.bigger_plan
@@ -187,7 +190,8 @@ async def test_unknown_id_is_not_found(adapter: ProviderClient) -> None:
     with pytest.raises(NotFoundError):
         await adapter.get("00000000-0000-0000-0000-000000000000")
     with pytest.raises(NotFoundError):
-        await adapter.update("00000000-0000-0000-0000-000000000000", DatabaseUpdate(eviction=True))
+        gone = Database(id="00000000-0000-0000-0000-000000000000", name="gone", primary_region="mad", plan="payg")
+        await adapter.update(gone, DatabaseUpdate(eviction=True))
     with pytest.raises(NotFoundError):
         await adapter.reset_password("00000000-0000-0000-0000-000000000000")
     await adapter.delete("00000000-0000-0000-0000-000000000000")

@@ -9,48 +9,19 @@ script on the live objects.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from lupa import lua51
 
-CUSTOMIZATIONS = Path(__file__).resolve().parents[2] / "deploy/argocd/resource_customizations/redisdb.dev"
-KINDS = ("RedisDatabase", "RedisProvider")
-CHECK_DIR = CUSTOMIZATIONS / "RedisDatabase"
-HEALTH_LUA = CHECK_DIR / "health.lua"
-PROVIDER_HEALTH_LUA = CUSTOMIZATIONS / "RedisProvider" / "health.lua"
+from tests.harness.argocd_health import CUSTOMIZATIONS, HEALTH_LUA, KINDS, PROVIDER_HEALTH_LUA, health_of
+
 CASES: list[tuple[str, dict[str, Any]]] = [
     (kind, case)
     for kind in KINDS
     for case in yaml.safe_load((CUSTOMIZATIONS / kind / "health_test.yaml").read_text())["tests"]
 ]
-
-
-@functools.cache
-def _health_function(kind: str) -> Any:
-    runtime = lua51.LuaRuntime(unpack_returned_tuples=True, register_eval=False, register_builtins=False)
-    # As in Argo CD: no os/io/require; only the base functions (ipairs, tostring, ...) and the script.
-    runtime.execute("os = nil; io = nil; require = nil; dofile = nil; loadfile = nil")
-    script = (CUSTOMIZATIONS / kind / "health.lua").read_text()
-    return runtime.eval(f"function(obj)\n{script}\nend"), runtime
-
-
-def _to_lua(runtime: Any, value: Any) -> Any:
-    if isinstance(value, dict):
-        return runtime.table_from({key: _to_lua(runtime, item) for key, item in value.items()})
-    if isinstance(value, list):
-        return runtime.table_from([_to_lua(runtime, item) for item in value])
-    return value
-
-
-def health_of(obj: dict[str, Any], kind: str | None = None) -> dict[str, str]:
-    """{'status': ..., 'message': ...} as Argo CD would compute it for `obj` (by its kind; RedisDatabase if none)."""
-    function, runtime = _health_function(kind or obj.get("kind") or "RedisDatabase")
-    result = function(_to_lua(runtime, obj))
-    return {"status": str(result["status"]), "message": str(result["message"] or "")}
 
 
 @pytest.mark.parametrize(("kind", "case"), CASES, ids=[f"{k}-{Path(c['inputPath']).stem}" for k, c in CASES])
@@ -136,7 +107,7 @@ def test_degraded_reasons_are_the_operators_permanent_reasons() -> None:
     """health.lua's `permanent` table and reconcile.PERMANENT_REASONS must not drift apart."""
     import re
 
-    from redisdb_operator.reconcile import PERMANENT_REASONS
+    from redisdb_operator.status import PERMANENT_REASONS
 
     table = re.search(r"local permanent = \{(.*?)\}", HEALTH_LUA.read_text(), re.S)
     assert table is not None
@@ -164,7 +135,7 @@ def test_credential_reasons_are_the_operators() -> None:
     each of those reasons (the provider's refusal, and the registry's missing Secret or key)."""
     from redisdb_operator.provider_checks import CREDENTIAL_REASONS
     from redisdb_operator.providers.base import UnauthorizedError
-    from redisdb_operator.reconcile import classify_error
+    from redisdb_operator.errors import classify_error
 
     assert _lua_table(HEALTH_LUA, "credentials") == set(CREDENTIAL_REASONS)
     assert _lua_table(PROVIDER_HEALTH_LUA, "credentials") == set(CREDENTIAL_REASONS)

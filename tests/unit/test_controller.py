@@ -1,149 +1,20 @@
-"""The imperative shell's create decisions, with an in-memory provider that (unlike the local provider) lets
-two databases share a name — the one behaviour the Upstash API does not rule out and a real server here will
-not show. Everything else about the controller is proven end to end in tests/e2e."""
+"""The imperative shell carrying out the core's decisions against an in-memory provider (tests/unit/fakes.py): the
+create paths a real server here will not show (shared names, a create that times out). Everything else about the
+controller is proven end to end in tests/e2e."""
 
 from __future__ import annotations
 
 import datetime
-import itertools
-import logging
-from collections.abc import Sequence
-from typing import Any
 
 import kopf
 import pytest
 
 from redisdb_operator.controller import ControllerConfig, DatabaseController
-from redisdb_operator.provider_registry import ProviderHandle
-from redisdb_operator.providers.base import (
-    AlreadyExistsError,
-    CreateDatabaseRequest,
-    Database,
-    DatabaseUpdate,
-    NotFoundError,
-    ProviderType,
-    UnavailableError,
-)
-from redisdb_operator.reconcile import condition
+from redisdb_operator.providers.base import CreateDatabaseRequest, Database
+from redisdb_operator.status import condition
+from tests.unit.fakes import LOGGER, FakeKube, InMemoryProvider, OneProvider, applied, body
 
-LOGGER = logging.getLogger("test")
-
-
-class InMemoryProvider:
-    def __init__(self, *, names_are_unique: bool) -> None:
-        self.provider_type = ProviderType.UPSTASH
-        self.names_are_unique = names_are_unique
-        self.databases: dict[str, Database] = {}
-        self.calls: list[str] = []
-        self._ids = itertools.count(1)
-        self.time_out_next_create = False  # the next create is accepted but answered by a timeout
-        self.in_flight: list[Database] = []  # accepted creates not yet visible; land() makes them so
-
-    def land(self) -> None:
-        for database in self.in_flight:
-            self.databases[database.id] = database
-        self.in_flight.clear()
-
-    async def create(self, request: CreateDatabaseRequest) -> Database:
-        self.calls.append("create")
-        if self.names_are_unique and any(d.name == request.name for d in self.databases.values()):
-            raise AlreadyExistsError("database name already exists")
-        if self.time_out_next_create:
-            self.time_out_next_create = False
-            self.in_flight.append(self._database(request))
-            raise UnavailableError("upstash create failed: timed out (ReadTimeout)", outcome_unknown=True)
-        database = self._database(request)
-        self.databases[database.id] = database
-        return database
-
-    def _database(self, request: CreateDatabaseRequest) -> Database:
-        return Database(
-            id=f"db-{next(self._ids)}",
-            name=request.name,
-            primary_region=request.primary_region,
-            read_regions=request.read_regions,
-            plan=request.plan or "payg",
-            eviction=request.eviction,
-            host="127.0.0.1",
-            port=6379,
-            password="pw",
-            url="redis://default:pw@127.0.0.1:6379",
-            created_at=datetime.datetime.now(datetime.UTC),
-        )
-
-    async def get(self, database_id: str) -> Database:
-        self.calls.append("get")
-        if database_id not in self.databases:
-            raise NotFoundError("database not found")
-        return self.databases[database_id]
-
-    async def find_by_name(self, name: str) -> Database | None:
-        self.calls.append("find_by_name")
-        return next((d for d in self.databases.values() if d.name == name), None)
-
-    async def list(self) -> Sequence[Database]:
-        self.calls.append("list")
-        return list(self.databases.values())
-
-    async def update(self, database_id: str, update: DatabaseUpdate) -> None:
-        self.calls.append("update")
-
-    async def reset_password(self, database_id: str) -> Database:
-        raise AssertionError("not used")
-
-    async def delete(self, database_id: str) -> None:
-        self.calls.append("delete")
-        self.databases.pop(database_id, None)
-
-    async def aclose(self) -> None:
-        pass
-
-
-class FakeKube:
-    """Only the Secret verbs the controller uses."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-
-    async def get(self, path: str) -> dict[str, Any] | None:
-        return self.objects.get(path)
-
-    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        stored = {**body, "metadata": {**body["metadata"], "resourceVersion": "1"}}
-        self.objects[f"{path}/{body['metadata']['name']}"] = stored
-        return stored
-
-    async def replace(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.objects[path] = body
-        return body
-
-
-class OneProvider:
-    def __init__(self, client: InMemoryProvider) -> None:
-        self.handle = ProviderHandle("default", ProviderType.UPSTASH, client, ("1", "1"))
-
-    async def get(self, name: str) -> ProviderHandle:
-        return self.handle
-
-    def invalidate(self, name: str) -> None:
-        pass
-
-
-def body(status: dict[str, Any] | None = None, **metadata: Any) -> kopf.Body:
-    return kopf.Body(
-        {
-            "apiVersion": "redisdb.dev/v1alpha1",
-            "kind": "RedisDatabase",
-            "metadata": {"name": "cache", "namespace": "shop", "uid": "uid-1", "generation": 1, **metadata},
-            "spec": {"primaryRegion": "us-east-1"},
-            "status": status or {},
-        }
-    )
-
-
-@pytest.fixture(autouse=True)
-def _no_event_posting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kopf, "event", lambda *args, **kwargs: None)
+pytestmark = pytest.mark.usefixtures("posted_events")
 
 
 @pytest.mark.parametrize("names_are_unique", [False, True])
@@ -166,12 +37,6 @@ async def test_a_provider_without_unique_names_is_asked_before_each_create() -> 
     controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
     await controller.reconcile(body(), fresh=True, patch=kopf.Patch(), logger=LOGGER)
     assert provider.calls[:2] == ["find_by_name", "create"]
-
-
-def applied(status: dict[str, Any], patch: kopf.Patch) -> dict[str, Any]:
-    """The status after kopf applied `patch` (a None value removes the field, as in a merge patch)."""
-    merged = {**status, **patch.status}
-    return {key: value for key, value in merged.items() if value is not None}
 
 
 @pytest.mark.parametrize("names_are_unique", [False, True])
@@ -259,7 +124,7 @@ def iso(moment: datetime.datetime) -> str:
 def strangers_database(provider: InMemoryProvider, age: datetime.timedelta) -> Database:
     """A database of the resource's provider-side name, made by someone else `age` ago."""
     made = datetime.datetime.now(datetime.UTC) - age
-    database = provider._database(CreateDatabaseRequest(name="shop-cache", primary_region="us-east-1"))
+    database = provider.database_for(CreateDatabaseRequest(name="shop-cache", primary_region="us-east-1"))
     database = database.model_copy(update={"created_at": made})
     provider.databases[database.id] = database
     return database
@@ -297,3 +162,21 @@ async def test_our_own_database_with_a_lost_id_is_still_adopted() -> None:
     controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
     await controller.reconcile(body(creationTimestamp=created), fresh=True, patch=patch, logger=LOGGER)
     assert patch.status["databaseId"] == ours.id
+
+
+async def test_an_update_publishes_what_the_provider_answered_without_reading_again(
+    posted_events: list[tuple[str, str, str]],
+) -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    created = kopf.Patch()
+    await controller.reconcile(body(), fresh=True, patch=created, logger=LOGGER)
+    provider.calls.clear()
+    changed = kopf.Patch()
+    spec = {"primaryRegion": "us-east-1", "eviction": True}
+    await controller.reconcile(
+        body(applied({}, created), spec=spec, generation=2), fresh=True, patch=changed, logger=LOGGER
+    )
+    assert provider.calls == ["get", "update"]  # observed once, changed once, never read back
+    assert changed.status["eviction"] is True and changed.status["observedGeneration"] == 2
+    assert ("Normal", "Updated", "updated at the provider: eviction: false -> true") in posted_events

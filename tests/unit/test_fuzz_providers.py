@@ -204,14 +204,17 @@ OPERATIONS: dict[str, Operation] = {
     "get": lambda c: c.get("db1"),
     "find_by_name": lambda c: c.find_by_name("shop-cache"),
     "list": lambda c: c.list(),
-    "update": lambda c: c.update("db1", DatabaseUpdate(read_regions=("ams",), plan="fixed_1gb", eviction=False)),
+    "update": lambda c: c.update(
+        Database(id="db1", name="shop-cache", primary_region="mad", plan="payg"),
+        DatabaseUpdate(read_regions=("ams",), plan="fixed_1gb", eviction=False),
+    ),
     "reset_password": lambda c: c.reset_password("db1"),
     "delete": lambda c: c.delete("db1"),
 }
 
 
 def check_result(operation: str, result: Any) -> None:
-    if operation in ("create", "get", "reset_password"):
+    if operation in ("create", "get", "update", "reset_password"):
         assert isinstance(result, Database)
     elif operation == "find_by_name":
         assert result is None or isinstance(result, Database)

@@ -7,33 +7,26 @@ into a verdict. REDISDB_FUZZ_EXAMPLES sets the examples per property (`make chao
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
-import httpx
-import kopf
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from redisdb_operator.admission import claim_of, validate_redisdatabase
-from redisdb_operator.kube import KubeClient, KubeUnavailable
-from redisdb_operator.models import RedisDatabaseSpec
-from redisdb_operator.providers import catalog
-from redisdb_operator.providers.base import Database, ProviderType, UnavailableError
-from redisdb_operator.reconcile import (
+from redisdb_operator.desired import (
     ConflictAction,
     CreateAction,
     DesiredDatabase,
-    ErrorVerdict,
     NoAction,
     UpdateAction,
-    classify_error,
+    catalog_problem,
     plan_action,
-    validate_against_catalog,
 )
+from redisdb_operator.models import RedisDatabaseSpec
+from redisdb_operator.providers import catalog
+from redisdb_operator.providers.base import Database, ProviderType
 
 EXAMPLES = int(os.environ.get("REDISDB_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -107,7 +100,7 @@ def test_admission_answers_a_message_or_admits(
         parsed = RedisDatabaseSpec.model_validate(spec)
         desired = DesiredDatabase.from_spec(parsed, namespace=namespace, metadata_name=name)
         provider_type = ProviderType(PROVIDERS[parsed.effective_provider_name()]["type"])
-        assert validate_against_catalog(provider_type, desired) is None
+        assert catalog_problem(provider_type, desired) is None
 
 
 databases = st.builds(
@@ -140,7 +133,7 @@ def test_reconcile_core_plans_exactly_one_action(
     except ValidationError:
         return  # the controller reports InvalidSpec as a condition: tested in test_reconcile.py
     desired = DesiredDatabase.from_spec(parsed, namespace="shop", metadata_name="cache")
-    problem = validate_against_catalog(provider_type, desired)
+    problem = catalog_problem(provider_type, desired)
     assert problem is None or isinstance(problem, str)
     action = plan_action(desired, observed, recorded_id)
     assert isinstance(action, CreateAction | UpdateAction | ConflictAction | NoAction)
@@ -151,54 +144,3 @@ def test_reconcile_core_plans_exactly_one_action(
         assert observed is not None and observed.primary_region == desired.primary_region
     if isinstance(action, ConflictAction):
         assert action.message and action.reason
-
-
-@FUZZ
-@given(message=st.text(max_size=50), kind=st.integers(min_value=0, max_value=4))
-def test_every_failure_gets_a_verdict(message: str, kind: int) -> None:
-    error: BaseException = [
-        ValueError(message),
-        KeyError(message),
-        UnavailableError(message, retry_after=3),
-        KubeUnavailable(0, message),
-        RuntimeError(message),
-    ][kind]
-    verdict = classify_error(error)
-    assert isinstance(verdict, ErrorVerdict) and verdict.reason
-
-
-def test_regression_an_unreachable_apiserver_is_temporary_not_internal() -> None:
-    """Found by the chaos suite: while kube-apiserver restarted, httpx.ConnectError from the operator's own
-    Kubernetes client was classified InternalError and logged with a traceback on every retry."""
-
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("All connection attempts failed", request=request)
-
-    async def call() -> None:
-        client = KubeClient(
-            kopf.ConnectionInfo(server="https://127.0.0.1:9", insecure=True), transport=httpx.MockTransport(refuse)
-        )
-        try:
-            await client.get("/api/v1/namespaces/default/secrets/x")
-        finally:
-            await client.aclose()
-
-    with pytest.raises(KubeUnavailable) as caught:
-        asyncio.run(call())
-    verdict = classify_error(caught.value)
-    assert verdict.reason == "KubernetesUnavailable" and verdict.temporary
-
-    def unavailable(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(503, json={"message": "etcd is away"})
-
-    async def call_503() -> None:
-        client = KubeClient(
-            kopf.ConnectionInfo(server="https://127.0.0.1:9", insecure=True), transport=httpx.MockTransport(unavailable)
-        )
-        try:
-            await client.get("/api/v1/namespaces/default/secrets/x")
-        finally:
-            await client.aclose()
-
-    with pytest.raises(KubeUnavailable):
-        asyncio.run(call_503())

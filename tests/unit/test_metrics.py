@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import re
+from typing import Any
 
 import httpx
 import kopf
@@ -14,52 +14,7 @@ from redisdb_operator.metrics import Counter, DatabaseReadiness, Gauge, Histogra
 from redisdb_operator.providers.base import UnavailableError
 from redisdb_operator.providers.http import HttpTransport, RetryPolicy
 from tests.harness.operator import free_port
-
-Sample = tuple[str, frozenset[tuple[str, str]], float]
-
-_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_SAMPLE = re.compile(rf"^(?P<name>{_NAME})(?:\{{(?P<labels>.*)\}})? (?P<value>\S+)$")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)')
-_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r'\\[\\"n]', lambda m: _UNESCAPE[m[0]], value)
-
-
-def parse(text: str) -> tuple[dict[str, tuple[str, str]], list[Sample]]:
-    """(metric name -> (TYPE, HELP), samples); raises on any line that is not valid exposition format."""
-    assert text.endswith("\n")
-    families: dict[str, tuple[str, str]] = {}
-    helps: dict[str, str] = {}
-    samples: list[Sample] = []
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name, _, help_text = line[len("# HELP ") :].partition(" ")
-            helps[name] = _unescape(help_text)
-        elif line.startswith("# TYPE "):
-            name, kind = line[len("# TYPE ") :].split(" ")
-            assert kind in ("counter", "gauge", "histogram", "summary", "untyped")
-            assert name not in families, f"TYPE of {name} twice"
-            families[name] = (kind, helps[name])
-        else:
-            match = _SAMPLE.match(line)
-            assert match, f"not a sample line: {line!r}"
-            labels: dict[str, str] = {}
-            rest = match["labels"] or ""
-            while rest:
-                label = _LABEL.match(rest)
-                assert label, f"bad labels in {line!r}"
-                assert label[1] not in labels
-                labels[label[1]] = _unescape(label[2])
-                rest = rest[label.end() :]
-            value = {"+Inf": math.inf, "-Inf": -math.inf, "NaN": math.nan}.get(match["value"])
-            samples.append(
-                (match["name"], frozenset(labels.items()), float(match["value"]) if value is None else value)
-            )
-            family = re.sub(r"_(bucket|sum|count)$", "", match["name"])
-            assert match["name"] in families or family in families, f"sample {match['name']} before its TYPE"
-    return families, samples
+from tests.harness.prometheus import Sample, parse
 
 
 def value_of(samples: list[Sample], name: str, **labels: str) -> float:
@@ -255,24 +210,23 @@ async def test_server_serves_the_registry() -> None:
 
 
 def test_controller_counts_a_reported_conflict_as_permanent_and_places_the_database() -> None:
-    from redisdb_operator.controller import DatabaseController
+    from redisdb_operator.controller import DatabaseController, resource_of
 
-    raw = {
+    raw: dict[str, Any] = {
         "metadata": {"name": "cache", "namespace": "shop", "uid": "uid-unit-metrics", "generation": 1},
         "spec": {"providerRef": {"name": "unit-provider"}, "primaryRegion": "mad"},
     }
-    patch = kopf.Patch()
-    patch.status["conditions"] = [
+    written = [
         {"type": "Synced", "status": "False", "reason": "PrimaryRegionMismatch"},
         {"type": "Ready", "status": "False", "reason": "PrimaryRegionMismatch"},
     ]
     before = metrics.RECONCILES.value(trigger="change", result="permanent_error")
-    DatabaseController._record_reconcile(kopf.Body(raw), patch, "change", "success", 0.0)
+    DatabaseController._record_reconcile(resource_of(kopf.Body(raw)), written, "change", "success", 0.0)
     assert metrics.RECONCILES.value(trigger="change", result="permanent_error") == before + 1
     assert metrics.DATABASES.value(provider="unit-provider", ready="false") == 1
     # a later success with no status change keeps the Ready condition the object already shows
     raw["status"] = {"conditions": [{"type": "Synced", "status": "True"}, {"type": "Ready", "status": "True"}]}
-    DatabaseController._record_reconcile(kopf.Body(raw), kopf.Patch(), "resync", "success", 0.0)
+    DatabaseController._record_reconcile(resource_of(kopf.Body(raw)), None, "resync", "success", 0.0)
     assert metrics.DATABASES.value(provider="unit-provider", ready="false") == 0
     assert metrics.DATABASES.value(provider="unit-provider", ready="true") == 1
     metrics.DATABASE_READINESS.forget("uid-unit-metrics")

@@ -1,52 +1,35 @@
-"""Table tests of the pure reconcile core: (desired, observed) -> action, errors -> verdicts, conditions."""
+"""Table tests of the one reconcile decision: decide(facts, observation) -> plan, step by step as the shell feeds
+each outcome back, and decide_deletion; plus whose database a found one is."""
 
 from __future__ import annotations
 
 import datetime
 
 import pytest
+from pydantic import ValidationError
 
+from redisdb_operator.desired import CreateAction, UpdateAction
 from redisdb_operator.models import RedisDatabaseSpec
-from redisdb_operator.providers.base import (
-    AlreadyExistsError,
-    Database,
-    InvalidRequestError,
-    ProviderType,
-    RateLimitedError,
-    UnauthorizedError,
-    UnavailableError,
-)
+from redisdb_operator.providers.base import Database, ProviderType
 from redisdb_operator.reconcile import (
-    PERMANENT_REASONS,
-    ConfigurationError,
-    ConflictAction,
-    CreateAction,
-    DesiredDatabase,
-    NoAction,
-    UpdateAction,
-    backoff_delay,
-    classify_error,
-    condition,
-    parse_timestamp,
-    plan_action,
-    set_condition,
+    Delete,
+    Facts,
+    GiveUp,
+    LookUp,
+    Observation,
+    ProviderFacts,
+    Publish,
+    Refuse,
+    Release,
+    ResetPassword,
+    Resource,
+    Step,
+    Wait,
+    decide,
+    decide_deletion,
     stranger_database,
-    validate_against_catalog,
-    waiting_for_spec_change,
 )
-
-
-def desired(**overrides: object) -> DesiredDatabase:
-    values: dict[str, object] = {
-        "name": "shop-cache",
-        "primary_region": "mad",
-        "read_regions": frozenset({"ams"}),
-        "plan": "payg",
-        "eviction": False,
-        "tls": None,
-    }
-    values.update(overrides)
-    return DesiredDatabase(**values)  # type: ignore[arg-type]
+from redisdb_operator.status import condition
 
 
 def observed(**overrides: object) -> Database:
@@ -60,156 +43,6 @@ def observed(**overrides: object) -> Database:
     }
     values.update(overrides)
     return Database(**values)  # type: ignore[arg-type]
-
-
-def test_defaults_come_from_the_spec_and_metadata() -> None:
-    spec = RedisDatabaseSpec.model_validate({"primaryRegion": "mad"})
-    result = DesiredDatabase.from_spec(spec, namespace="shop", metadata_name="cache")
-    assert result == DesiredDatabase("shop-cache", "mad", frozenset(), "payg", False, None)
-    assert spec.effective_secret_name("cache") == "cache-redis"
-    assert spec.effective_provider_name() == "default"
-
-
-def test_missing_database_is_created() -> None:
-    action = plan_action(desired(), None, None)
-    assert isinstance(action, CreateAction)
-    assert action.recreate is False
-    assert action.request.read_regions == ("ams",)
-    assert action.request.plan == "payg"
-
-
-def test_recorded_database_gone_is_recreated_as_drift() -> None:
-    action = plan_action(desired(), None, "db-1")
-    assert isinstance(action, CreateAction) and action.recreate is True
-
-
-def test_in_sync_database_needs_nothing() -> None:
-    assert isinstance(plan_action(desired(), observed(), "db-1"), NoAction)
-
-
-@pytest.mark.parametrize(
-    ("want", "have", "fields"),
-    [
-        ({"read_regions": frozenset({"ams", "fra"})}, {}, ["readRegions"]),
-        ({"read_regions": frozenset()}, {}, ["readRegions"]),
-        ({"plan": "fixed_1gb"}, {}, ["plan"]),
-        ({"eviction": True}, {}, ["eviction"]),
-        ({"eviction": True, "plan": "fixed_1gb"}, {"read_regions": ()}, ["readRegions", "plan", "eviction"]),
-    ],
-)
-def test_differences_become_one_update(want: dict[str, object], have: dict[str, object], fields: list[str]) -> None:
-    action = plan_action(desired(**want), observed(**have), "db-1")
-    assert isinstance(action, UpdateAction)
-    assert [change.field for change in action.changes] == fields
-    update = action.update
-    assert (update.read_regions is not None) == ("readRegions" in fields)
-    assert (update.plan is not None) == ("plan" in fields)
-    assert (update.eviction is not None) == ("eviction" in fields)
-
-
-def test_update_sends_the_full_read_region_set_sorted() -> None:
-    action = plan_action(desired(read_regions=frozenset({"fra", "ams", "cdg"})), observed(), "db-1")
-    assert isinstance(action, UpdateAction)
-    assert action.update.read_regions == ("ams", "cdg", "fra")
-    assert action.changes[0].describe() == "readRegions: [ams] -> [ams,cdg,fra]"
-
-
-def test_primary_region_mismatch_is_a_conflict_not_an_update() -> None:
-    action = plan_action(desired(primary_region="ams", read_regions=frozenset()), observed(read_regions=()), "db-1")
-    assert isinstance(action, ConflictAction)
-    assert action.reason == "PrimaryRegionMismatch"
-    assert "'mad'" in action.message and "'ams'" in action.message
-
-
-def test_other_database_with_the_name_is_a_conflict() -> None:
-    action = plan_action(desired(), observed(id="db-2"), "db-1")
-    assert isinstance(action, ConflictAction) and action.reason == "DatabaseIdMismatch"
-
-
-@pytest.mark.parametrize(
-    ("error", "reason", "temporary", "retry_after"),
-    [
-        (RateLimitedError("slow down", retry_after=7), "RateLimited", True, 7),
-        (UnavailableError("503"), "ProviderUnavailable", True, None),
-        (UnauthorizedError("bad key"), "Unauthorized", True, None),
-        (InvalidRequestError("unknown region"), "InvalidRequest", False, None),
-        (AlreadyExistsError("taken"), "AlreadyExists", True, 10.0),
-        (ConfigurationError("CredentialsNotFound", "no secret"), "CredentialsNotFound", True, None),
-        (RuntimeError("boom"), "InternalError", True, None),
-    ],
-)
-def test_errors_map_to_reasons_and_retry_decisions(
-    error: Exception, reason: str, temporary: bool, retry_after: float | None
-) -> None:
-    verdict = classify_error(error)
-    assert (verdict.reason, verdict.temporary, verdict.retry_after) == (reason, temporary, retry_after)
-
-
-def test_backoff_honours_retry_after_and_caps() -> None:
-    assert backoff_delay(0, 12) == 12
-    assert backoff_delay(3, 10_000) == 300
-    for retry in range(20):
-        delay = backoff_delay(retry, None)
-        assert 0 < delay <= 300
-    assert backoff_delay(10, None) >= 150  # exponential, half of it fixed
-
-
-def test_condition_transition_time_moves_only_on_status_change() -> None:
-    first = set_condition(
-        None, type_="Ready", status="False", reason="Creating", message="", generation=1, now="2026-01-01T00:00:00Z"
-    )
-    same = set_condition(
-        first, type_="Ready", status="False", reason="Other", message="x", generation=2, now="2026-01-02T00:00:00Z"
-    )
-    flipped = set_condition(
-        same, type_="Ready", status="True", reason="Available", message="", generation=2, now="2026-01-03T00:00:00Z"
-    )
-    assert condition(same, "Ready")["lastTransitionTime"] == "2026-01-01T00:00:00Z"  # type: ignore[index]
-    assert condition(same, "Ready")["observedGeneration"] == 2  # type: ignore[index]
-    assert condition(flipped, "Ready")["lastTransitionTime"] == "2026-01-03T00:00:00Z"  # type: ignore[index]
-    both = set_condition(
-        flipped, type_="Synced", status="True", reason="Ok", message="", generation=2, now="2026-01-03T00:00:00Z"
-    )
-    assert [c["type"] for c in both] == ["Ready", "Synced"]
-
-
-def test_permanent_failure_waits_for_the_next_generation() -> None:
-    conditions = set_condition(
-        None, type_="Synced", status="False", reason="InvalidRequest", message="", generation=3, now="t"
-    )
-    assert waiting_for_spec_change({"conditions": conditions}, 3)
-    assert not waiting_for_spec_change({"conditions": conditions}, 4)
-    temporary = set_condition(
-        None, type_="Synced", status="False", reason="RateLimited", message="", generation=3, now="t"
-    )
-    assert not waiting_for_spec_change({"conditions": temporary}, 3)
-
-
-@pytest.mark.parametrize(
-    ("provider_type", "overrides", "fragment"),
-    [
-        (ProviderType.FLY, {}, None),
-        (ProviderType.FLY, {"primary_region": "xyz"}, "spec.primaryRegion 'xyz' is not a fly region"),
-        (ProviderType.FLY, {"read_regions": frozenset({"us-east-1"})}, "spec.readRegions: 'us-east-1'"),
-        (ProviderType.FLY, {"plan": "fixed_500gb"}, "spec.plan 'fixed_500gb' is not a fly plan"),
-        (ProviderType.FLY, {"plan": "free"}, "allows at most 0 read regions"),
-        (ProviderType.UPSTASH, {}, "spec.primaryRegion 'mad' is not a upstash region"),
-        (ProviderType.UPSTASH, {"primary_region": "eu-west-1", "read_regions": frozenset({"us-east-1"})}, None),
-        (
-            ProviderType.UPSTASH,
-            {"primary_region": "us-east-1", "read_regions": frozenset({"us-central1"})},
-            "'us-central1' is not a upstash read region",
-        ),
-    ],
-)
-def test_catalog_validation_names_the_field(
-    provider_type: ProviderType, overrides: dict[str, object], fragment: str | None
-) -> None:
-    problem = validate_against_catalog(provider_type, desired(**overrides))
-    if fragment is None:
-        assert problem is None
-    else:
-        assert problem is not None and fragment in problem
 
 
 NOW = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
@@ -235,14 +68,255 @@ def test_stranger_database(
     assert (verdict.reason if verdict else None) == reason
 
 
-def test_name_taken_is_permanent_for_argo_but_rechecked_by_the_resync() -> None:
-    status = {"conditions": [{"type": "Synced", "status": "False", "reason": "NameTaken", "observedGeneration": 1}]}
-    assert "NameTaken" in PERMANENT_REASONS
-    assert not waiting_for_spec_change(status, 1)
-    status["conditions"][0]["reason"] = "InvalidRequest"
-    assert waiting_for_spec_change(status, 1)
+# --- the one decision: decide(facts, observation) -> plan ------------------------------------------------------
+
+T0 = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
 
 
-def test_parse_timestamp() -> None:
-    assert parse_timestamp("2026-11-26T10:00:00Z") == NOW
-    assert parse_timestamp(None) is None and parse_timestamp("yesterday") is None
+def facts(
+    *,
+    status: dict[str, object] | None = None,
+    annotations: dict[str, str] | None = None,
+    spec: dict[str, object] | None = None,
+    fresh: bool = True,
+    names_are_unique: bool = True,
+    created: datetime.datetime | None = T0,
+    pending: float = 0.0,
+    generation: int = 1,
+) -> Facts:
+    raw_spec = spec if spec is not None else {"primaryRegion": "mad", "readRegions": ["ams"]}
+    try:
+        parsed: RedisDatabaseSpec | None = RedisDatabaseSpec.model_validate(raw_spec)
+        problem = ""
+    except ValidationError as error:
+        parsed, problem = None, str(error)
+    resource = Resource(
+        uid="uid-1",
+        namespace="shop",
+        name="cache",
+        generation=generation,
+        status=status or {},
+        annotations=annotations or {},
+        created=created,
+        spec=parsed,
+        spec_problem=problem,
+    )
+    provider = ProviderFacts("default", ProviderType.FLY, names_are_unique)
+    return Facts(
+        resource, provider, fresh=fresh, now=T0 + datetime.timedelta(minutes=1), create_pending_in_memory=pending
+    )
+
+
+def ours(**overrides: object) -> Database:
+    values: dict[str, object] = {
+        "host": "db.internal",
+        "port": 6379,
+        "password": "pw",
+        "url": "redis://default:pw@db.internal:6379",
+    }
+    return observed(**{**values, **overrides})
+
+
+def test_a_fresh_create_on_a_unique_name_provider_goes_straight_to_the_provider() -> None:
+    f = facts()
+    plan = decide(f, Observation.first(f.resource))
+    assert isinstance(plan.action, CreateAction) and not plan.action.recreate
+    plan = decide(f, plan.observe(Step.CREATED, ours()))
+    assert isinstance(plan.action, Publish) and plan.action.likely_absent
+    assert plan.status == {"databaseId": "db-1"} and plan.counted == ("create",) and plan.remember == ours()
+    assert [event.reason for event in plan.events] == ["Created"]
+    status = plan.action.status
+    assert status["databaseId"] == "db-1" and status["secretName"] == "cache-redis"
+    assert condition(status["conditions"], "Ready")["reason"] == "Available"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("fresh", "names_are_unique", "status", "lookup"),
+    [
+        (True, False, {}, LookUp(Step.FOUND_BY_NAME, "shop-cache")),
+        (True, True, {"databaseId": "db-1"}, LookUp(Step.GOT_BY_ID, "shop-cache", "db-1")),
+        (False, True, {"databaseId": "db-1"}, LookUp(Step.SNAPSHOT, "shop-cache", "db-1", snapshot=True)),
+    ],
+)
+def test_the_first_look(fresh: bool, names_are_unique: bool, status: dict[str, object], lookup: LookUp) -> None:
+    f = facts(fresh=fresh, names_are_unique=names_are_unique, status=status)
+    assert decide(f, Observation.first(f.resource)).action == lookup
+
+
+def test_a_stale_snapshot_is_confirmed_at_the_provider_before_recreating() -> None:
+    f = facts(fresh=False, status={"databaseId": "db-1", "observedGeneration": 1})
+    plan = decide(f, Observation.first(f.resource))
+    plan = decide(f, plan.observe(Step.SNAPSHOT, None))
+    assert plan.action == LookUp(Step.CONFIRMED_BY_ID, "shop-cache", "db-1")
+    plan = decide(f, plan.observe(Step.CONFIRMED_BY_ID, None))
+    assert plan.action == LookUp(Step.CONFIRMED_BY_NAME, "shop-cache")
+    plan = decide(f, plan.observe(Step.CONFIRMED_BY_NAME, None))
+    assert isinstance(plan.action, CreateAction) and plan.action.recreate
+    plan = decide(f, plan.observe(Step.CREATED, ours(id="db-2")))
+    assert [event.reason for event in plan.events] == ["DriftRecreated"] and plan.drift_repaired
+    assert plan.counted == ("recreate",) and plan.status == {"databaseId": "db-2"}
+
+
+def test_a_taken_name_is_adopted_when_ours_and_refused_when_a_strangers() -> None:
+    f = facts()
+    create = decide(f, Observation.first(f.resource))
+    adopted = decide(f, create.observe(Step.NAME_TAKEN, ours(created_at=T0 + datetime.timedelta(seconds=3))))
+    assert [event.reason for event in adopted.events] == ["Adopted"] and adopted.counted == ("adopt",)
+    assert adopted.status == {"databaseId": "db-1"} and isinstance(adopted.action, Publish)
+    assert not adopted.action.likely_absent
+    theirs = decide(f, create.observe(Step.NAME_TAKEN, ours(created_at=T0 - datetime.timedelta(hours=1))))
+    assert theirs.action == Refuse("NameTaken", theirs.action.message)  # type: ignore[union-attr]
+    assert "databaseId" not in theirs.status and theirs.remember is None
+    assert isinstance(decide(f, create.observe(Step.NAME_TAKEN, None)).action, GiveUp)
+
+
+def test_an_adopted_database_that_differs_is_then_updated() -> None:
+    f = facts(spec={"primaryRegion": "mad", "readRegions": ["ams", "fra"]})
+    plan = decide(f, Observation(step=Step.NAME_TAKEN, database=ours()))
+    assert isinstance(plan.action, UpdateAction) and plan.action.update.read_regions == ("ams", "fra")
+    assert plan.status == {"databaseId": "db-1"}
+    updated = decide(f, plan.observe(Step.UPDATED, ours(read_regions=("ams", "fra")), changes=plan.action.changes))
+    assert [event.reason for event in updated.events] == ["Updated"] and updated.counted == ("update",)
+    assert isinstance(updated.action, Publish) and updated.action.status["readRegions"] == ["ams", "fra"]
+
+
+def test_one_update_per_event_whatever_the_adapter_answers() -> None:
+    f = facts(spec={"primaryRegion": "mad", "readRegions": ["ams", "fra"]}, status={"databaseId": "db-1"})
+    plan = decide(f, Observation(step=Step.GOT_BY_ID, database=ours(), known_id="db-1"))
+    assert isinstance(plan.action, UpdateAction)
+    unchanged = decide(f, plan.observe(Step.UPDATED, ours(), changes=plan.action.changes))
+    assert isinstance(unchanged.action, Publish)  # the next resync judges it, the event does not loop
+
+
+def test_a_change_at_the_provider_found_by_the_resync_is_drift() -> None:
+    f = facts(fresh=False, status={"databaseId": "db-1", "observedGeneration": 1})
+    plan = decide(f, Observation(step=Step.SNAPSHOT, database=ours(eviction=True), known_id="db-1"))
+    assert isinstance(plan.action, UpdateAction)
+    done = decide(f, plan.observe(Step.UPDATED, ours(), changes=plan.action.changes))
+    assert [event.type for event in done.events] == ["Warning"] and done.events[0].reason == "DriftRepaired"
+    assert done.drift_repaired
+
+
+def test_a_timed_out_create_is_remembered_and_then_awaited() -> None:
+    f = facts()
+    plan = decide(f, Observation(step=Step.CREATE_TIMED_OUT, sent_at=T0))
+    assert isinstance(plan.action, GiveUp) and plan.uncertain_create_since == T0
+    assert plan.status == {"createUncertainSince": "2026-11-26T10:00:00Z"}
+    waiting = facts(status={"createUncertainSince": "2026-11-26T10:00:00Z"})
+    first = decide(waiting, Observation.first(waiting.resource))
+    assert first.action == LookUp(Step.FOUND_BY_NAME, "shop-cache")
+    refused = decide(waiting, first.observe(Step.FOUND_BY_NAME, None))
+    assert isinstance(refused.action, Refuse) and refused.action.reason == "CreateOutcomeUnknown"
+    assert refused.action.retry_delay == 11.0  # 30 s of the window left: look again in 10 s (+1)
+    landed = decide(waiting, first.observe(Step.FOUND_BY_NAME, ours(created_at=T0)))
+    assert isinstance(landed.action, Publish) and landed.action.status["createUncertainSince"] is None
+    assert landed.forget_uncertain_create
+
+
+@pytest.mark.parametrize(
+    ("status", "created_now", "resets"),
+    [
+        ({"databaseId": "db-1"}, False, True),  # asked for the first time
+        ({"databaseId": "db-1", "lastHandledRotation": "1"}, False, True),  # asked again with a new value
+        ({"databaseId": "db-1", "lastHandledRotation": "2"}, False, False),  # already handled
+        ({}, True, False),  # a database created in this event has a fresh password
+    ],
+)
+def test_password_rotation(status: dict[str, object], created_now: bool, resets: bool) -> None:
+    f = facts(status=status, annotations={"redisdb.dev/rotate-password": "2"})
+    known_id = str(status["databaseId"]) if "databaseId" in status else None
+    seen = Observation(step=Step.GOT_BY_ID, database=ours(), known_id=known_id, created=created_now)
+    plan = decide(f, seen)
+    assert isinstance(plan.action, ResetPassword) == resets
+    if resets:
+        plan = decide(f, plan.observe(Step.PASSWORD_RESET, ours(password="pw-2")))
+        assert [event.reason for event in plan.events] == ["PasswordRotated"]
+        assert plan.counted == ("reset_password",)
+    assert isinstance(plan.action, Publish)
+    assert plan.action.status["lastHandledRotation"] == "2"
+    assert ("passwordRotatedAt" in plan.action.status) == resets
+
+
+def test_an_idle_resync_writes_no_status() -> None:
+    f = facts(status={"databaseId": "db-1"})
+    first = decide(f, Observation(step=Step.GOT_BY_ID, database=ours(), known_id="db-1"))
+    assert isinstance(first.action, Publish)
+    settled = facts(fresh=False, status=dict(first.action.status))
+    again = decide(settled, Observation(step=Step.SNAPSHOT, database=ours(), known_id="db-1"))
+    assert isinstance(again.action, Publish) and again.action.status == {} and again.events == ()
+
+
+def test_the_ready_rule_follows_the_provider_state() -> None:
+    f = facts(status={"databaseId": "db-1"})
+    plan = decide(f, Observation(step=Step.GOT_BY_ID, database=ours(state="creating"), known_id="db-1"))
+    assert isinstance(plan.action, Publish)
+    ready = condition(plan.action.status["conditions"], "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", "NotActive")
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ({"primaryRegion": 7}, "InvalidSpec"),
+        ({"primaryRegion": "us-east-1"}, "InvalidSpec"),  # not a Fly.io region: the catalog check
+    ],
+)
+def test_an_invalid_spec_is_refused_before_any_provider_call(spec: dict[str, object], reason: str) -> None:
+    f = facts(spec=spec)
+    plan = decide(f, Observation.first(f.resource))
+    assert isinstance(plan.action, Refuse) and plan.action.reason == reason and plan.action.retry_delay is None
+    synced = condition(plan.status["conditions"], "Synced")
+    assert synced is not None and synced["status"] == "False" and synced["observedGeneration"] == 1
+    assert [event.reason for event in plan.events] == [reason]
+    # the same failure again posts no second Event
+    repeated = facts(spec=spec, status=dict(plan.status))
+    assert decide(repeated, Observation.first(repeated.resource)).events == ()
+
+
+def test_a_primary_region_mismatch_is_a_conflict() -> None:
+    f = facts(status={"databaseId": "db-1"})
+    plan = decide(f, Observation(step=Step.GOT_BY_ID, database=ours(primary_region="ams"), known_id="db-1"))
+    assert isinstance(plan.action, Refuse) and plan.action.reason == "PrimaryRegionMismatch"
+
+
+# --- the deletion decision ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "annotations", "event"),
+    [
+        ({"primaryRegion": 7}, {}, ("Warning", "Orphaned")),
+        ({"primaryRegion": "mad", "deletionPolicy": "Orphan"}, {}, ("Normal", "Orphaned")),
+        ({"primaryRegion": "mad"}, {"redisdb.dev/force-orphan": "true"}, ("Warning", "Orphaned")),
+    ],
+)
+def test_a_kept_database_is_released_without_the_provider(
+    spec: dict[str, object], annotations: dict[str, str], event: tuple[str, str]
+) -> None:
+    f = facts(spec=spec, annotations=annotations, status={"databaseId": "db-1"})
+    plan = decide_deletion(f, Observation.first(f.resource))
+    assert isinstance(plan.action, Release)
+    assert [(e.type, e.reason) for e in plan.events] == [event]
+
+
+def test_deletion_deletes_the_recorded_or_found_database() -> None:
+    recorded = facts(status={"databaseId": "db-1"})
+    plan = decide_deletion(recorded, Observation.first(recorded.resource))
+    assert plan.action == Delete("db-1")
+    done = decide_deletion(recorded, plan.observe(Step.DELETED))
+    assert isinstance(done.action, Release) and done.counted == ("delete",)
+    assert [e.message for e in done.events] == ["deleted provider database db-1"]
+    unrecorded = facts()
+    plan = decide_deletion(unrecorded, Observation.first(unrecorded.resource))
+    assert plan.action == LookUp(Step.FOUND_BY_NAME, "shop-cache")
+    assert decide_deletion(unrecorded, plan.observe(Step.FOUND_BY_NAME, ours(created_at=T0))).action == Delete("db-1")
+
+
+def test_deletion_keeps_a_strangers_database_and_waits_for_a_create_that_may_land() -> None:
+    f = facts()
+    theirs = ours(created_at=T0 - datetime.timedelta(hours=1))
+    plan = decide_deletion(f, Observation(step=Step.FOUND_BY_NAME, database=theirs))
+    assert isinstance(plan.action, Release) and [e.reason for e in plan.events] == ["Kept"]
+    pending = facts(pending=40.0)
+    plan = decide_deletion(pending, Observation(step=Step.FOUND_BY_NAME, database=None))
+    assert isinstance(plan.action, Wait) and plan.action.delay == 11.0

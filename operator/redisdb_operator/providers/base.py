@@ -79,6 +79,11 @@ class DatabaseUpdate(BaseModel):
     def is_empty(self) -> bool:
         return self.read_regions is None and self.plan is None and self.eviction is None
 
+    def applied_to(self, database: Database) -> Database:
+        """The database as it is once this change has landed: what an adapter returns without reading it again."""
+        changed = {"read_regions": self.read_regions, "plan": self.plan, "eviction": self.eviction}
+        return database.model_copy(update={key: value for key, value in changed.items() if value is not None})
+
 
 class ProviderError(Exception):
     """Base of every error an adapter raises. Messages never contain credentials."""
@@ -166,8 +171,9 @@ class ProviderClient(Protocol):
         """Every database of the account (credentials may be absent: use get for them)."""
         ...
 
-    async def update(self, database_id: str, update: DatabaseUpdate) -> None:
-        """Change read regions (the full set), plan and/or eviction in place."""
+    async def update(self, database: Database, update: DatabaseUpdate) -> Database:
+        """Change read regions (the full set), plan and/or eviction of the observed `database` in place, and return
+        it as changed (`update.applied_to(database)`: no extra read). An empty update makes no call."""
         ...
 
     async def reset_password(self, database_id: str) -> Database:

@@ -6,6 +6,7 @@ type needs, and how its client is built, is its entry in `kinds.py`.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -37,4 +38,8 @@ def make_client(
     if url is not None and urlsplit(url).scheme not in ("http", "https"):
         raise InvalidRequestError(f"{kind.type.value} API URL must start with http:// or https://")
     stripped = {key: credentials[key].strip() for key in needed}
-    return kind.build_client(url or kind.default_url, stripped, organization, timeouts, retry)
+    adapter = importlib.import_module(kind.adapter)
+    client: ProviderClient = adapter.build_client(
+        url or kind.default_url, stripped, organization or kind.default_organization, timeouts, retry
+    )
+    return client

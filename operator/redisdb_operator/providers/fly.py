@@ -176,9 +176,10 @@ class FlyClient:
             return []
         return [parse_add_on(node, operation="list add-ons") for node in nodes if isinstance(node, Mapping)]
 
-    async def update(self, database_id: str, update: DatabaseUpdate) -> None:
+    async def update(self, database: Database, update: DatabaseUpdate) -> Database:
         if update.is_empty():
-            return
+            return database
+        database_id = database.id
         current = await self._get_raw(database_id)
         plan_id = (
             await self._plan_id(update.plan) if update.plan is not None else _str(_dig(current, "addOnPlan", "id"))
@@ -206,6 +207,7 @@ class FlyClient:
             operation=f"update add-on {database_id}",
             idempotent=True,  # the whole desired state is sent, so a repeat lands in the same place
         )
+        return update.applied_to(database)
 
     async def reset_password(self, database_id: str) -> Database:
         name = _str((await self._get_raw(database_id)).get("name"))
@@ -452,3 +454,12 @@ def _str(value: Any) -> str:
 
 def _str_list(value: Any) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def build_client(
+    url: str, credentials: Mapping[str, str], organization: str | None, timeouts: Timeouts, retry: RetryPolicy
+) -> FlyClient:
+    """The client for `providers/kinds.py`: credentials by logical name (`token`)."""
+    return FlyClient(
+        url, token=credentials["token"], organization=organization or "personal", timeouts=timeouts, retry=retry
+    )

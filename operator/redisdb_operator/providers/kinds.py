@@ -7,14 +7,12 @@ test walks it and checks the CRD, admission, the chart's values schema and the d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from urllib.parse import urlsplit
 
-from . import catalog, fly, upstash
-from .base import ProviderClient, ProviderType
-from .http import RetryPolicy, Timeouts
+from . import catalog
+from .base import ProviderType
 
 
 @dataclass(frozen=True)
@@ -25,9 +23,6 @@ class CredentialKey:
     override_field: str  # the CredentialsSecretReference attribute (snake_case) that names another key
 
 
-ClientBuilder = Callable[[str, Mapping[str, str], str | None, Timeouts, RetryPolicy], ProviderClient]
-
-
 @dataclass(frozen=True)
 class ProviderKind:
     type: ProviderType
@@ -36,7 +31,11 @@ class ProviderKind:
     credentials: Mapping[str, CredentialKey]  # logical name (what the builder reads) -> where it is in the Secret
     default_url: str
     requires_organization: bool
-    build_client: ClientBuilder  # (base_url, credentials by logical name, organization, timeouts, retry)
+    default_organization: str | None  # when the RedisProvider names none (Fly: `personal`, as flyctl)
+    # The adapter module: it defines `build_client(url, credentials, organization, timeouts, retry)` and is imported
+    # only when a client is made, so this table (and the pure core reading labels and catalogs from it) stays free
+    # of HTTP code.
+    adapter: str
 
     @property
     def label(self) -> str:
@@ -52,40 +51,16 @@ class ProviderKind:
         return catalog.PLANS[self.type]
 
 
-DEFAULT_FLY_ORGANIZATION = "personal"
-
-
-def _build_fly(
-    url: str, credentials: Mapping[str, str], organization: str | None, timeouts: Timeouts, retry: RetryPolicy
-) -> ProviderClient:
-    return fly.FlyClient(
-        url,
-        token=credentials["token"],
-        organization=organization or DEFAULT_FLY_ORGANIZATION,
-        timeouts=timeouts,
-        retry=retry,
-    )
-
-
-def _build_upstash(
-    url: str, credentials: Mapping[str, str], organization: str | None, timeouts: Timeouts, retry: RetryPolicy
-) -> ProviderClient:
-    if urlsplit(url).path in ("", "/"):
-        url = url.rstrip("/") + "/v2"  # a bare host means the v2 API on it
-    return upstash.UpstashClient(
-        url, email=credentials["email"], api_key=credentials["apiKey"], timeouts=timeouts, retry=retry
-    )
-
-
 _KINDS = (
     ProviderKind(
         type=ProviderType.FLY,
         display_name="Fly.io",
         article="a",
         credentials={"token": CredentialKey("token", "token_key")},
-        default_url=fly.DEFAULT_BASE_URL,
+        default_url="https://api.fly.io",
         requires_organization=True,
-        build_client=_build_fly,
+        default_organization="personal",
+        adapter=f"{__package__}.fly",
     ),
     ProviderKind(
         type=ProviderType.UPSTASH,
@@ -95,9 +70,10 @@ _KINDS = (
             "email": CredentialKey("email", "email_key"),
             "apiKey": CredentialKey("apiKey", "api_key_key"),
         },
-        default_url=upstash.DEFAULT_BASE_URL,
+        default_url="https://api.upstash.com/v2",
         requires_organization=False,
-        build_client=_build_upstash,
+        default_organization=None,
+        adapter=f"{__package__}.upstash",
     ),
 )
 
@@ -106,3 +82,6 @@ KINDS: Mapping[ProviderType, ProviderKind] = MappingProxyType({kind.type: kind f
 
 def kind_of(provider_type: ProviderType | str) -> ProviderKind:
     return KINDS[ProviderType(provider_type)]
+
+
+DEFAULT_FLY_ORGANIZATION = KINDS[ProviderType.FLY].default_organization

@@ -11,7 +11,7 @@ import datetime
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -114,9 +114,10 @@ class UpstashClient:
             raise ProviderError("upstash list databases: unexpected response (not a list)")
         return [parse_database(item) for item in body if isinstance(item, Mapping) and item.get("database_id")]
 
-    async def update(self, database_id: str, update: DatabaseUpdate) -> None:
+    async def update(self, database: Database, update: DatabaseUpdate) -> Database:
         if update.is_empty():
-            return
+            return database
+        database_id = database.id
         # A downgrade to a single-region plan must drop replicas first; any other plan change goes first so
         # that new read regions land on a plan that allows them.
         target_plan = catalog.plan(ProviderType.UPSTASH, update.plan) if update.plan is not None else None
@@ -136,6 +137,7 @@ class UpstashClient:
                 idempotent=True,
                 metric_operation=action,
             )
+        return update.applied_to(database)
 
     async def reset_password(self, database_id: str) -> Database:
         response = await self._http.request(
@@ -282,3 +284,13 @@ def _int(value: Any) -> int:
     if isinstance(value, str) and value.isascii() and value.isdigit():  # "²".isdigit() is True, int("²") fails
         return int(value)
     return 0
+
+
+def build_client(
+    url: str, credentials: Mapping[str, str], organization: str | None, timeouts: Timeouts, retry: RetryPolicy
+) -> UpstashClient:
+    """The client for `providers/kinds.py`: credentials by logical name (`email`, `apiKey`); a bare host means the
+    v2 API on it. Upstash accounts have no organization."""
+    if urlsplit(url).path in ("", "/"):
+        url = url.rstrip("/") + "/v2"
+    return UpstashClient(url, email=credentials["email"], api_key=credentials["apiKey"], timeouts=timeouts, retry=retry)

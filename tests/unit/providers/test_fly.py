@@ -13,6 +13,7 @@ import respx
 from redisdb_operator.providers.base import (
     AlreadyExistsError,
     CreateDatabaseRequest,
+    Database,
     DatabaseUpdate,
     InvalidRequestError,
     NotFoundError,
@@ -255,8 +256,10 @@ async def test_list_and_unknown_organization(fly: FlyClient, graphql: FakeGraphQ
 
 async def test_update_is_one_mutation_with_edited_options(fly: FlyClient, graphql: FakeGraphQL) -> None:
     graphql.handlers["Update"] = lambda q, v: {"data": {"updateAddOn": {"addOn": {"id": v["addOnId"]}}}}
-    await fly.update("addon-1", DatabaseUpdate(eviction=False))
+    observed = Database(id="addon-1", name="cache", primary_region="mad", read_regions=("ams",), plan="payg")
+    updated = await fly.update(observed, DatabaseUpdate(eviction=False))
     assert graphql.names() == ["Get", "Update"]
+    assert updated == observed.model_copy(update={"eviction": False})
     assert graphql.variables("Update") == {
         "addOnId": "addon-1",
         "planId": PAYG_PLAN_ID,
@@ -264,13 +267,14 @@ async def test_update_is_one_mutation_with_edited_options(fly: FlyClient, graphq
         "options": {"auto_upgrade": True},
         "metadata": {"k": "v"},
     }
-    await fly.update("addon-1", DatabaseUpdate(plan="fixed_1gb", read_regions=("ams", "fra"), eviction=True))
+    updated = await fly.update(observed, DatabaseUpdate(plan="fixed_1gb", read_regions=("ams", "fra"), eviction=True))
+    assert (updated.plan, updated.read_regions, updated.eviction) == ("fixed_1gb", ("ams", "fra"), True)
     variables = graphql.variables("Update")
     assert variables["planId"] == "plan-1g"
     assert variables["readRegions"] == ["ams", "fra"]
     assert variables["options"] == {"eviction": True, "auto_upgrade": True}
     calls = len(graphql.calls)
-    await fly.update("addon-1", DatabaseUpdate())
+    assert await fly.update(observed, DatabaseUpdate()) is observed
     assert len(graphql.calls) == calls
 
 

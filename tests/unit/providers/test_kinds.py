@@ -14,6 +14,7 @@ import yaml
 
 from redisdb_operator.admission import validate_redisdatabase
 from redisdb_operator.models import RedisProviderSpec
+from redisdb_operator.providers import fly, upstash
 from redisdb_operator.providers.base import ProviderClient, ProviderType
 from redisdb_operator.providers.factory import make_client
 from redisdb_operator.providers.kinds import KINDS, ProviderKind
@@ -24,6 +25,11 @@ ENTRIES = list(KINDS.values())
 
 def test_every_provider_type_has_exactly_one_entry() -> None:
     assert set(KINDS) == set(ProviderType)
+
+
+def test_default_urls_are_the_adapters_own() -> None:
+    assert KINDS[ProviderType.FLY].default_url == fly.DEFAULT_BASE_URL
+    assert KINDS[ProviderType.UPSTASH].default_url == upstash.DEFAULT_BASE_URL
 
 
 def _crd_provider_types() -> list[str]:

@@ -13,6 +13,7 @@ import respx
 from redisdb_operator.providers.base import (
     AlreadyExistsError,
     CreateDatabaseRequest,
+    Database,
     DatabaseUpdate,
     NotFoundError,
     ProviderClient,
@@ -23,6 +24,7 @@ from redisdb_operator.providers.http import RetryPolicy
 from redisdb_operator.providers.upstash import UpstashClient, parse_database
 
 BASE = "https://api.upstash.test/v2"
+DB_1 = Database(id="db-1", name="cache", primary_region="us-east-1", plan="payg")
 EMAIL = "dev@example.com"
 API_KEY = "0123456789abcdef-api-key"
 
@@ -194,11 +196,14 @@ async def test_update_calls_one_endpoint_per_field(client: UpstashClient) -> Non
     regions = respx.post(f"{BASE}/redis/update-regions/db-1").mock(return_value=httpx.Response(200, json="OK"))
     evict = respx.post(f"{BASE}/redis/disable-eviction/db-1").mock(return_value=httpx.Response(200, json="OK"))
     plan = respx.post(f"{BASE}/redis/db-1/change-plan").mock(return_value=httpx.Response(200, json="OK"))
-    await client.update("db-1", DatabaseUpdate(read_regions=(), eviction=False, plan="fixed_1gb"))
+    observed = Database(id="db-1", name="cache", primary_region="us-east-1", read_regions=("us-west-1",), plan="payg")
+    updated = await client.update(observed, DatabaseUpdate(read_regions=(), eviction=False, plan="fixed_1gb"))
+    assert (updated.read_regions, updated.eviction, updated.plan) == ((), False, "fixed_1gb")
+    assert updated.id == "db-1" and updated.name == "cache"
     assert json.loads(regions.calls.last.request.content) == {"read_regions": []}
     assert json.loads(plan.calls.last.request.content) == {"plan_name": "fixed_1gb"}
     assert evict.call_count == 1
-    await client.update("db-1", DatabaseUpdate())  # empty: no calls
+    assert await client.update(observed, DatabaseUpdate()) is observed  # empty: no calls
     assert regions.call_count == 1
 
 
@@ -212,10 +217,10 @@ async def test_downgrade_to_free_drops_regions_first(client: UpstashClient) -> N
 
     respx.post(f"{BASE}/redis/update-regions/db-1").mock(side_effect=lambda request: record("regions"))
     respx.post(f"{BASE}/redis/db-1/change-plan").mock(side_effect=lambda request: record("plan"))
-    await client.update("db-1", DatabaseUpdate(read_regions=(), plan="free"))
+    await client.update(DB_1, DatabaseUpdate(read_regions=(), plan="free"))
     assert order == ["regions", "plan"]
     order.clear()
-    await client.update("db-1", DatabaseUpdate(read_regions=("us-west-1",), plan="payg"))
+    await client.update(DB_1, DatabaseUpdate(read_regions=("us-west-1",), plan="payg"))
     assert order == ["plan", "regions"]
 
 
@@ -224,10 +229,10 @@ async def test_downgrade_to_free_drops_regions_first(client: UpstashClient) -> N
 async def test_change_plan_falls_back_to_the_older_path(client: UpstashClient, status: int) -> None:
     new = respx.post(f"{BASE}/redis/db-1/change-plan").mock(return_value=httpx.Response(status, text="no route"))
     old = respx.post(f"{BASE}/redis/change-plan/db-1").mock(return_value=httpx.Response(200, json="OK"))
-    await client.update("db-1", DatabaseUpdate(plan="Fixed 250MB"))
+    await client.update(DB_1, DatabaseUpdate(plan="Fixed 250MB"))
     assert new.call_count == 1
     assert json.loads(old.calls.last.request.content) == {"plan": "fixed_250mb"}
-    await client.update("db-1", DatabaseUpdate(plan="payg"))  # remembered: straight to the older path
+    await client.update(DB_1, DatabaseUpdate(plan="payg"))  # remembered: straight to the older path
     assert new.call_count == 1 and old.call_count == 2
 
 
@@ -236,7 +241,7 @@ async def test_change_plan_of_unknown_database_is_not_found(client: UpstashClien
     respx.post(f"{BASE}/redis/db-x/change-plan").mock(return_value=httpx.Response(404, json="database not found"))
     respx.post(f"{BASE}/redis/change-plan/db-x").mock(return_value=httpx.Response(404, json="database not found"))
     with pytest.raises(NotFoundError, match="database not found"):
-        await client.update("db-x", DatabaseUpdate(plan="payg"))
+        await client.update(DB_1.model_copy(update={"id": "db-x"}), DatabaseUpdate(plan="payg"))
 
 
 @respx.mock

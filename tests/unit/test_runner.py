@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import kopf
+import pytest
 
-from redisdb_operator.controller import LEGACY_KOPF_ANNOTATIONS, ControllerConfig, DatabaseController
+from redisdb_operator.controller import ControllerConfig, DatabaseController
+from redisdb_operator.reconcile import LEGACY_KOPF_ANNOTATIONS
 from redisdb_operator.runner import build_settings, parse_args
-from tests.unit.test_controller import (  # noqa: F401  (_no_event_posting: an autouse fixture)
-    LOGGER,
-    FakeKube,
-    InMemoryProvider,
-    OneProvider,
-    _no_event_posting,
-    body,
-)
+from tests.unit.fakes import LOGGER, FakeKube, InMemoryProvider, OneProvider, body
 
 
 def essence_annotations(annotations: dict[str, str]) -> dict[str, str]:
@@ -41,6 +36,7 @@ def test_the_old_marker_would_hide_it_so_a_reconcile_removes_the_old_bookkeeping
     assert essence_annotations({**legacy, "redisdb.dev/rotate-password": "x"}) == {}  # why the cleanup exists
 
 
+@pytest.mark.usefixtures("posted_events")
 async def test_reconcile_removes_the_legacy_annotations() -> None:
     provider = InMemoryProvider(names_are_unique=True)
     controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
