@@ -98,6 +98,8 @@ def validate_redisdatabase(
         return f"spec.providerRef.name: RedisProvider {provider_name} has an invalid spec; fix the RedisProvider first"
     desired = DesiredDatabase.from_spec(parsed, namespace=namespace, metadata_name=name)
     problem = name_problem(parsed, desired.name) or catalog_problem(provider.type, desired)
+    if operation == "CREATE":  # tls is immutable: objects admitted before this rule stay editable
+        problem = problem or tls_problem(provider.type, parsed.tls)
     if problem:
         return problem
     # The reconciler's own pre-flight check, as a safety net: it must never refuse what admission let through.
@@ -154,9 +156,12 @@ def catalog_problem(provider_type: ProviderType, desired: DesiredDatabase) -> st
     plans = catalog.PLANS[provider_type]
     plan = plans.get(desired.plan)
     if plan is None:
-        return f"spec.plan {desired.plan} is not {label} plan: use one of {_listing(plans)}"
+        offered = [name for name, candidate in plans.items() if not candidate.legacy]
+        return f"spec.plan {desired.plan} is not {label} plan: use one of {_listing(offered)}"
     if plan.max_read_regions is not None and len(desired.read_regions) > plan.max_read_regions:
-        multi_region = [name for name, candidate in plans.items() if candidate.max_read_regions is None]
+        multi_region = [
+            name for name, candidate in plans.items() if candidate.max_read_regions is None and not candidate.legacy
+        ]
         limit = "single-region" if plan.max_read_regions == 0 else f"limited to {plan.max_read_regions} read regions"
         return (
             f"spec.readRegions: plan {plan.name} is {limit} but readRegions has {len(desired.read_regions)} "
@@ -164,6 +169,42 @@ def catalog_problem(provider_type: ProviderType, desired: DesiredDatabase) -> st
             f"{_listing(multi_region)}"
         )
     return None
+
+
+def tls_problem(provider_type: ProviderType, tls: bool | None) -> str | None:
+    """TLS as each provider really offers it (reference section 6); an absent tls means the provider's default."""
+    if provider_type is ProviderType.UPSTASH and tls is False:
+        return (
+            "spec.tls: false is not possible: Upstash databases always use TLS (rediss://) and it cannot be turned "
+            "off; remove spec.tls or set it to true"
+        )
+    if provider_type is ProviderType.FLY and tls is True:
+        return (
+            "spec.tls: true is not possible on a Fly.io provider: Fly's Upstash databases are reached over the "
+            "organization's private network without TLS; remove spec.tls (or set it to false), or reference a "
+            "RedisProvider of type upstash for TLS"
+        )
+    return None
+
+
+def admission_warnings(
+    *, operation: str, spec: Mapping[str, Any], providers: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """What kubectl should print without refusing: a retired region or a legacy plan is refused only at the
+    reconcile's create, since admission cannot know whether the database already exists (adoption, restore)."""
+    if operation != "CREATE":
+        return []
+    try:
+        parsed = RedisDatabaseSpec.model_validate(dict(spec))
+        provider = RedisProviderSpec.model_validate(dict(providers[parsed.effective_provider_name()]))
+    except (ValidationError, KeyError):
+        return []
+    refusal = catalog.creation_refusal(
+        provider.type, parsed.primary_region, parsed.read_regions or (), parsed.plan or catalog.DEFAULT_PLAN
+    )
+    if refusal is None:
+        return []
+    return [f"{refusal}. An existing database there is still managed; a new one will be refused at creation"]
 
 
 def immutability_problem(

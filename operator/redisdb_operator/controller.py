@@ -28,6 +28,7 @@ from .models import (
     RedisDatabaseSpec,
 )
 from .provider_registry import ProviderHandle, ProviderRegistry
+from .providers import catalog
 from .providers.base import (
     AlreadyExistsError,
     Database,
@@ -51,6 +52,7 @@ from .reconcile import (
     observed_status,
     parse_timestamp,
     plan_action,
+    plan_unobservable_note,
     set_condition,
     stranger_database,
     uncertain_create_remaining,
@@ -240,6 +242,10 @@ class DatabaseController:
             return
         client = handle.client
         recorded_id: str | None = status.get("databaseId")
+        # A retired region or a legacy plan: an existing database is managed, a new one is refused (issue 13).
+        create_refusal = catalog.creation_refusal(
+            handle.provider_type, desired.primary_region, desired.read_regions, desired.plan
+        )
 
         if recorded_id is None and (pending := self._uncertain_create_remaining(str(meta.uid), status)) > 0:
             # An earlier create timed out and may still land: look for it, never create a second one meanwhile.
@@ -251,7 +257,7 @@ class DatabaseController:
                 )
                 self._report_failure(body, patch, ErrorVerdict("CreateOutcomeUnknown", message, True), generation)
                 raise kopf.TemporaryError(message, delay=min(pending, 10.0) + 1.0)
-        elif fresh and recorded_id is None and client.names_are_unique:
+        elif fresh and recorded_id is None and client.names_are_unique and create_refusal is None:
             # Nothing recorded yet and the provider refuses duplicate names: the create below is keyed by the
             # name, so its answer is the observation (a taken name is looked up then), saving a call per create.
             observed = None
@@ -260,6 +266,9 @@ class DatabaseController:
         if observed is not None and self._refuse_stranger(body, patch, observed, recorded_id):
             return
         action = plan_action(desired, observed, recorded_id)
+        if isinstance(action, CreateAction) and create_refusal is not None:
+            self._report_failure(body, patch, ErrorVerdict("InvalidSpec", create_refusal, False), generation)
+            return
         just_created = False
         if isinstance(action, CreateAction):
             observed, just_created = await self._create(
@@ -315,22 +324,27 @@ class DatabaseController:
         await self._publish_secret(body, client, observed, secret_name, likely_absent=just_created)
 
         now = utcnow()
+        plan_note = plan_unobservable_note(desired, observed)
+        previous_synced = condition(status.get("conditions"), "Synced")
+        if plan_note and (previous_synced is None or previous_synced.get("message") != plan_note):
+            _warning_event(body, reason="PlanNotObservable", message=plan_note)  # once: the message is kept below
         conditions = set_condition(
             status.get("conditions"),
             type_="Synced",
             status="True",
             reason="ReconcileSuccess",
-            message="",
+            message=plan_note,
             generation=generation,
             now=now,
         )
         ready = observed.state in ("active", "ready", "created", "")
+        not_ready = f"state is {observed.state}" + (f": {observed.state_message}" if observed.state_message else "")
         conditions = set_condition(
             conditions,
             type_="Ready",
             status="True" if ready else "False",
             reason="Available" if ready else "NotActive",
-            message=f"secret {secret_name} holds the connection details" if ready else f"state is {observed.state}",
+            message=f"secret {secret_name} holds the connection details" if ready else not_ready,
             generation=generation,
             now=now,
         )

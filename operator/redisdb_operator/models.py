@@ -38,7 +38,9 @@ REGION_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
 REGION_MAX_LENGTH = 32
 PLAN_PATTERN = r"^[a-z0-9_]+$"
 PLAN_MAX_LENGTH = 32
-KNOWN_PLANS = ", ".join(dict.fromkeys(name for plans in catalog.PLANS.values() for name in plans))
+KNOWN_PLANS = ", ".join(
+    dict.fromkeys(name for plans in catalog.PLANS.values() for name, plan in plans.items() if not plan.legacy)
+)
 
 # `reason` turns the apiserver's "Invalid value: \"string\"" prefix into "Forbidden" for transition rules.
 FORBIDDEN = "FieldValueForbidden"

@@ -132,7 +132,7 @@ def plan_action(desired: DesiredDatabase, observed: Database | None, recorded_id
     if frozenset(observed.read_regions) != desired.read_regions:
         read_regions = tuple(sorted(desired.read_regions))
         changes.append(FieldChange("readRegions", frozenset(observed.read_regions), desired.read_regions))
-    if observed.plan != desired.plan:
+    if observed.plan_observable and observed.plan != desired.plan:  # an unreadable plan is never "different"
         plan = desired.plan
         changes.append(FieldChange("plan", observed.plan, desired.plan))
     if observed.eviction != desired.eviction:
@@ -282,6 +282,17 @@ PERMANENT_REASONS = frozenset(
 RECHECKED_BY_RESYNC = frozenset({"NameTaken"})
 
 
+def plan_unobservable_note(desired: DesiredDatabase, observed: Database) -> str:
+    """The Synced message when the provider does not say which plan the database is on ("" when it does)."""
+    if observed.plan_observable:
+        return ""
+    shown = f"type {observed.plan!r}" if observed.plan else "no plan"
+    return (
+        f"the provider reports {shown}, not which plan: spec.plan {desired.plan} cannot be verified and is not "
+        f"re-applied on every reconcile; check the plan in the provider's console"
+    )
+
+
 def validate_against_catalog(provider_type: ProviderType, desired: DesiredDatabase) -> str | None:
     """Catch what the provider would refuse before calling it; the message names the field and the fix."""
     regions = catalog.REGIONS[provider_type]
@@ -301,7 +312,7 @@ def validate_against_catalog(provider_type: ProviderType, desired: DesiredDataba
     plan = catalog.plan(provider_type, desired.plan)
     if plan is None:
         return f"spec.plan {desired.plan!r} is not a {provider_type.value} plan; use one of: " + ", ".join(
-            catalog.PLANS[provider_type]
+            name for name, candidate in catalog.PLANS[provider_type].items() if not candidate.legacy
         )
     if plan.max_read_regions is not None and len(desired.read_regions) > plan.max_read_regions:
         return (

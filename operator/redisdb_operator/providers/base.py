@@ -35,9 +35,13 @@ class Database(BaseModel):
     primary_region: str
     read_regions: tuple[str, ...] = ()
     plan: str
+    # False when the provider's answer does not say which plan this is (Upstash ``type: "paid"``): ``plan`` then holds
+    # the provider's own word and must never be compared with spec.plan (reference section 6).
+    plan_observable: bool = True
     eviction: bool = False
     tls: bool = False
     state: str = "active"
+    state_message: str = Field(default="", description="The provider's reason for the state (Fly's errorMessage)")
     host: str = ""
     port: int = 0
     password: str = Field(default="", repr=False)

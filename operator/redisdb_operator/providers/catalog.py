@@ -1,12 +1,15 @@
 """Region and plan catalogs per provider type: the single source of these facts.
 
 Fly region codes come from Fly's docs (18 current codes) plus the retired codes Fly has used; retired ones are
-flagged ``deprecated`` but still accepted, so the seed's own example (primary ``mad``) works. Upstash codes and
-plan names come from the Upstash Developer API's OpenAPI document. Sources: shared/reference/provider-apis.md.
+flagged ``deprecated``: a new database there is refused at the reconcile's create (Fly no longer offers them,
+reference section 6), an existing one is still managed. Fly's legacy plans are flagged ``legacy`` the same way.
+Upstash codes and plan names come from the Upstash Developer API's OpenAPI document.
+Sources: shared/reference/provider-apis.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .base import ProviderType
@@ -32,6 +35,9 @@ class Plan:
     max_data_size_bytes: int
     max_read_regions: int | None  # None = unlimited, 0 = single region only
     fixed_price: bool
+    # No longer offered for new databases, but existing ones may stay on it (Fly's seed-era plans; section 6).
+    legacy: bool = False
+    price_per_month: float | None = None  # US dollars, when a source states it
 
 
 _FLY_CURRENT = {
@@ -133,6 +139,12 @@ _FLY_PLANS = (
     Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True),
     Plan("fixed_10gb", "Fixed 10GB", 10 * GIB, None, True),
     Plan("fixed_50gb", "Fixed 50GB", 50 * GIB, None, True),
+    # flyctl's create refuses these display names for new databases (internal/command/redis/create.go); sizes are
+    # the seed's. They stay known so that databases already on them are still managed.
+    Plan("starter", "Starter", 100 * MIB, 0, True, legacy=True),
+    Plan("standard", "Standard", 1 * GIB, None, True, legacy=True),
+    Plan("pro_2k", "Pro 2k", 3 * GIB, None, True, legacy=True),
+    Plan("pro_10k", "Pro 10k", 10 * GIB, None, True, legacy=True),
 )
 
 PLANS: dict[ProviderType, dict[str, Plan]] = {
@@ -160,4 +172,39 @@ def canonical_plan_name(provider_type: ProviderType, name_or_display: str) -> st
             return candidate.name
     if wanted in ("pay_as_you_go", "payasyougo"):
         return "payg"
+    return None
+
+
+def upstash_platform(code: str) -> str:
+    """The current OpenAPI's ``platform`` of an Upstash primary region: ``gcp`` for the GCP codes, else ``aws``."""
+    return "gcp" if code in _UPSTASH_GCP else "aws"
+
+
+def creation_refusal(
+    provider_type: ProviderType, primary_region: str, read_regions: Iterable[str], plan_name: str
+) -> str | None:
+    """Why a *new* database cannot be created with these settings (a retired region, a legacy plan), or None.
+
+    Admission only warns about these (it cannot know whether the database already exists); the reconciler asks
+    this just before a create. The message names the live alternatives.
+    """
+    regions = REGIONS[provider_type]
+    current = sorted(code for code, known in regions.items() if not known.deprecated)
+    for field, code in [
+        ("spec.primaryRegion", primary_region),
+        *(("spec.readRegions", c) for c in sorted(read_regions)),
+    ]:
+        known = regions.get(code)
+        if known is not None and known.deprecated:
+            return (
+                f"{field} {code} ({known.name}) is retired: {provider_type.value} no longer creates databases there; "
+                f"choose one of {', '.join(current)}"
+            )
+    known_plan = PLANS[provider_type].get(plan_name)
+    if known_plan is not None and known_plan.legacy:
+        offered = [name for name, candidate in PLANS[provider_type].items() if not candidate.legacy]
+        return (
+            f"spec.plan {plan_name} ({known_plan.display_name}) is a legacy {provider_type.value} plan: new databases "
+            f"cannot use it; choose one of {', '.join(offered)}"
+        )
     return None

@@ -40,8 +40,8 @@ PAYG_PLAN_ID = "ekQ85Yjkw155ohQ5ALYq0M"
 _KNOWN_PLAN_IDS = {FREE_PLAN_ID: "free", PAYG_PLAN_ID: "payg"}
 
 _FRAGMENT = """
-fragment AddOn on AddOn { id name primaryRegion readRegions status options metadata publicUrl privateIp password
-  hostname createdAt addOnPlan { id name displayName } organization { id slug } }"""
+fragment AddOn on AddOn { id name primaryRegion readRegions status errorMessage options metadata publicUrl privateIp
+  password hostname createdAt addOnPlan { id name displayName } organization { id slug } }"""
 
 ORG_QUERY = "query Org($slug: String!) { organization(slug: $slug) { id slug } }"
 PLANS_QUERY = (
@@ -86,6 +86,25 @@ _METRIC_OPERATIONS = {
 }
 
 
+# fly-go's tokens.GraphQLHeader: macaroon tokens (these prefixes, possibly several joined by commas) go with the
+# FlyV1 scheme, older tokens with Bearer (reference section 6, "Auth").
+_MACAROON_PREFIXES = ("fm1r_", "fm1a_", "fm2_")
+_SCHEMES = ("bearer ", "flyv1 ")
+
+
+def fly_authorization(token: str) -> str:
+    """The ``Authorization`` value for a Fly token, whatever scheme (if any) the user pasted with it.
+
+    ``fly tokens create org`` prints ``FlyV1 fm2_…``; sending that as ``Bearer FlyV1 fm2_…`` is refused.
+    """
+    bare = token.strip()
+    while bare.lower().startswith(_SCHEMES):
+        bare = bare.split(None, 1)[1].strip() if len(bare.split(None, 1)) > 1 else ""
+    if any(part.strip().startswith(_MACAROON_PREFIXES) for part in bare.split(",")):
+        return f"FlyV1 {bare}"
+    return f"Bearer {bare}"
+
+
 class FlyClient:
     """One Fly organization's Upstash Redis add-ons, through Fly's GraphQL API."""
 
@@ -107,8 +126,8 @@ class FlyClient:
         self._http = HttpTransport(
             base_url,
             provider="fly",
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            secrets=(token,),
+            headers={"Authorization": fly_authorization(token), "Content-Type": "application/json"},
+            secrets=(token, fly_authorization(token).split(" ", 1)[1]),
             timeouts=timeouts,
             retry=retry,
             transport=transport,
@@ -180,6 +199,8 @@ class FlyClient:
         if update.is_empty():
             return
         current = await self._get_raw(database_id)
+        raw_plan = current.get("addOnPlan")
+        current_plan: Mapping[str, Any] = raw_plan if isinstance(raw_plan, Mapping) else {}
         plan_id = (
             await self._plan_id(update.plan) if update.plan is not None else _str(_dig(current, "addOnPlan", "id"))
         )
@@ -189,10 +210,14 @@ class FlyClient:
             list(update.read_regions) if update.read_regions is not None else _str_list(current.get("readRegions"))
         )
         options = dict(current.get("options") or {}) if isinstance(current.get("options"), Mapping) else {}
-        if update.eviction is True:
-            options["eviction"] = True
-        elif update.eviction is False:
-            options.pop("eviction", None)  # flyctl removes a declined option rather than sending false
+        # flyctl's update (reference section 6): prod_pack is never echoed (a stale copy once turned an active
+        # ProdPack off; it has its own typed input), and auto_upgrade exists for fixed plans only.
+        options.pop("prod_pack", None)
+        if not _is_fixed_plan_id(plan_id, await self._plan_nodes() if update.plan is not None else (current_plan,)):
+            options.pop("auto_upgrade", None)
+        if update.eviction is not None:
+            # An explicit false: a missing key means "keep the current state" to Fly, so it never turns eviction off.
+            options["eviction"] = update.eviction
         metadata = current.get("metadata") if isinstance(current.get("metadata"), Mapping) else {}
         await self._graphql(
             UPDATE_MUTATION,
@@ -353,7 +378,44 @@ def classify_graphql_errors(errors: Sequence[Any], *, operation: str, redact_tex
         return AlreadyExistsError(text)
     if "authenticated" in lowered or "unauthorized" in lowered or "not authorized" in lowered:
         return UnauthorizedError(text)
-    return InvalidRequestError(text)
+    if any(pattern in lowered for pattern in _NAMED_REFUSALS):
+        return InvalidRequestError(text)
+    # No source documents Fly's error codes (reference section 6, "Errors"): an error we cannot name is not proof
+    # that the request is wrong, so it is retried with the operator's backoff and shown, never a silent stop.
+    error = ProviderError(text)
+    error.temporary = True
+    return error
+
+
+# Refusals we can name, so retrying the same request cannot help: GraphQL validation of our own document or
+# variables (graphql-js wording, which Fly's server uses), and Fly's refusals of a value.
+_NAMED_REFUSALS = (
+    "cannot query field",
+    "unknown argument",
+    "unknown type",
+    "got invalid value",
+    "expected type",
+    "was not provided",
+    "is not defined by type",
+    "syntax error",
+    "is not available",
+    "is invalid",
+    "is not valid",
+    "not a valid",
+    "can only be changed",
+    "is deprecated",
+    "is excluded",
+    "legacy plan",
+)
+
+
+def _is_fixed_plan_id(plan_id: str, nodes: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether this Fly plan id is a fixed plan (flyctl: displayName starts with ``flyio_fixed_`` or ``fixed ``)."""
+    for node in nodes:
+        if _str(node.get("id")) == plan_id:
+            names = (_str(node.get("displayName")).lower(), _str(node.get("name")).lower())
+            return any(name.startswith(("flyio_fixed_", "fixed ", "fixed_")) for name in names)
+    return False
 
 
 def plan_name_of(plan: Mapping[str, Any]) -> str:
@@ -394,6 +456,7 @@ def parse_add_on(add_on: Any, *, operation: str) -> Database:
         eviction=bool(options.get("eviction")) if isinstance(options, Mapping) else False,
         tls=tls,
         state=_str(add_on.get("status")) or "ready",
+        state_message=redact(_str(add_on.get("errorMessage"))),
         host=host,
         port=port if host else 0,
         password=password,

@@ -1,0 +1,139 @@
+"""The Fly adapter speaks Fly's API as flyctl/fly-go do (reference section 6), not as the local provider once read it.
+
+Each test here failed on the adapter before issue 13's fixes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import respx
+
+from redisdb_operator.providers.base import (
+    DatabaseUpdate,
+    InvalidRequestError,
+    NotFoundError,
+    ProviderError,
+)
+from redisdb_operator.providers.fly import FlyClient, classify_graphql_errors, fly_authorization, parse_add_on
+from redisdb_operator.providers.http import RetryPolicy
+
+from .test_fly import ADD_ON, BASE, FakeGraphQL
+
+MACAROON = "fm2_lJPECAAAAAAAAK0pxBCsGVwRExampleOnly,fm2_lJPEtwoExampleOnly"
+
+
+@pytest.fixture
+def graphql() -> Iterator[FakeGraphQL]:
+    fake = FakeGraphQL()
+    with respx.mock(assert_all_called=False) as router:
+        router.post(f"{BASE}/graphql").mock(side_effect=fake)
+        yield fake
+
+
+@pytest.fixture
+async def fly() -> AsyncIterator[FlyClient]:
+    client = FlyClient(BASE, token=f"FlyV1 {MACAROON}", retry=RetryPolicy(base_delay=0.001))
+    yield client
+    await client.aclose()
+
+
+def _update_ok(graphql: FakeGraphQL) -> None:
+    graphql.handlers["Update"] = lambda q, v: {"data": {"updateAddOn": {"addOn": {"id": v["addOnId"]}}}}
+
+
+async def test_disabling_eviction_sends_false(fly: FlyClient, graphql: FakeGraphQL) -> None:
+    """Fly keeps eviction as it is when the key is missing; only an explicit false turns it off (flyctl)."""
+    _update_ok(graphql)
+    await fly.update("addon-1", DatabaseUpdate(eviction=False))
+    assert graphql.variables("Update")["options"]["eviction"] is False
+
+
+async def test_prod_pack_is_never_echoed_in_options(fly: FlyClient, graphql: FakeGraphQL) -> None:
+    """flyctl strips prod_pack from options: a stale echo once turned an active ProdPack off."""
+    _update_ok(graphql)
+    with_prod_pack = {**ADD_ON, "options": {"eviction": True, "prod_pack": True}}
+    graphql.handlers["Get"] = lambda q, v: {"data": {"addOn": with_prod_pack}}
+    await fly.update("addon-1", DatabaseUpdate(read_regions=("ams", "fra")))
+    assert "prod_pack" not in graphql.variables("Update")["options"]
+
+
+async def test_auto_upgrade_is_dropped_on_pay_as_you_go(fly: FlyClient, graphql: FakeGraphQL) -> None:
+    """auto_upgrade exists only for fixed plans; flyctl deletes it for pay-as-you-go."""
+    _update_ok(graphql)
+    await fly.update("addon-1", DatabaseUpdate(eviction=True))  # ADD_ON is payg with auto_upgrade set
+    assert graphql.variables("Update")["options"] == {"eviction": True}
+
+
+@pytest.mark.parametrize(
+    ("configured", "header"),
+    [
+        (f"FlyV1 {MACAROON}", f"FlyV1 {MACAROON}"),
+        (MACAROON, f"FlyV1 {MACAROON}"),
+        (f"Bearer {MACAROON}", f"FlyV1 {MACAROON}"),
+        ("fm1r_readonly", "FlyV1 fm1r_readonly"),
+        ("fm1a_access", "FlyV1 fm1a_access"),
+        ("fo1_legacy-personal-token", "Bearer fo1_legacy-personal-token"),
+        ("Bearer fo1_legacy", "Bearer fo1_legacy"),
+        ("  FlyV1   fm2_spaced \n", "FlyV1 fm2_spaced"),
+    ],
+)
+def test_authorization_scheme_follows_the_token(configured: str, header: str) -> None:
+    assert fly_authorization(configured) == header
+
+
+async def test_pasted_flyv1_token_is_sent_with_its_own_scheme(fly: FlyClient, graphql: FakeGraphQL) -> None:
+    await fly.get("addon-1")
+    assert graphql.calls[-1][2].headers["Authorization"] == f"FlyV1 {MACAROON}"
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [
+        [{"message": "Something went wrong on our end"}],
+        [{"message": "upstream request timeout", "path": ["createAddOn"]}],
+        [{"message": "x", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}],
+        ["not even an object"],
+    ],
+)
+def test_unclassifiable_graphql_errors_are_temporary(errors: list[Any]) -> None:
+    """No source documents Fly's error codes: an error we cannot name is not proof the request is wrong."""
+    error = classify_graphql_errors(errors, operation="fly op")
+    assert type(error) is ProviderError and error.temporary
+    if isinstance(errors[0], dict):
+        assert errors[0]["message"] in error.message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        'Cannot query field "nope" on type "AddOn".',
+        'Variable "$input" got invalid value "x" at "input.type"; Value "x" does not exist in "AddOnType" enum.',
+        "region mad is not available for upstash_redis: choose one of ams, fra",
+        "ProdPack can only be changed together with a plan change",
+    ],
+)
+def test_refusals_we_can_name_stay_permanent(message: str) -> None:
+    assert type(classify_graphql_errors([{"message": message}], operation="op")) is InvalidRequestError
+
+
+def test_error_status_shows_the_error_message() -> None:
+    database = parse_add_on(
+        {**ADD_ON, "status": "error", "errorMessage": "provisioning failed in region mad"}, operation="t"
+    )
+    assert database.state == "error"
+    assert database.state_message == "provisioning failed in region mad"
+
+
+async def test_get_selects_error_message(fly: FlyClient, graphql: FakeGraphQL) -> None:
+    await fly.get("addon-1")
+    query = graphql.calls[-1][2].content.decode()
+    assert "errorMessage" in query
+
+
+async def test_not_found_still_recognised_by_message(fly: FlyClient, graphql: FakeGraphQL) -> None:
+    graphql.handlers["Get"] = lambda q, v: {"data": {"addOn": None}, "errors": [{"message": "Could not find AddOn"}]}
+    with pytest.raises(NotFoundError):
+        await fly.get("gone")
