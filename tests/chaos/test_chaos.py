@@ -279,8 +279,8 @@ def test_4_local_provider_restarted_mid_workload_keeps_data(
 # -- bad input, end to end ------------------------------------------------------------------------------------
 
 _FIELD_VALUES: dict[str, list[Any]] = {
-    "primaryRegion": ["mad", "us-east-1", "MAD", "", "zz", "nowhere-9", 7, None],
-    "readRegions": [[], ["ams"], ["mad"], ["ams", "ams"], ["eu-west-1"], ["x" * 40], "ams", [1]],
+    "primaryRegion": ["cdg", "us-east-1", "MAD", "", "zz", "nowhere-9", 7, None],
+    "readRegions": [[], ["ams"], ["cdg"], ["ams", "ams"], ["eu-west-1"], ["x" * 40], "ams", [1]],
     "plan": ["payg", "free", "fixed_5gb", "enterprise", "Fixed 1GB", 3, ""],
     "eviction": [True, False, "yes", 1],
     "tls": [True, False, None],

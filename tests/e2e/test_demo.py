@@ -44,7 +44,7 @@ def test_demo_up_prints_a_working_redis_url_and_down_stops_everything(tmp_path: 
         up = subprocess.run([*command, "up"], env=env, capture_output=True, text=True, timeout=300, check=False)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "starting the local control plane" in up.stdout
-        assert re.search(r"^cache\s+True\s+default\s+mad\s+\[\"ams\"\]\s+payg", up.stdout, re.MULTILINE), up.stdout
+        assert re.search(r"^cache\s+True\s+default\s+cdg\s+\[\"ams\"\]\s+payg", up.stdout, re.MULTILINE), up.stdout
         match = re.search(r"^REDIS_URL=(redis://\S+)$", up.stdout, re.MULTILINE)
         assert match, up.stdout
         assert "PING -> PONG" in up.stdout

@@ -25,7 +25,7 @@ from tests.harness.operator import (
     wait_ready,
 )
 
-FLY = {"provider": FLY_PROVIDER, "primary": "mad", "read": ["ams"], "more": ["ams", "fra"], "plan": "fixed_1gb"}
+FLY = {"provider": FLY_PROVIDER, "primary": "cdg", "read": ["ams"], "more": ["ams", "fra"], "plan": "fixed_1gb"}
 UPSTASH = {
     "provider": UPSTASH_PROVIDER,
     "primary": "us-east-1",
@@ -243,7 +243,7 @@ def test_an_upgrade_removes_the_old_kopf_bookkeeping(
     legacy = database("cache", FLY)
     legacy["metadata"]["annotations"] = {
         "redisdb.dev/kopf-managed": "yes",
-        "redisdb.dev/last-handled-configuration": '{"spec":{"primaryRegion":"mad"}}\n',
+        "redisdb.dev/last-handled-configuration": '{"spec":{"primaryRegion":"cdg"}}\n',
         "redisdb.dev/keep-me": "a user's annotation",
     }
     apply(legacy, namespace)

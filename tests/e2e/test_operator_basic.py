@@ -17,7 +17,7 @@ from tests.harness.operator import (
 )
 
 CASES = [
-    pytest.param(FLY_PROVIDER, "mad", ["ams"], id="fly"),
+    pytest.param(FLY_PROVIDER, "cdg", ["ams"], id="fly"),
     pytest.param(UPSTASH_PROVIDER, "us-east-1", ["eu-west-1"], id="upstash"),
 ]
 

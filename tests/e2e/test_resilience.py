@@ -28,7 +28,7 @@ def database(name: str, provider: str = FLY_PROVIDER, **spec: Any) -> dict[str, 
         "apiVersion": "redisdb.dev/v1alpha1",
         "kind": "RedisDatabase",
         "metadata": {"name": name},
-        "spec": {"providerRef": {"name": provider}, "primaryRegion": "mad", **spec},
+        "spec": {"providerRef": {"name": provider}, "primaryRegion": "cdg", **spec},
     }
 
 

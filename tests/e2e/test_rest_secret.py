@@ -70,7 +70,7 @@ def test_upstash_secret_has_working_rest_credentials_that_rotate(
 
 
 def test_fly_secret_has_no_rest_keys(operator: OperatorProcess, namespace: str) -> None:
-    apply(redis_database("cache", FLY_PROVIDER, "mad"), namespace)
+    apply(redis_database("cache", FLY_PROVIDER, "cdg"), namespace)
     wait_ready("cache", namespace)
     data = secret_data("cache-redis", namespace)
     assert {"REDIS_URL", "REDIS_PASSWORD"} <= set(data)

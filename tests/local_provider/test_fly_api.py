@@ -101,7 +101,7 @@ async def test_fly_add_on_lifecycle(fly: Fly, local_provider: LocalProvider) -> 
             input={
                 "organizationId": org["id"],
                 "name": name,
-                "primaryRegion": "mad",
+                "primaryRegion": "cdg",
                 "readRegions": ["ams"],
                 "planId": plans["payg"],
                 "type": "upstash_redis",
@@ -109,7 +109,7 @@ async def test_fly_add_on_lifecycle(fly: Fly, local_provider: LocalProvider) -> 
         )
     )["createAddOn"]["addOn"]
     add_on_id = created["id"]
-    assert created["name"] == name and created["primaryRegion"] == "mad" and created["readRegions"] == ["ams"]
+    assert created["name"] == name and created["primaryRegion"] == "cdg" and created["readRegions"] == ["ams"]
     assert created["options"] == {} and created["status"] in ("ready", "created")
     assert created["addOnPlan"]["id"] == plans["payg"] and created["organization"]["slug"] == local_provider.fly_org
     password, host, port = host_port(created["publicUrl"])

@@ -296,7 +296,7 @@ def _legacy_record(api: str, owner: str) -> dict[str, Any]:
         "api": api,
         "owner": owner,
         "name": unique("legacy"),
-        "primary_region": "us-east-1" if api == "upstash" else "mad",
+        "primary_region": "us-east-1" if api == "upstash" else "cdg",
         "plan": "payg",
         "password": uuid.uuid4().hex,
         "creation_time": 1700000000,
