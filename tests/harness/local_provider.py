@@ -26,9 +26,13 @@ UPSTASH_EMAIL = "dev@example.com"
 UPSTASH_API_KEY = "local-api-key"
 OTHER_UPSTASH_EMAIL = "other@example.com"
 OTHER_UPSTASH_API_KEY = "other-api-key"
-FLY_TOKEN = "local-fly-token"
+# As `fly tokens create org` prints it: the FlyV1 scheme before a macaroon (fm2_...); the adapter must send it as is.
+FLY_TOKEN = "FlyV1 fm2_lJPECAAAAAAAAlocalTestMacaroon0000,fm2_lJPETHIRDPARTYlocalDischarge0000"
+# An older personal token, sent with Bearer; and an organization token that sees only OTHER_FLY_ORG.
+LEGACY_FLY_TOKEN = "fo1_local-legacy-personal-token"
 FLY_ORG = "personal"
 OTHER_FLY_ORG = "acme"
+OTHER_ORG_FLY_TOKEN = "FlyV1 fm2_lJPECAAAAAAAAacmeOnlyMacaroon0000"
 
 _PROVIDERS: list[LocalProvider] = []  # every provider of this session, for failure reports and hygiene scans
 
@@ -197,6 +201,10 @@ class LocalProvider:
             f"{OTHER_UPSTASH_EMAIL}:{OTHER_UPSTASH_API_KEY}",
             "--fly-token",
             self.fly_token,
+            "--fly-token",
+            LEGACY_FLY_TOKEN,
+            "--fly-token",
+            f"{OTHER_FLY_ORG}:{OTHER_ORG_FLY_TOKEN}",
             "--fly-org",
             self.fly_org,
             "--fly-org",

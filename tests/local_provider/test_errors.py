@@ -8,10 +8,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness.local_provider import LocalProvider
+from redisdb_dev.local_provider.fly_api import bare_token
+from redisdb_operator.providers.fly import fly_authorization
+from tests.harness.local_provider import FLY_TOKEN, LEGACY_FLY_TOKEN, OTHER_ORG_FLY_TOKEN, LocalProvider
 
 from .helpers import unique
 from .test_fly_api import CREATE, GET, ORG, UPDATE, Fly, plan_ids
+
+CREATE_INPUT = "mutation C($input: CreateAddOnInput!) { createAddOn(input: $input) { addOn { id } } }"
 
 
 def upstash(provider: LocalProvider, auth: tuple[str, str] | None = None) -> httpx.AsyncClient:
@@ -125,11 +129,51 @@ async def test_fly_bad_credentials(local_provider: LocalProvider, token: str) ->
     assert "authenticated" in body["errors"][0]["message"]
 
 
-async def test_fly_accepts_flyv1_scheme(local_provider: LocalProvider) -> None:
-    headers = {"Authorization": f"FlyV1 {local_provider.fly_token}"}
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [
+        (f"FlyV1 {bare_token(FLY_TOKEN)}", True),  # a macaroon with its own scheme
+        (f"Bearer {bare_token(FLY_TOKEN)}", False),  # a macaroon under the wrong scheme
+        (f"Bearer {FLY_TOKEN}", False),  # pasted with its scheme, then wrapped again: "Bearer FlyV1 fm2_..."
+        (f"Bearer {LEGACY_FLY_TOKEN}", True),  # an older token with Bearer
+        (f"FlyV1 {LEGACY_FLY_TOKEN}", False),
+    ],
+)
+async def test_fly_header_scheme_must_match_the_token(
+    local_provider: LocalProvider, header: str, accepted: bool
+) -> None:
     async with httpx.AsyncClient(base_url=local_provider.url, timeout=30) as http:
-        response = await http.post("/graphql", json={"query": ORG, "variables": {"slug": "personal"}}, headers=headers)
-    assert response.json()["data"]["organization"]["slug"] == "personal"
+        response = await http.post(
+            "/graphql", json={"query": ORG, "variables": {"slug": "personal"}}, headers={"Authorization": header}
+        )
+    body = response.json()
+    if accepted:
+        assert body["data"]["organization"]["slug"] == "personal"
+    else:
+        assert body["data"] is None and "authenticated" in body["errors"][0]["message"]
+
+
+async def test_fly_auth_is_checked_before_injected_faults(local_provider: LocalProvider) -> None:
+    local_provider.admin.faults(fail_next=5, fail_status=503)
+    try:
+        async with httpx.AsyncClient(base_url=local_provider.url, timeout=30) as http:
+            response = await http.post(
+                "/graphql",
+                json={"query": ORG, "variables": {"slug": "personal"}},
+                headers={"Authorization": "Bearer wrong"},
+            )
+        assert response.status_code == 200 and "authenticated" in response.json()["errors"][0]["message"]
+    finally:
+        local_provider.admin.clear_faults()
+
+
+async def test_fly_an_organization_token_sees_only_its_organization(local_provider: LocalProvider) -> None:
+    headers = {"Authorization": fly_authorization(OTHER_ORG_FLY_TOKEN)}
+    async with httpx.AsyncClient(base_url=local_provider.url, headers=headers, timeout=30) as http:
+        own = (await http.post("/graphql", json={"query": ORG, "variables": {"slug": "acme"}})).json()
+        other = (await http.post("/graphql", json={"query": ORG, "variables": {"slug": "personal"}})).json()
+    assert own["data"]["organization"]["slug"] == "acme"
+    assert other["data"]["organization"] is None and "Could not find" in other["errors"][0]["message"]
 
 
 @pytest.mark.parametrize(
@@ -179,13 +223,19 @@ async def test_fly_duplicate_name_unknown_org_and_id(fly: Fly, local_provider: L
 @pytest.mark.parametrize(
     ("query", "variables", "fragment"),
     [
-        ("query { launchRockets { id } }", {}, 'Cannot query field "launchRockets" on type "Query"'),
-        ("mutation { addOn(id: 1) { id } }", {}, 'Cannot query field "addOn" on type "Mutation"'),
-        ("query Get($id: ID) { addOn(id: $id) { id nonsense } }", {"id": "x"}, "Could not find AddOn"),
-        ("query Org($slug: String!) { organization(slug: $slug) { id } }", {}, 'required type "String!"'),
-        ("query { organization(slug: $undeclared) { id } }", {}, 'Variable "$undeclared" is not defined'),
+        ("query { launchRockets { id } }", {}, "Cannot query field 'launchRockets' on type 'Queries'"),
+        ("mutation { addOn(id: 1) { id } }", {}, "Cannot query field 'addOn' on type 'Mutations'"),
+        ("query Get($id: ID) { addOn(id: $id) { id nonsense } }", {"id": "x"}, "Cannot query field 'nonsense'"),
+        ("query Org($slug: String!) { organization(slug: $slug) { id } }", {}, "required type 'String!'"),
+        ("query { organization(slug: $undeclared) { id } }", {}, "Variable '$undeclared' is not defined"),
         ("query { organization(slug: ", {}, "Syntax Error"),
-        ("query Plans { addOnPlans(type: upstash_redis) { nodes { bogus } } }", {}, 'Cannot query field "bogus"'),
+        ("query Plans { addOnPlans(type: upstash_redis) { nodes { bogus } } }", {}, "Cannot query field 'bogus'"),
+        (CREATE_INPUT, {"input": {"type": "upstash_redis", "primaryRegoin": "ams"}}, "'primaryRegoin' is not defined"),
+        (CREATE_INPUT, {"input": {"type": "upstash_redis", "readRegions": [1]}}, "String cannot represent"),
+        (CREATE_INPUT, {"input": {"type": "redis_cluster"}}, "does not exist in 'AddOnType' enum"),
+        (CREATE_INPUT, {"input": {"name": "x"}}, "'type' of required type 'AddOnType!' was not provided"),
+        ("query { addOnProvider { id } }", {}, "argument 'name' of type 'String!' is required"),
+        ("query { addOn(addOnId: 1) { id } }", {}, "Unknown argument 'addOnId'"),
     ],
 )
 async def test_fly_bad_documents_get_graphql_errors(

@@ -11,6 +11,7 @@ from redis.exceptions import AuthenticationError, ReadOnlyError
 
 from redisdb_operator.providers import catalog
 from redisdb_operator.providers.base import ProviderType
+from redisdb_operator.providers.fly import fly_authorization
 from tests.harness.local_provider import LocalProvider
 
 from .helpers import config_get, eventually, pid_alive, port_open, redis_client, replica_value, unique
@@ -45,7 +46,7 @@ class Fly:
     """A minimal GraphQL client: returns the whole response body (data and errors)."""
 
     def __init__(self, provider: LocalProvider, token: str | None = None) -> None:
-        headers = {"Authorization": f"Bearer {token or provider.fly_token}"}
+        headers = {"Authorization": fly_authorization(token or provider.fly_token)}
         self.http = httpx.AsyncClient(base_url=provider.url, headers=headers, timeout=60)
 
     async def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
