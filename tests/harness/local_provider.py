@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTASH_EMAIL = "dev@example.com"
@@ -33,6 +35,20 @@ LEGACY_FLY_TOKEN = "fo1_local-legacy-personal-token"
 FLY_ORG = "personal"
 OTHER_FLY_ORG = "acme"
 OTHER_ORG_FLY_TOKEN = "FlyV1 fm2_lJPECAAAAAAAAacmeOnlyMacaroon0000"
+
+# One CA for every local provider of every test session (made by the first, shared through this directory), so a
+# test verifies any Upstash-type database's TLS against one file.
+TLS_CA_DIR = Path(tempfile.gettempdir()) / f"redisdb-local-provider-ca-{os.getuid()}"
+TLS_CA_FILE = TLS_CA_DIR / "ca.pem"
+
+
+def redis_from_url(url: str, **options: Any) -> redis.Redis:
+    """A redis-py client for a connection URL from a Secret: rediss:// is verified against the local CA."""
+    if url.startswith("rediss://"):
+        options = {"ssl_ca_certs": str(TLS_CA_FILE), "ssl_cert_reqs": "required", **options}
+    options.setdefault("socket_timeout", 5)
+    return redis.Redis.from_url(url, **options)
+
 
 _PROVIDERS: list[LocalProvider] = []  # every provider of this session, for failure reports and hygiene scans
 
@@ -205,6 +221,8 @@ class LocalProvider:
             LEGACY_FLY_TOKEN,
             "--fly-token",
             f"{OTHER_FLY_ORG}:{OTHER_ORG_FLY_TOKEN}",
+            "--tls-ca-dir",
+            str(TLS_CA_DIR),
             "--fly-org",
             self.fly_org,
             "--fly-org",

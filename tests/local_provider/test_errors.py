@@ -76,15 +76,57 @@ async def test_upstash_bad_credentials(local_provider: LocalProvider, auth: tupl
         ({"database_name": "bad name!"}, "invalid database name"),
         ({"database_name": "x" * 65}, "invalid database name"),
         ({"region": "eu-west-1"}, "regional db creation is deprecated"),
-        ({"tls": True}, "tls is not supported by the local provider"),
         ({"database_name": ""}, "database_name is required"),
+        # The documented schema, stricter than the real service: a misspelt field is a bug of ours.
+        ({"primary_regoin": "us-east-1"}, "unknown field 'primary_regoin'"),
+        ({"plan_name": "payg"}, "unknown field 'plan_name'"),
+        ({"eviction": "yes"}, "eviction must be a boolean"),
+        ({"budget": True}, "budget must be an integer"),
+        ({"read_regions": "eu-west-1"}, "read_regions must be a list of strings"),
+        ({"read_regions": [1]}, "read_regions must be a list of strings"),
+        ({"primary_region": None}, "primary_region must be a string"),
+        ({"region": None, "platform": "azure"}, "platform must be aws or gcp"),
+        ({"region": None, "platform": "gcp"}, "is not a gcp region"),
     ],
 )
 async def test_upstash_invalid_create(local_provider: LocalProvider, overrides: dict[str, Any], fragment: str) -> None:
+    body = {key: value for key, value in create_body(**overrides).items() if value is not None or key != "region"}
     async with upstash(local_provider) as api:
-        response = await api.post("/redis/database", json=create_body(**overrides))
+        response = await api.post("/redis/database", json=body)
     assert response.status_code == 400
-    assert fragment in response.json()
+    answer = response.json()
+    assert fragment in (answer["error"] if isinstance(answer, dict) else answer)
+
+
+async def test_upstash_missing_fields_are_refused_with_an_error_object(local_provider: LocalProvider) -> None:
+    async with upstash(local_provider) as api:
+        for missing in ("database_name", "primary_region", "region"):
+            body = {key: value for key, value in create_body().items() if key != missing}
+            response = await api.post("/redis/database", json=body)
+            assert response.status_code == 400 and "required" in response.json()["error"], missing
+
+
+async def test_upstash_every_documented_create_field_and_both_forms_are_accepted(local_provider: LocalProvider) -> None:
+    optional = {
+        "read_regions": ["us-west-1"],
+        "plan": "payg",
+        "budget": 360,
+        "eviction": True,
+        "tls": True,
+        "auto_upgrade": False,
+        "consistent": False,
+        "multizone": False,
+        "prod_pack_enabled": False,
+    }
+    async with upstash(local_provider) as api:
+        for form in ({"region": "global"}, {"platform": "aws"}):
+            body = {"database_name": unique("documented"), "primary_region": "us-east-1", **form, **optional}
+            response = await api.post("/redis/database", json=body)
+            assert response.status_code == 200, response.text
+            created = response.json()
+            assert created["tls"] is True and created["type"] == "payg"
+            assert "database_type" not in created and "plan" not in created
+            assert (await api.delete(f"/redis/database/{created['database_id']}")).json() == "OK"
 
 
 async def test_upstash_duplicate_name_and_unknown_id(local_provider: LocalProvider) -> None:
@@ -93,8 +135,10 @@ async def test_upstash_duplicate_name_and_unknown_id(local_provider: LocalProvid
         first = await api.post("/redis/database", json=body)
         assert first.status_code == 200
         database_id = first.json()["database_id"]
+        # No source says Upstash names are unique: a second database of the name is another database.
         duplicate = await api.post("/redis/database", json=body)
-        assert duplicate.status_code == 400 and "already exists" in duplicate.json()
+        assert duplicate.status_code == 200 and duplicate.json()["database_id"] != database_id
+        assert (await api.delete(f"/redis/database/{duplicate.json()['database_id']}")).json() == "OK"
 
         update = await api.post(f"/redis/update-regions/{database_id}", json={"read_regions": ["us-east-1"]})
         assert update.status_code == 400 and "is the primary region" in update.json()
@@ -333,7 +377,7 @@ async def test_drift_changes_the_database_behind_the_api(local_provider: LocalPr
         assert local_provider.admin.counters() == {}, "drift is not a wire call"
         fetched = (await api.get(f"/redis/database/{database_id}")).json()
         assert fetched["read_regions"] == ["eu-west-1"] and fetched["eviction"] is True
-        assert fetched["plan"] == "fixed_1gb"
+        assert fetched["type"] == "paid"  # a fixed plan, as the real API shows it
         async with httpx.AsyncClient(base_url=local_provider.url) as http:
             refused = await http.post(f"/admin/databases/{database_id}/drift", json={"read_regions": ["us-east-1"]})
             assert refused.status_code == 400
