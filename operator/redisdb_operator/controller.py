@@ -291,6 +291,7 @@ class DatabaseController:
                         ("read_regions", action.update.read_regions),
                         ("plan", action.update.plan),
                         ("eviction", action.update.eviction),
+                        ("plan_observable", True if action.update.plan is not None else None),  # we just set it
                     )
                     if value is not None
                 }

@@ -9,9 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import redis
-
-from tests.harness.local_provider import redis_servers_under
+from tests.harness.local_provider import redis_from_url, redis_servers_under
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,7 +46,7 @@ def test_demo_up_prints_a_working_redis_url_and_down_stops_everything(tmp_path: 
         match = re.search(r"^REDIS_URL=(redis://\S+)$", up.stdout, re.MULTILINE)
         assert match, up.stdout
         assert "PING -> PONG" in up.stdout
-        client = redis.Redis.from_url(match.group(1), socket_timeout=5)
+        client = redis_from_url(match.group(1))
         assert client.ping()
         client.set("demo", "works")
         client.close()
