@@ -384,3 +384,42 @@ async def test_drift_changes_the_database_behind_the_api(local_provider: LocalPr
             unknown = await http.post("/admin/databases/nope/drift", json={"eviction": False})
             assert unknown.status_code == 404
         await api.delete(f"/redis/database/{database_id}")
+
+
+async def test_fly_a_missing_eviction_key_keeps_the_current_state(fly: Fly, local_provider: LocalProvider) -> None:
+    """As Fly does (reference section 6): only an explicit false turns eviction off."""
+    created = await fly_create(fly, local_provider, options={"eviction": True})
+    add_on = created["data"]["createAddOn"]["addOn"]
+    plans = await plan_ids(fly)
+    common = {"addOnId": add_on["id"], "planId": plans["payg"], "readRegions": [], "metadata": {}}
+    await fly(UPDATE, options={}, **common)
+    assert (await fly.data(GET, id=add_on["id"]))["addOn"]["options"]["eviction"] is True
+    await fly(UPDATE, options={"eviction": False}, **common)
+    assert (await fly.data(GET, id=add_on["id"]))["addOn"]["options"]["eviction"] is False
+    await fly(
+        "mutation D($name: String) { deleteAddOn(input: {name: $name}) { deletedAddOnName } }", name=add_on["name"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"primaryRegion": "mad"}, "region mad is not available (deprecated)"),
+        ({"readRegions": ["jnb"]}, "region jnb is not available (excluded for upstash_redis)"),
+    ],
+)
+async def test_fly_retired_and_excluded_regions_are_refused_for_new_databases(
+    fly: Fly, local_provider: LocalProvider, overrides: dict[str, Any], fragment: str
+) -> None:
+    body = await fly_create(fly, local_provider, **overrides)
+    assert body["data"] == {"createAddOn": None} and fragment in body["errors"][0]["message"]
+
+
+async def test_fly_regions_and_excluded_regions_are_served(fly: Fly) -> None:
+    data = await fly.data(
+        "query { platform { regions { code name deprecated } } "
+        'addOnProvider(name: "upstash_redis") { excludedRegions { code } } }'
+    )
+    regions = {region["code"]: region for region in data["platform"]["regions"]}
+    assert regions["mad"]["deprecated"] is True and regions["ams"]["deprecated"] is False
+    assert data["addOnProvider"]["excludedRegions"] == [{"code": "jnb"}]

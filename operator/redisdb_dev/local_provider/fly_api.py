@@ -329,7 +329,7 @@ class FlyApi:
             "readRegions": list(record.read_regions),
             "status": "ready",
             "errorMessage": None,
-            "options": {"eviction": True} if record.eviction else {},
+            "options": {"eviction": record.eviction},
             "metadata": dict(record.metadata),
             "publicUrl": url,
             "privateIp": host,
@@ -480,7 +480,8 @@ class FlyApi:
             database,
             read_regions=self._regions(request["readRegions"]) if request.get("readRegions") is not None else None,
             plan=self._plan(request["planId"]) if request.get("planId") else None,
-            eviction=bool(options.get("eviction")) if options is not None else None,
+            # Fly keeps the current state when the key is missing; only an explicit false turns eviction off.
+            eviction=bool(options["eviction"]) if options is not None and "eviction" in options else None,
             metadata=metadata if isinstance(metadata, dict) else None,
         )
         return {"addOn": self._add_on_json(database)}
