@@ -416,6 +416,36 @@ class RedisProviderSpec(CamelModel):
     credentials_secret_ref: CredentialsSecretReference = Field(description="Where the credentials are.")
 
 
+class CatalogRegion(CamelModel):
+    """A region of the provider's catalog."""
+
+    code: str
+    name: str
+    deprecated: bool = Field(description="Retired: no new databases; existing ones keep running.")
+    excluded: bool = Field(description="Not offered for this provider's databases (Fly addOnProvider.excludedRegions).")
+    read_region_allowed: bool
+
+
+class CatalogPlan(CamelModel):
+    """A plan of the provider's catalog; ``name`` is what spec.plan takes."""
+
+    name: str
+    display_name: str
+    price_per_month: float | None = Field(description="US dollars per month, when known.")
+    max_data_size_bytes: int | None
+    max_read_regions: int | None = Field(description="null: unlimited or unknown; 0: single region.")
+    legacy: bool = Field(description="No longer offered for new databases; existing ones stay on it.")
+
+
+class ProviderCatalog(CamelModel):
+    """Regions and plans: read from the provider at each check (Fly), else the operator's static catalog."""
+
+    source: Literal["live", "static"]
+    observed_at: str = Field(description="When it was read (RFC 3339, UTC).")
+    regions: list[CatalogRegion]
+    plans: list[CatalogPlan]
+
+
 class RedisProviderStatus(CamelModel):
     """What the operator last learned about the account, written only by the operator."""
 
@@ -425,6 +455,9 @@ class RedisProviderStatus(CamelModel):
     observed_generation: int | None = None
     databases: int | None = Field(default=None, description="Databases the account holds at the provider.")
     last_check_time: str | None = None
+    catalog: ProviderCatalog | None = Field(
+        default=None, description="The regions and plans this account offers (kubectl plugin and clients read it)."
+    )
 
 
 class RedisProvider(CamelModel):

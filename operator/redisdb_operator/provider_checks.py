@@ -8,13 +8,17 @@ gives one place to look (`kubectl get redisproviders`) and an Argo CD health for
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from .provider_registry import ProviderRegistry
+from .provider_registry import ProviderHandle, ProviderRegistry
+from .providers import catalog
 from .reconcile import backoff_delay, classify_error, condition, set_condition
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> str:
@@ -24,6 +28,20 @@ def _now() -> str:
 class ProviderChecker:
     def __init__(self, registry: ProviderRegistry) -> None:
         self._registry = registry
+
+    @staticmethod
+    async def _catalog(handle: ProviderHandle, now: str) -> dict[str, Any]:
+        """Fly's live regions and plans; the static catalog when that call fails or the API has none (Upstash)."""
+        read_live = getattr(handle.client, "catalog", None)
+        if read_live is not None:
+            try:
+                live: dict[str, Any] = await read_live(now)
+                return live
+            except Exception as error:  # any failure: the static catalog still tells clients something true
+                log.warning(
+                    "RedisProvider %s: live catalog unavailable (%s); publishing the static one", handle.name, error
+                )
+        return catalog.static_catalog(handle.provider_type, now)
 
     async def check(self, body: kopf.Body, *, patch: kopf.Patch, retry: int, fresh: bool, max_age: float) -> None:
         """`fresh` re-reads the RedisProvider and its Secret and asks the provider now (a changed spec); otherwise
@@ -60,6 +78,7 @@ class ProviderChecker:
                 ) from None
             return
         count = handle.observer.database_count
+        patch.status["catalog"] = await self._catalog(handle, now)
         patch.status["conditions"] = set_condition(
             status.get("conditions"),
             type_="Ready",

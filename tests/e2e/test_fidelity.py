@@ -99,3 +99,22 @@ def test_a_flyv1_token_works_and_a_wrong_scheme_is_refused(
     assert right["data"]["organization"]["slug"] == "personal"
     for refused in (wrong, doubled):
         assert refused["data"] is None and "authenticated" in refused["errors"][0]["message"]
+
+
+def test_providers_publish_their_catalogs(operator: OperatorProcess, local_provider: LocalProvider) -> None:
+    """Fly's regions and plans are read live at each provider check; Upstash has no such API: static."""
+
+    def catalog_of(name: str) -> dict[str, Any]:
+        provider = get_json("redisprovider", name) or {}
+        return dict((provider.get("status") or {}).get("catalog") or {})
+
+    wait_for(lambda: catalog_of(FLY_PROVIDER).get("source") == "live", 60, message="the live Fly catalog")
+    fly_catalog = catalog_of(FLY_PROVIDER)
+    regions = {region["code"]: region for region in fly_catalog["regions"]}
+    assert regions["mad"]["deprecated"] is True and regions["mad"]["readRegionAllowed"] is False
+    assert regions["jnb"]["excluded"] is True and regions["cdg"]["readRegionAllowed"] is True
+    plans = {plan["name"]: plan for plan in fly_catalog["plans"]}
+    assert plans["fixed_1gb"]["pricePerMonth"] == 20.0 and plans["fixed_1gb"]["maxDataSizeBytes"] == 1024**3
+    assert plans["pro_2k"]["legacy"] is True and plans["payg"]["legacy"] is False
+    wait_for(lambda: catalog_of(UPSTASH_PROVIDER).get("source") == "static", 60, message="the static Upstash one")
+    assert {"us-east-1", "eu-west-1"} <= {region["code"] for region in catalog_of(UPSTASH_PROVIDER)["regions"]}

@@ -132,13 +132,14 @@ _UPSTASH_PLANS = (
 )
 # Fly sells a subset; its display names are the ones `flyctl redis plans` prints.
 _FLY_PLANS = (
-    Plan("free", "Free", 100 * MIB, 0, False),
+    # Prices: Fly's docs (reference section 3.5), before read-region surcharges; pay-as-you-go is per request.
+    Plan("free", "Free", 100 * MIB, 0, False, price_per_month=0.0),
     Plan("payg", "Pay-as-you-go", 10 * GIB, None, False),
-    Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True),
-    Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True),
-    Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True),
-    Plan("fixed_10gb", "Fixed 10GB", 10 * GIB, None, True),
-    Plan("fixed_50gb", "Fixed 50GB", 50 * GIB, None, True),
+    Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True, price_per_month=10.0),
+    Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True, price_per_month=20.0),
+    Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True, price_per_month=100.0),
+    Plan("fixed_10gb", "Fixed 10GB", 10 * GIB, None, True, price_per_month=200.0),
+    Plan("fixed_50gb", "Fixed 50GB", 50 * GIB, None, True, price_per_month=400.0),
     # flyctl's create refuses these display names for new databases (internal/command/redis/create.go); sizes are
     # the seed's. They stay known so that databases already on them are still managed.
     Plan("starter", "Starter", 100 * MIB, 0, True, legacy=True),
@@ -208,3 +209,33 @@ def creation_refusal(
             f"cannot use it; choose one of {', '.join(offered)}"
         )
     return None
+
+
+def static_catalog(provider_type: ProviderType, observed_at: str) -> dict[str, object]:
+    """The static catalog in RedisProvider.status.catalog's shape (source "static")."""
+    return {
+        "source": "static",
+        "observedAt": observed_at,
+        "regions": [
+            {
+                "code": known.code,
+                "name": known.name,
+                "deprecated": known.deprecated,
+                "excluded": False,
+                "readRegionAllowed": known.read_region_allowed and not known.deprecated,
+            }
+            for known in sorted(REGIONS[provider_type].values(), key=lambda r: r.code)
+        ],
+        "plans": [plan_entry(known) for known in PLANS[provider_type].values()],
+    }
+
+
+def plan_entry(known: Plan, *, price_per_month: float | None = None) -> dict[str, object]:
+    return {
+        "name": known.name,
+        "displayName": known.display_name,
+        "pricePerMonth": price_per_month if price_per_month is not None else known.price_per_month,
+        "maxDataSizeBytes": known.max_data_size_bytes,
+        "maxReadRegions": known.max_read_regions,
+        "legacy": known.legacy,
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -72,6 +73,14 @@ RESET_MUTATION = (
     "mutation Reset($name: String!) { resetAddOnPassword(input: {name: $name}) { addOn { ...AddOn } } }" + (_FRAGMENT)
 )
 
+# The live catalog flyctl builds its prompts from (reference sections 3.7 and 6): regions with their deprecated flag,
+# the ones Upstash excludes, and the plans with prices (cents per month) and sizes.
+CATALOG_QUERY = (
+    "query Catalog { platform { regions { code name deprecated } } "
+    'addOnProvider(name: "upstash_redis") { excludedRegions { code } } '
+    "addOnPlans(type: upstash_redis) { nodes { id name displayName maxDataSize pricePerMonth } } }"
+)
+
 # What each document is called in metrics: its root field (ids and names stay out of metric labels).
 _METRIC_OPERATIONS = {
     ORG_QUERY: "graphql:organization",
@@ -83,6 +92,7 @@ _METRIC_OPERATIONS = {
     UPDATE_MUTATION: "graphql:updateAddOn",
     DELETE_MUTATION: "graphql:deleteAddOn",
     RESET_MUTATION: "graphql:resetAddOnPassword",
+    CATALOG_QUERY: "graphql:catalog",
 }
 
 
@@ -252,6 +262,49 @@ class FlyClient:
         except NotFoundError:
             log.debug("fly add-on %s was already gone", database_id)
 
+    async def catalog(self, observed_at: str) -> dict[str, Any]:
+        """Regions and plans as Fly offers them now, in RedisProvider.status.catalog's shape (source "live")."""
+        data = await self._graphql(CATALOG_QUERY, {}, operation="read regions and plans")
+        excluded = {
+            _str(region.get("code"))
+            for region in (_dig(data, "addOnProvider", "excludedRegions") or [])
+            if isinstance(region, Mapping)
+        }
+        regions = []
+        for region in _dig(data, "platform", "regions") or []:
+            if not isinstance(region, Mapping) or not _str(region.get("code")):
+                continue
+            code, deprecated = _str(region.get("code")), region.get("deprecated") is True
+            regions.append(
+                {
+                    "code": code,
+                    "name": _str(region.get("name")) or code,
+                    "deprecated": deprecated,
+                    "excluded": code in excluded,
+                    "readRegionAllowed": not deprecated and code not in excluded,
+                }
+            )
+        plans = []
+        for node in _dig(data, "addOnPlans", "nodes") or []:
+            if not isinstance(node, Mapping):
+                continue
+            name = plan_name_of(node)
+            known = catalog.plan(ProviderType.FLY, name)
+            price = node.get("pricePerMonth")
+            display = _str(node.get("displayName")) or name
+            plans.append(
+                {
+                    "name": name,
+                    "displayName": display,
+                    "pricePerMonth": price / 100 if isinstance(price, int) and not isinstance(price, bool) else None,
+                    "maxDataSizeBytes": _size_bytes(node.get("maxDataSize")),
+                    "maxReadRegions": known.max_read_regions if known else None,
+                    "legacy": known.legacy if known else display.lower() in _LEGACY_DISPLAY_NAMES,
+                }
+            )
+        self._plans = None  # the plan table may have changed too: read it again on the next create or update
+        return {"source": "live", "observedAt": observed_at, "regions": regions, "plans": plans}
+
     # --- helpers -----------------------------------------------------------------------------------------
 
     async def _get_raw(self, database_id: str) -> Mapping[str, Any]:
@@ -407,6 +460,17 @@ _NAMED_REFUSALS = (
     "is excluded",
     "legacy plan",
 )
+
+
+_LEGACY_DISPLAY_NAMES = {"starter", "standard", "pro 2k", "pro 10k"}  # flyctl create.go refuses these for new DBs
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*$", re.IGNORECASE)
+_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _size_bytes(value: Any) -> int | None:
+    """Fly's ``maxDataSize`` ("100 MB", "10 GB") in bytes; None when absent or in a form we do not know."""
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    return int(float(match[1]) * _UNITS[match[2][0].upper()]) if match else None
 
 
 def _is_fixed_plan_id(plan_id: str, nodes: Sequence[Mapping[str, Any]]) -> bool:

@@ -11,11 +11,16 @@ from typing import Any
 import pytest
 import respx
 
+from redisdb_operator.models import ProviderCatalog
+from redisdb_operator.provider_checks import ProviderChecker
+from redisdb_operator.provider_registry import ProviderHandle
+from redisdb_operator.providers import catalog
 from redisdb_operator.providers.base import (
     DatabaseUpdate,
     InvalidRequestError,
     NotFoundError,
     ProviderError,
+    ProviderType,
 )
 from redisdb_operator.providers.fly import FlyClient, classify_graphql_errors, fly_authorization, parse_add_on
 from redisdb_operator.providers.http import RetryPolicy
@@ -137,3 +142,62 @@ async def test_not_found_still_recognised_by_message(fly: FlyClient, graphql: Fa
     graphql.handlers["Get"] = lambda q, v: {"data": {"addOn": None}, "errors": [{"message": "Could not find AddOn"}]}
     with pytest.raises(NotFoundError):
         await fly.get("gone")
+
+
+# --- the live catalog -----------------------------------------------------------------------------------------
+
+
+async def test_live_catalog_from_regions_excluded_regions_and_plans(fly: FlyClient, graphql: FakeGraphQL) -> None:
+    graphql.handlers["Catalog"] = lambda q, v: {
+        "data": {
+            "platform": {
+                "regions": [
+                    {"code": "ams", "name": "Amsterdam, Netherlands", "deprecated": False},
+                    {"code": "mad", "name": "Madrid, Spain", "deprecated": True},
+                    {"code": "jnb", "name": "Johannesburg, South Africa", "deprecated": False},
+                ]
+            },
+            "addOnProvider": {"excludedRegions": [{"code": "jnb"}]},
+            "addOnPlans": {
+                "nodes": [
+                    {"id": "p1", "name": "flyio_fixed_1gb", "displayName": "Fixed 1GB", "maxDataSize": "1 GB",
+                     "pricePerMonth": 2000},
+                    {"id": "p2", "name": "pro_2k", "displayName": "Pro 2k", "maxDataSize": "3 GB",
+                     "pricePerMonth": None},
+                    {"id": "p3", "name": "x", "displayName": "Starter", "maxDataSize": "lots", "pricePerMonth": 0},
+                ]
+            },
+        }
+    }  # fmt: skip
+    live = await fly.catalog("2026-11-30T10:00:00Z")
+    parsed = ProviderCatalog.model_validate(live)  # the CRD's shape
+    assert parsed.source == "live" and parsed.observed_at == "2026-11-30T10:00:00Z"
+    regions = {region.code: region for region in parsed.regions}
+    assert regions["mad"].deprecated and not regions["mad"].read_region_allowed
+    assert regions["jnb"].excluded and not regions["jnb"].read_region_allowed
+    assert regions["ams"].read_region_allowed and not regions["ams"].excluded
+    plans = {plan.display_name: plan for plan in parsed.plans}
+    assert (plans["Fixed 1GB"].name, plans["Fixed 1GB"].price_per_month) == ("fixed_1gb", 20.0)
+    assert plans["Fixed 1GB"].max_data_size_bytes == 1024**3 and not plans["Fixed 1GB"].legacy
+    assert plans["Pro 2k"].legacy and plans["Pro 2k"].price_per_month is None
+    assert plans["Starter"].legacy and plans["Starter"].max_data_size_bytes is None
+
+
+def test_static_catalog_has_the_published_shape() -> None:
+    for provider_type in ProviderType:
+        parsed = ProviderCatalog.model_validate(catalog.static_catalog(provider_type, "2026-11-30T10:00:00Z"))
+        assert parsed.source == "static" and parsed.regions and parsed.plans
+    fly_static = ProviderCatalog.model_validate(catalog.static_catalog(ProviderType.FLY, "t"))
+    assert {plan.name for plan in fly_static.plans if plan.legacy} == {"starter", "standard", "pro_2k", "pro_10k"}
+    assert next(region for region in fly_static.regions if region.code == "mad").deprecated
+
+
+async def test_a_failing_live_catalog_falls_back_to_the_static_one(fly: FlyClient, graphql: FakeGraphQL) -> None:
+    graphql.handlers["Catalog"] = lambda q, v: {"errors": [{"message": "Cannot query field 'platform'"}]}
+    handle = ProviderHandle("default", ProviderType.FLY, fly, ("1", "1"))
+    published = await ProviderChecker._catalog(handle, "2026-11-30T10:00:00Z")
+    assert published["source"] == "static"
+    graphql.handlers["Catalog"] = lambda q, v: {
+        "data": {"platform": {"regions": []}, "addOnProvider": {"excludedRegions": None}, "addOnPlans": {"nodes": []}}
+    }
+    assert (await ProviderChecker._catalog(handle, "t"))["source"] == "live"
