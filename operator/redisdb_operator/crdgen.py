@@ -1,8 +1,8 @@
 """Generate the CustomResourceDefinitions from the pydantic models (`redisdb-operator gen-crds`).
 
 Pydantic's JSON Schema is close to, but not, a Kubernetes structural schema: `$ref`s are inlined, optional
-fields' `anyOf [T, null]` collapse to `T` (`nullable` when the field is required), titles and pydantic-only keys
-are dropped, and descriptions are kept so `kubectl explain` documents every field.
+fields' `anyOf [T, null]` collapse to `T`, titles and pydantic-only keys are dropped, and descriptions are kept
+so `kubectl explain` documents every field.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             merged = {**_structural(options[0], defs), **_structural(rest, defs)}
             if "items" in rest and "items" in merged:
                 merged["items"] = {**_structural(options[0], defs).get("items", {}), **_structural(rest["items"], defs)}
-            if len(options) < len(node["anyOf"]) and "default" not in node:
-                merged["nullable"] = True  # required but may be null (`T | None` without a default): keep the null
             return merged
     if "const" in node:
         node = {**{k: v for k, v in node.items() if k != "const"}, "enum": [node["const"]]}

@@ -431,9 +431,10 @@ class CatalogPlan(CamelModel):
 
     name: str
     display_name: str
-    price_per_month: float | None = Field(description="US dollars per month, when known.")
-    max_data_size_bytes: int | None
-    max_read_regions: int | None = Field(description="null: unlimited or unknown; 0: single region.")
+    # Absent means null (unknown / unlimited): a merge patch cannot carry a null, so unknown values are left out.
+    price_per_month: float | None = Field(default=None, description="US dollars per month; absent when unknown.")
+    max_data_size_bytes: int | None = Field(default=None, description="Absent when unknown.")
+    max_read_regions: int | None = Field(default=None, description="Absent: unlimited or unknown; 0: single region.")
     legacy: bool = Field(description="No longer offered for new databases; existing ones stay on it.")
 
 

@@ -21,6 +21,15 @@ from .reconcile import backoff_delay, classify_error, condition, set_condition
 log = logging.getLogger(__name__)
 
 
+def _without_nulls(value: Any) -> Any:
+    """A merge patch reads null as "delete": an unknown price or limit is left out instead (absent means null)."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -78,7 +87,7 @@ class ProviderChecker:
                 ) from None
             return
         count = handle.observer.database_count
-        patch.status["catalog"] = await self._catalog(handle, now)
+        patch.status["catalog"] = _without_nulls(await self._catalog(handle, now))
         patch.status["conditions"] = set_condition(
             status.get("conditions"),
             type_="Ready",
