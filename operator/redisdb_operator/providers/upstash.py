@@ -115,11 +115,16 @@ class UpstashClient:
         return self._database(json_or_none(response), operation="get database")
 
     async def find_by_name(self, name: str) -> Database | None:
-        for database in await self.list():
-            if database.name == name:
-                # list may omit credentials (the OpenAPI schema has none); get always carries them.
-                return database if database.password else await self.get(database.id)
-        return None
+        """The newest database of this name: Upstash does not refuse a second one (no source says names are
+        unique), and the newest is the one a create whose answer was lost would have made; an older one is judged
+        a stranger's by the caller (reconcile.stranger_database)."""
+        named = [database for database in await self.list() if database.name == name]
+        if not named:
+            return None
+        oldest = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+        database = max(named, key=lambda candidate: candidate.created_at or oldest)
+        # list may omit credentials (the OpenAPI schema has none); get always carries them.
+        return database if database.password else await self.get(database.id)
 
     async def list(self) -> Sequence[Database]:
         response = await self._http.request(

@@ -101,3 +101,16 @@ async def test_create_refused_for_another_reason_is_not_resent(client: UpstashCl
     with pytest.raises(InvalidRequestError):
         await client.create(CreateDatabaseRequest(name="cache", primary_region="us-east-1"))
     assert route.call_count == 1
+
+
+@respx.mock
+async def test_find_by_name_picks_the_newest_of_several(client: UpstashClient) -> None:
+    """Two databases may share a name: the newest is the one a lost create of ours would have made."""
+    older = {**OPENAPI_DATABASE, "database_id": "old", "creation_time": 1_700_000_000}
+    newer = {**OPENAPI_DATABASE, "database_id": "new", "creation_time": 1_800_000_000}
+    respx.get(f"{BASE}/redis/databases").mock(return_value=httpx.Response(200, json=[newer, older]))
+    found = await client.find_by_name("cache")
+    assert found is not None and found.id == "new"
+    respx.get(f"{BASE}/redis/databases").mock(return_value=httpx.Response(200, json=[older, newer]))
+    found = await client.find_by_name("cache")
+    assert found is not None and found.id == "new"
