@@ -16,9 +16,16 @@ import pytest
 import redis
 
 from redisdb_dev.local_provider.fly_api import bare_token
-from tests.harness.cluster import apply, get_json, wait_for
+from tests.harness.cluster import apply, get_json, kubectl, to_yaml, wait_for
 from tests.harness.local_provider import FLY_TOKEN, TLS_CA_FILE, LocalProvider, redis_from_url
-from tests.harness.operator import FLY_PROVIDER, UPSTASH_PROVIDER, OperatorProcess, secret_data, wait_ready
+from tests.harness.operator import (
+    FLY_PROVIDER,
+    UPSTASH_PROVIDER,
+    OperatorProcess,
+    condition,
+    secret_data,
+    wait_ready,
+)
 
 ORG_QUERY = "query Org($slug: String!) { organization(slug: $slug) { id slug } }"
 
@@ -118,3 +125,20 @@ def test_providers_publish_their_catalogs(operator: OperatorProcess, local_provi
     assert plans["pro_2k"]["legacy"] is True and plans["payg"]["legacy"] is False
     wait_for(lambda: catalog_of(UPSTASH_PROVIDER).get("source") == "static", 60, message="the static Upstash one")
     assert {"us-east-1", "eu-west-1"} <= {region["code"] for region in catalog_of(UPSTASH_PROVIDER)["regions"]}
+
+
+def test_a_retired_region_warns_at_apply_and_is_refused_at_create(
+    operator: OperatorProcess, local_provider: LocalProvider, namespace: str
+) -> None:
+    """Admission cannot know whether the database exists (adoption, restore): kubectl prints a warning, and the
+    reconciler refuses only the create, naming the regions Fly offers today."""
+    creates_before = local_provider.admin.counters().get("fly:createAddOn", 0)
+    result = kubectl("apply", "-n", namespace, "-f", "-", input=to_yaml(database(FLY_PROVIDER, "mad")))
+    assert "Warning:" in result.stderr and "spec.primaryRegion mad" in result.stderr and "retired" in result.stderr
+
+    def synced() -> dict[str, Any]:
+        return condition(get_json("redisdatabase", "cache", namespace=namespace), "Synced") or {}
+
+    wait_for(lambda: synced().get("reason") == "InvalidSpec", 60, message="the create is refused")
+    assert "choose one of" in synced()["message"] and "cdg" in synced()["message"]
+    assert local_provider.admin.counters().get("fly:createAddOn", 0) == creates_before

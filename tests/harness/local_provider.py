@@ -184,7 +184,10 @@ class LocalProvider:
 
     @property
     def fly_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.fly_token}"}
+        """As fly-go sends the token: the scheme follows the token (FlyV1 for macaroons, else Bearer)."""
+        from redisdb_operator.providers.fly import fly_authorization
+
+        return {"Authorization": fly_authorization(self.fly_token)}
 
     def log_text(self) -> str:
         try:
