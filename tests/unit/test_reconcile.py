@@ -246,3 +246,22 @@ def test_name_taken_is_permanent_for_argo_but_rechecked_by_the_resync() -> None:
 def test_parse_timestamp() -> None:
     assert parse_timestamp("2026-11-26T10:00:00Z") == NOW
     assert parse_timestamp(None) is None and parse_timestamp("yesterday") is None
+
+
+def test_an_unclassifiable_provider_error_is_retried_and_shown() -> None:
+    """Issue 13: an errors[] message we cannot name is temporary (bounded backoff), with the provider's words."""
+    from redisdb_operator.providers.fly import classify_graphql_errors
+
+    error = classify_graphql_errors([{"message": "upstream connect error"}], operation="fly get add-on x")
+    verdict = classify_error(error)
+    assert verdict.temporary and verdict.reason == "ProviderError"
+    assert "upstream connect error" in verdict.message
+    assert verdict.reason not in PERMANENT_REASONS
+    assert backoff_delay(50, verdict.retry_after) <= 300
+
+
+def test_an_unobservable_plan_is_never_a_change() -> None:
+    unreadable = observed(plan="paid", plan_observable=False)
+    assert isinstance(plan_action(desired(plan="fixed_1gb"), unreadable, "db-1"), NoAction)
+    action = plan_action(desired(plan="fixed_1gb", eviction=True), unreadable, "db-1")
+    assert isinstance(action, UpdateAction) and action.update.plan is None and action.update.eviction is True
