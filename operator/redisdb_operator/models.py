@@ -95,7 +95,7 @@ NAME_FORMAT = (
     "a valid provider-side name: use letters, digits, - and _, starting and ending with a letter or digit, "
     "e.g. shop-cache"
 )
-REGION_FORMAT = "a region code: use a lower-case code such as ams, mad, us-east-1 or eu-west-1"
+REGION_FORMAT = "a region code: use a lower-case code such as ams, cdg, us-east-1 or eu-west-1"
 PLAN_FORMAT = f"a plan name: use one of {KNOWN_PLANS}"
 
 ProviderSideName = Annotated[str, AfterValidator(_matching(NAME_PATTERN, "spec.name", NAME_FORMAT))]
@@ -241,7 +241,7 @@ class RedisDatabaseSpec(CamelModel):
     primary_region: PrimaryRegionCode = Field(
         min_length=3,
         max_length=REGION_MAX_LENGTH,
-        description="Region of the primary, e.g. `mad` or `ams` for Fly.io, `us-east-1` or `eu-west-1` for "
+        description="Region of the primary, e.g. `cdg` or `ams` for Fly.io, `us-east-1` or `eu-west-1` for "
         "Upstash. Required. Immutable: it can't be changed later (as `flyctl redis create` warns).",
         json_schema_extra={
             "x-kubernetes-validations": [
