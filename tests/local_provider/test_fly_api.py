@@ -111,7 +111,7 @@ async def test_fly_add_on_lifecycle(fly: Fly, local_provider: LocalProvider) -> 
     )["createAddOn"]["addOn"]
     add_on_id = created["id"]
     assert created["name"] == name and created["primaryRegion"] == "cdg" and created["readRegions"] == ["ams"]
-    assert created["options"] == {} and created["status"] in ("ready", "created")
+    assert created["options"] == {"eviction": False} and created["status"] in ("ready", "created")
     assert created["addOnPlan"]["id"] == plans["payg"] and created["organization"]["slug"] == local_provider.fly_org
     password, host, port = host_port(created["publicUrl"])
     assert password == created["password"] and host == created["hostname"]
