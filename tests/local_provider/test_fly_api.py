@@ -157,8 +157,11 @@ async def test_fly_add_on_lifecycle(fly: Fly, local_provider: LocalProvider) -> 
     for item in replicas.values():
         assert await eventually(functools.partial(replica_value, item["port"], password, "fly-key")) == "fly-value"
 
-    # flyctl drops the eviction key to turn it off.
+    # A missing key keeps eviction as it is (Fly's rule); flyctl sends an explicit false to turn it off.
     update.update(options={}, readRegions=["lhr"], planId=plans["payg"])
+    await fly.data(UPDATE, **update)
+    assert await config_get(port, password, "maxmemory-policy") == "allkeys-random"
+    update.update(options={"eviction": False})
     await fly.data(UPDATE, **update)
     assert await config_get(port, password, "maxmemory-policy") == "noeviction"
     assert [item["region"] for item in local_provider.admin.database(add_on_id)["replicas"]] == ["lhr"]
