@@ -244,7 +244,7 @@ class DatabaseController:
         recorded_id: str | None = status.get("databaseId")
         # A retired region or a legacy plan: an existing database is managed, a new one is refused (issue 13).
         create_refusal = catalog.creation_refusal(
-            handle.provider_type, desired.primary_region, desired.read_regions, desired.plan
+            handle.provider_type, desired.primary_region, desired.read_regions, desired.plan, handle.live_catalog
         )
 
         if recorded_id is None and (pending := self._uncertain_create_remaining(str(meta.uid), status)) > 0:

@@ -45,6 +45,7 @@ class ProviderChecker:
         if read_live is not None:
             try:
                 live: dict[str, Any] = await read_live(now)
+                handle.live_catalog = live  # the reconciler's create refusals name what the provider offers now
                 return live
             except Exception as error:  # any failure: the static catalog still tells clients something true
                 log.warning(

@@ -9,8 +9,9 @@ Sources: shared/reference/provider-apis.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .base import ProviderType
 
@@ -182,30 +183,49 @@ def upstash_platform(code: str) -> str:
 
 
 def creation_refusal(
-    provider_type: ProviderType, primary_region: str, read_regions: Iterable[str], plan_name: str
+    provider_type: ProviderType,
+    primary_region: str,
+    read_regions: Iterable[str],
+    plan_name: str,
+    live: Mapping[str, Any] | None = None,
 ) -> str | None:
-    """Why a *new* database cannot be created with these settings (a retired region, a legacy plan), or None.
+    """Why a *new* database cannot be created with these settings (a retired or excluded region, a legacy plan),
+    or None.
 
     Admission only warns about these (it cannot know whether the database already exists); the reconciler asks
-    this just before a create. The message names the live alternatives.
+    this just before a create. ``live`` is the provider's own catalog (RedisProvider.status.catalog's shape, read
+    at the last provider check); without it, the static catalog decides and names the alternatives.
     """
-    regions = REGIONS[provider_type]
-    current = sorted(code for code, known in regions.items() if not known.deprecated)
+    regions: dict[str, tuple[str, str | None]] = {  # code -> (name, why it is not offered, or None)
+        code: (known.name, "retired" if known.deprecated else None) for code, known in REGIONS[provider_type].items()
+    }
+    for region in (live or {}).get("regions") or ():
+        why = "retired" if region.get("deprecated") else "not offered for Redis" if region.get("excluded") else None
+        regions[str(region.get("code"))] = (str(region.get("name") or region.get("code")), why)
+    current = sorted(code for code, (_, why) in regions.items() if why is None)
     for field, code in [
         ("spec.primaryRegion", primary_region),
         *(("spec.readRegions", c) for c in sorted(read_regions)),
     ]:
-        known = regions.get(code)
-        if known is not None and known.deprecated:
+        name, why = regions.get(code, (code, None))
+        if why is not None:
             return (
-                f"{field} {code} ({known.name}) is retired: {provider_type.value} no longer creates databases there; "
+                f"{field} {code} ({name}) is {why}: {provider_type.value} no longer creates databases there; "
                 f"choose one of {', '.join(current)}"
             )
-    known_plan = PLANS[provider_type].get(plan_name)
-    if known_plan is not None and known_plan.legacy:
-        offered = [name for name, candidate in PLANS[provider_type].items() if not candidate.legacy]
+    plans: dict[str, tuple[str, bool]] = {
+        name: (known.display_name, known.legacy) for name, known in PLANS[provider_type].items()
+    }
+    for offered_plan in (live or {}).get("plans") or ():
+        plans[str(offered_plan.get("name"))] = (
+            str(offered_plan.get("displayName") or offered_plan.get("name")),
+            bool(offered_plan.get("legacy")),
+        )
+    display, legacy = plans.get(plan_name, (plan_name, False))
+    if legacy:
+        offered = [name for name, (_, is_legacy) in plans.items() if not is_legacy]
         return (
-            f"spec.plan {plan_name} ({known_plan.display_name}) is a legacy {provider_type.value} plan: new databases "
+            f"spec.plan {plan_name} ({display}) is a legacy {provider_type.value} plan: new databases "
             f"cannot use it; choose one of {', '.join(offered)}"
         )
     return None

@@ -201,3 +201,25 @@ async def test_a_failing_live_catalog_falls_back_to_the_static_one(fly: FlyClien
         "data": {"platform": {"regions": []}, "addOnProvider": {"excludedRegions": None}, "addOnPlans": {"nodes": []}}
     }
     assert (await ProviderChecker._catalog(handle, "t"))["source"] == "live"
+
+
+def test_create_refusals_follow_the_live_catalog() -> None:
+    live = {
+        "source": "live",
+        "observedAt": "t",
+        "regions": [
+            {"code": "ams", "name": "Amsterdam", "deprecated": False, "excluded": False},
+            {"code": "jnb", "name": "Johannesburg", "deprecated": False, "excluded": True},
+            {"code": "mad", "name": "Madrid", "deprecated": False, "excluded": False},  # were it offered again
+            {"code": "zzz", "name": "New", "deprecated": False, "excluded": False},
+        ],
+        "plans": [{"name": "fixed_1gb", "displayName": "Fixed 1GB", "legacy": True}],
+    }
+    excluded = catalog.creation_refusal(ProviderType.FLY, "ams", ["jnb"], "payg", live)
+    assert excluded is not None and "spec.readRegions jnb (Johannesburg) is not offered for Redis" in excluded
+    assert "zzz" in excluded and "jnb" not in excluded.split("choose one of")[1]
+    assert catalog.creation_refusal(ProviderType.FLY, "mad", [], "payg", live) is None
+    legacy = catalog.creation_refusal(ProviderType.FLY, "ams", [], "fixed_1gb", live)
+    assert legacy is not None and "legacy" in legacy
+    static = catalog.creation_refusal(ProviderType.FLY, "mad", [], "payg")  # no live catalog: the static one
+    assert static is not None and "mad (Madrid, Spain) is retired" in static
