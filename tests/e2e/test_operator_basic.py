@@ -63,7 +63,7 @@ def test_apply_ready_ping_delete(
 
     table = kubectl("get", "rdb", "-n", namespace).stdout
     header = table.splitlines()[0].split()
-    assert header[:6] == ["NAME", "READY", "PROVIDER", "PRIMARY", "READ", "REGIONS"]
+    assert header[:7] == ["NAME", "READY", "SYNCED", "PROVIDER", "PRIMARY", "READ", "REGIONS"]
     assert "True" in table and primary in table
 
     explained = kubectl("explain", "redisdatabase.spec").stdout
