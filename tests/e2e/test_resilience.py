@@ -151,4 +151,4 @@ def test_the_provider_reports_its_own_health(
         [d for d in local_provider.admin.databases() if d["api"] == "fly" and d["owner"] == FLY_ORG]
     )
     table = kubectl("get", "redisprovider", late_provider).stdout
-    assert table.split()[:5] == ["NAME", "TYPE", "ORGANIZATION", "READY", "DATABASES"]
+    assert table.split()[:5] == ["NAME", "TYPE", "READY", "DATABASES", "AGE"]
