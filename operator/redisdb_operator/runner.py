@@ -10,7 +10,8 @@ import datetime
 import logging
 import os
 import signal
-from collections.abc import Sequence
+import weakref
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import kopf
@@ -261,6 +262,38 @@ def election_config(args: argparse.Namespace) -> ElectionConfig | None:
     )
 
 
+# Which half of the process created a task: kopf's run_tasks cancels every task that appeared after it started
+# ("hung" ones) when it stops, which would take the other half's tasks (and the shutdown) with it.
+_SIDE: contextvars.ContextVar[str] = contextvars.ContextVar("redisdb_side", default="")
+_TASK_SIDES: weakref.WeakKeyDictionary[asyncio.Task[Any], str] = weakref.WeakKeyDictionary()
+
+
+def _task_factory(
+    loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None, **kwargs: Any
+) -> asyncio.Task[Any]:
+    task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, context=context, **kwargs)
+    side = context.run(_SIDE.get) if context is not None else _SIDE.get()
+    if side:
+        _TASK_SIDES[task] = side
+    return task
+
+
+class _OtherSides(Collection[asyncio.Task[Any]]):
+    """For kopf.run_tasks(ignored=...): every task that is not this side's."""
+
+    def __init__(self, side: str) -> None:
+        self._side = side
+
+    def __contains__(self, task: object) -> bool:
+        return not isinstance(task, asyncio.Task) or _TASK_SIDES.get(task) != self._side
+
+    def __iter__(self) -> Iterator[asyncio.Task[Any]]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
 class Operator:
     """Two kopf operators in one process: the admission side on every replica, the reconciling side on the leader.
 
@@ -379,7 +412,7 @@ class Operator:
         liveness: str | None,
     ) -> None:
         namespaces = list(self.args.namespace)
-        existing = asyncio.all_tasks()
+        side = _SIDE.get()
         tasks = await kopf.spawn_tasks(
             registry=registry,
             settings=settings,
@@ -391,7 +424,7 @@ class Operator:
             memo=self.memo,
         )
         self._install_signal_handlers()  # kopf's own would stop only the operator that installed them last
-        await kopf.run_tasks(tasks, ignored=existing)
+        await kopf.run_tasks(tasks, ignored=_OtherSides(side))
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -449,11 +482,18 @@ class Operator:
             )
         settings = kopf.OperatorSettings()
         build_settings(settings, self.args, self.server)
+        asyncio.get_running_loop().set_task_factory(_task_factory)
+        admission_context, leading_context = contextvars.copy_context(), contextvars.copy_context()
+        admission_context.run(_SIDE.set, "admission")
+        leading_context.run(_SIDE.set, "leading")
         admission = asyncio.create_task(
             self._run_kopf(self.admission_registry(), settings, self.admission_stop, self.args.liveness or None),
             name="admission side",
+            context=admission_context,
         )
-        self.leading_task = leading = asyncio.create_task(self._lead(), name="reconciling side")
+        self.leading_task = leading = asyncio.create_task(
+            self._lead(), name="reconciling side", context=leading_context
+        )
         await asyncio.wait({admission, leading}, return_when=asyncio.FIRST_COMPLETED)
         # Whichever side ended, the other follows: a replica that cannot reconcile must not hold the Lease, and
         # one whose webhook is gone is restarted by its probes anyway.
@@ -462,7 +502,8 @@ class Operator:
             await leading
         self.admission_stop.set()
         await admission
-        leading.result()
+        if not leading.cancelled() and leading.exception() is not None and not self.stopping:
+            raise RuntimeError("the reconciling operator failed") from leading.exception()
 
 
 async def run_operator(args: argparse.Namespace) -> None:
