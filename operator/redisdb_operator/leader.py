@@ -223,18 +223,19 @@ class LeaderElector:
         self.leading = True
         return True
 
-    async def acquire(self) -> None:
-        """Wait as a candidate until this process holds the Lease."""
+    async def acquire(self) -> bool:
+        """Wait as a candidate until this process holds the Lease (True), or until it is stopping (False)."""
         logger.info(
             "waiting for the leader Lease %s/%s as %s", self._config.namespace, self._config.name, self.identity
         )
-        while True:
+        while not self.stepping_down:
             try:
                 if await self.try_acquire_or_renew():
-                    return
+                    return True
             except KubeError as error:
                 logger.warning("leader election: %s", error)
             await asyncio.sleep(self._config.retry_period)
+        return False
 
     async def keep(self) -> NoReturn:
         """Renew every `retry_period`; exit when the Lease is taken or cannot be renewed before the deadline."""

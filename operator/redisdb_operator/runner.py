@@ -452,7 +452,8 @@ class Operator:
         """Wait for the Lease (when electing), then run the reconciling operator; exit if it ends unasked."""
         if self.elector is not None:
             await self.elector.acquire()
-            if self.stopping:
+            if self.stopping:  # SIGTERM while a candidate (or just as it won): hand back what it may hold
+                await self.elector.release()
                 return
             self.elector.install_sigcont_check()
             keeper = asyncio.create_task(self.elector.keep(), name="leader lease renewal")

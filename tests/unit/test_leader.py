@@ -214,3 +214,17 @@ def test_renewal_keeps_the_ca_and_rolls_it_over_with_an_overlap() -> None:
     # Once the old CA has expired it leaves the bundle.
     gone = issue(["127.0.0.1"], validity, previous=rolled, now=now + validity * 6)
     assert first["ca.crt"] not in gone["ca.crt"]
+
+
+def test_a_stopping_candidate_stops_waiting() -> None:
+    store, clock = LeaseStore(), Clock()
+    holder, candidate = elector(store, clock, "a"), elector(store, clock, "b")
+    asyncio.run(holder.try_acquire_or_renew())
+
+    async def wait_then_stop() -> bool:
+        waiting = asyncio.create_task(candidate.acquire())
+        await asyncio.sleep(0)
+        await candidate.release()
+        return await asyncio.wait_for(waiting, timeout=5)
+
+    assert asyncio.run(wait_then_stop()) is False
