@@ -36,19 +36,6 @@ class _FirstOf(Mapping[str, Mapping[str, Any]]):
         return len(self._index)
 
 
-def register(
-    registry: kopf.OperatorRegistry,
-    *,
-    resync_interval: float,
-    webhook: bool = True,
-    webhook_ignore_failures: bool = True,
-) -> None:
-    """Register every handler in one registry (a single kopf operator, no election: tests and tools)."""
-    register_reconcilers(registry, resync_interval=resync_interval)
-    if webhook:  # kopf refuses admission handlers without a server; the indexes only serve the webhook
-        register_admission(registry, webhook_ignore_failures=webhook_ignore_failures)
-
-
 def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: float) -> None:
     """The leader's handlers: reconcile, delete and the timers. Intervals come from configuration."""
 
@@ -103,7 +90,10 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
 
 
 def register_admission(registry: kopf.OperatorRegistry, *, webhook_ignore_failures: bool = True) -> None:
-    """Every replica's handlers: the validating webhook and the indexes it reads (no writes at all)."""
+    """Every replica's handlers: the validating webhook and the indexes it reads (no writes at all).
+
+    Only with a webhook server: kopf refuses admission handlers without one, and the indexes serve only it.
+    """
 
     # Coroutines, not plain functions: kopf runs a plain function in its thread pool, a hop that costs more than
     # these microsecond checks and, under 50 concurrent admission reviews, queues them behind a few threads.
