@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 
 import aiohttp
 
+from . import metrics
 from .kube import KubeClient, KubeConflict, KubeError
 from .providers.base import CreateDatabaseRequest, Database, DatabaseUpdate, ProviderClient
 
@@ -121,6 +122,7 @@ class LeaderElector:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        metrics.LEADER.set(0)
 
     @property
     def config(self) -> ElectionConfig:
@@ -138,6 +140,7 @@ class LeaderElector:
         """Leadership is gone or may be: exit at once (Kubernetes restarts the process as a candidate)."""
         logger.critical("lost the leader Lease %s/%s: %s; exiting", self._config.namespace, self._config.name, why)
         self.leading = False
+        metrics.LEADER.set(0)
         self._exit(1)
 
     def check_write(self, what: str) -> None:
@@ -221,6 +224,7 @@ class LeaderElector:
                 "acquired the leader Lease %s/%s as %s", self._config.namespace, self._config.name, self.identity
             )
         self.leading = True
+        metrics.LEADER.set(1)
         return True
 
     async def acquire(self) -> bool:
@@ -274,6 +278,7 @@ class LeaderElector:
             logger.warning("could not release the leader Lease (it expires by itself): %s", error)
         finally:
             self.leading = False
+            metrics.LEADER.set(0)
 
     def exit_if_past_deadline(self) -> None:
         """For SIGCONT: a process resumed past its deadline leaves before any queued coroutine can write."""

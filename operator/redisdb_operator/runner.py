@@ -458,6 +458,8 @@ class Operator:
             self.elector.install_sigcont_check()
             keeper = asyncio.create_task(self.elector.keep(), name="leader lease renewal")
             LEADER_WORK.set(self.elector)
+        else:
+            metrics.LEADER.set(1)
         settings = kopf.OperatorSettings()
         build_settings(settings, self.args)
         try:
