@@ -498,15 +498,19 @@ class Operator:
             self._lead(), name="reconciling side", context=leading_context
         )
         await asyncio.wait({admission, leading}, return_when=asyncio.FIRST_COMPLETED)
-        # Whichever side ended, the other follows: a replica that cannot reconcile must not hold the Lease, and
-        # one whose webhook is gone is restarted by its probes anyway.
-        self.leading_stop.set()
+        signalled = self.stopping
+        if not signalled:
+            # One side ended unasked: hand the Lease over and stop the other (Kubernetes restarts the pod).
+            self.stopping = True
+            await self.shutdown()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await leading
         self.admission_stop.set()
         await admission
-        if not leading.cancelled() and leading.exception() is not None and not self.stopping:
+        if not signalled and not leading.cancelled() and leading.exception() is not None:
             raise RuntimeError("the reconciling operator failed") from leading.exception()
+        if not signalled:
+            raise RuntimeError("the operator stopped unasked")
 
 
 async def run_operator(args: argparse.Namespace) -> None:
