@@ -109,9 +109,10 @@ class ReloadingWebhookServer(kopf.WebhookServer):
                     logger.warning("the renewed webhook certificate does not load yet (keeping the old): %s", error)
                     continue
                 if new_cadata != cadata:
-                    # The apiserver must trust the new CA before a handshake presents a certificate it signed.
+                    # A managed configuration trusts the new CA and the one before it (until the next change), so
+                    # neither a late handshake nor files that change one at a time meet a CA the bundle lacks.
+                    yield self._client_config(port, (new_cadata or b"") + (cadata or b""))
                     cadata = new_cadata
-                    yield self._client_config(port, cadata)
                     await asyncio.sleep(self.ca_propagation_delay)
                 self._current, digest = context, changed
                 self.reloads += 1

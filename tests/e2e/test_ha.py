@@ -23,6 +23,7 @@ import pytest
 from cryptography import x509
 
 from redisdb_dev.devrun import SYSTEM_NAMESPACE, free_port
+from redisdb_operator.webhook_certs import write_webhook_cert_dir
 from tests.e2e.test_resilience import database
 from tests.harness.audit import wait_for_clean_audit
 from tests.harness.cluster import _RUNNERS, Cluster, KubectlError, apply, get_json, kubectl, to_yaml, wait_for
@@ -283,3 +284,65 @@ def test_webhook_certificate_renews_without_failed_admission(
         operator.runner.stop_all()
         kubectl("delete", "validatingwebhookconfiguration", configuration, "--ignore-not-found")
         kubectl("delete", "secret", secret, "-n", SYSTEM_NAMESPACE, "--ignore-not-found")
+
+
+def test_certificate_files_renewed_elsewhere_are_picked_up_without_failed_admission(
+    cluster: Cluster,
+    providers: None,
+    namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """As cert-manager's mounted Secret changes: new files (here even a new CA) replace the old ones at once."""
+    configuration = f"files-{namespace[-6:]}.redisdb.dev"
+    certs = write_webhook_cert_dir(tmp_path / "certs", ["127.0.0.1"])
+    port = free_port()
+    operator = start_operator(
+        cluster,
+        tmp_path,
+        webhook=False,
+        extra_args=[
+            f"--webhook-listen=127.0.0.1:{port}",
+            f"--webhook-cert-dir={certs}",
+            "--webhook-host=127.0.0.1",
+            f"--webhook-managed={configuration}",
+            "--webhook-failure-policy=Fail",
+            "--webhook-cert-check-interval=1",
+        ],
+    )
+    request.node.stash[_RUNNERS] = operator.runner
+    try:
+        wait_for(lambda: get_json("validatingwebhookconfiguration", configuration), 60, message="the configuration")
+        before = served_certificate(port).serial_number
+        failures: list[str] = []
+        reviews = 0
+        renewed_at: int | None = None
+
+        def review() -> None:
+            nonlocal reviews
+            good = _dry_run("files", namespace)
+            bad = _dry_run("files", namespace, providerRef={"name": "no-such-provider"})
+            reviews += 2
+            if good.returncode != 0 or "no-such-provider" not in bad.stderr:
+                failures.append(f"{good.stderr.strip()} / {bad.stderr.strip()}")
+
+        for _ in range(5):
+            review()
+        fresh = write_webhook_cert_dir(tmp_path / "renewed", ["127.0.0.1"])  # another CA altogether
+        for name in ("ca.crt", "tls.key", "tls.crt"):
+            (certs / f".{name}.new").write_bytes((fresh / name).read_bytes())
+            (certs / f".{name}.new").replace(certs / name)
+
+        def switched_and_more() -> bool:
+            nonlocal renewed_at
+            review()
+            if renewed_at is None and served_certificate(port).serial_number != before:
+                renewed_at = reviews
+            return renewed_at is not None and reviews >= renewed_at + 20
+
+        wait_for(switched_and_more, 120, 0.1, message="the renewed certificate served, and 20 reviews after")
+        assert failures == [], failures[:5]
+        print(f"{reviews} admission reviews around a certificate and CA change of the files, none failed")
+    finally:
+        operator.runner.stop_all()
+        kubectl("delete", "validatingwebhookconfiguration", configuration, "--ignore-not-found")
