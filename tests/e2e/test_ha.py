@@ -6,6 +6,7 @@ Each test runs its own operators (its own module: other modules' operators would
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import datetime
@@ -14,12 +15,15 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 from cryptography import x509
 
 from redisdb_dev.devrun import SYSTEM_NAMESPACE, free_port
@@ -221,6 +225,48 @@ def served_certificate(port: int) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
+class AdmissionLoad:
+    """Dry-run creates sent straight to the apiserver from several threads, a valid and an invalid one in turn:
+    a moment without a trusted webhook listener shows up as a failed valid one (failurePolicy Fail)."""
+
+    def __init__(self, cluster: Cluster, namespace: str, workdir: Path, threads: int = 4) -> None:
+        config = yaml.safe_load(cluster.kubeconfig.read_text())
+        user = config["users"][0]["user"]
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "client.crt").write_bytes(base64.b64decode(user["client-certificate-data"]))
+        (workdir / "client.key").write_bytes(base64.b64decode(user["client-key-data"]))
+        (workdir / "ca.crt").write_bytes(cluster.ca_pem)
+        self._workdir = workdir
+        self._url = f"{cluster.server}/apis/redisdb.dev/v1alpha1/namespaces/{namespace}/redisdatabases?dryRun=All"
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(index,), daemon=True) for index in range(threads)]
+        self.reviews = 0
+        self.failures: list[str] = []
+
+    def _run(self, index: int) -> None:
+        context = ssl.create_default_context(cafile=str(self._workdir / "ca.crt"))
+        context.load_cert_chain(str(self._workdir / "client.crt"), str(self._workdir / "client.key"))
+        with httpx.Client(verify=context, timeout=30) as client:
+            while not self._stop.is_set():
+                for bad in (False, True):
+                    body = database(f"load-{index}", **({"providerRef": {"name": "no-such-provider"}} if bad else {}))
+                    response = client.post(self._url, json=body)
+                    self.reviews += 1
+                    expected = response.status_code >= 400 and "no-such-provider" in response.text
+                    if (bad and not expected) or (not bad and response.status_code >= 400):
+                        self.failures.append(f"{response.status_code}: {response.text[:300]}")
+
+    def __enter__(self) -> AdmissionLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
 def _dry_run(name: str, namespace: str, **spec: Any) -> subprocess.CompletedProcess[str]:
     manifest = to_yaml(database(name, **spec))
     return kubectl("apply", "--dry-run=server", "-f", "-", "-n", namespace, input=manifest, check=False)
@@ -272,9 +318,11 @@ def test_webhook_certificate_renews_without_failed_admission(
                 serials.append(cert.serial_number)
             return len(serials) >= 3
 
-        with contextlib.suppress(AssertionError):
+        with AdmissionLoad(cluster, namespace, tmp_path / "load") as load, contextlib.suppress(AssertionError):
             wait_for(renewed_twice, 240, 0.2, message="two renewals of a 60 s certificate served")
         assert failures == 0, operator.log()[-3000:]
+        assert load.failures == [], (len(load.failures), load.failures[:5])
+        reviews += load.reviews
         assert len(serials) >= 3, serials
         assert secret_data(secret, SYSTEM_NAMESPACE)["ca.crt"] == first_ca  # the CA stays: caBundle unchanged
         assert operator.log().count("loaded the renewed webhook serving certificate") >= 2
@@ -326,22 +374,25 @@ def test_certificate_files_renewed_elsewhere_are_picked_up_without_failed_admiss
             if good.returncode != 0 or "no-such-provider" not in bad.stderr:
                 failures.append(f"{good.stderr.strip()} / {bad.stderr.strip()}")
 
-        for _ in range(5):
-            review()
-        fresh = write_webhook_cert_dir(tmp_path / "renewed", ["127.0.0.1"])  # another CA altogether
-        for name in ("ca.crt", "tls.key", "tls.crt"):
-            (certs / f".{name}.new").write_bytes((fresh / name).read_bytes())
-            (certs / f".{name}.new").replace(certs / name)
+        with AdmissionLoad(cluster, namespace, tmp_path / "load") as load:
+            for _ in range(5):
+                review()
+            fresh = write_webhook_cert_dir(tmp_path / "renewed", ["127.0.0.1"])  # another CA altogether
+            for name in ("ca.crt", "tls.key", "tls.crt"):
+                (certs / f".{name}.new").write_bytes((fresh / name).read_bytes())
+                (certs / f".{name}.new").replace(certs / name)
 
-        def switched_and_more() -> bool:
-            nonlocal renewed_at
-            review()
-            if renewed_at is None and served_certificate(port).serial_number != before:
-                renewed_at = reviews
-            return renewed_at is not None and reviews >= renewed_at + 20
+            def switched_and_more() -> bool:
+                nonlocal renewed_at
+                review()
+                if renewed_at is None and served_certificate(port).serial_number != before:
+                    renewed_at = reviews
+                return renewed_at is not None and reviews >= renewed_at + 20
 
-        wait_for(switched_and_more, 120, 0.1, message="the renewed certificate served, and 20 reviews after")
+            wait_for(switched_and_more, 120, 0.1, message="the renewed certificate served, and 20 reviews after")
         assert failures == [], failures[:5]
+        assert load.failures == [], (len(load.failures), load.failures[:5])
+        reviews += load.reviews
         print(f"{reviews} admission reviews around a certificate and CA change of the files, none failed")
     finally:
         operator.runner.stop_all()
