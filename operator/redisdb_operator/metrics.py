@@ -248,6 +248,9 @@ DRIFT_REPAIRS = REGISTRY.register(
 )
 SECRET_WRITES = REGISTRY.register(Counter("redisdb_secret_writes_total", "Connection Secrets created or rewritten."))
 DATABASE_READINESS = DatabaseReadiness(DATABASES)
+LEADER = REGISTRY.register(
+    Gauge("redisdb_leader", "1 while this replica holds the leader Lease and reconciles; 0 on a standby.")
+)
 
 
 # --- the HTTP endpoint --------------------------------------------------------------------------------------
