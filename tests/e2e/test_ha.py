@@ -30,7 +30,7 @@ from redisdb_dev.devrun import SYSTEM_NAMESPACE, free_port
 from redisdb_operator.webhook_certs import write_webhook_cert_dir
 from tests.e2e.test_resilience import database
 from tests.harness.audit import wait_for_clean_audit
-from tests.harness.cluster import _RUNNERS, Cluster, KubectlError, apply, get_json, kubectl, to_yaml, wait_for
+from tests.harness.cluster import PROCESS_RUNNERS, Cluster, KubectlError, apply, get_json, kubectl, to_yaml, wait_for
 from tests.harness.local_provider import LocalProvider
 from tests.harness.operator import OperatorProcess, secret_data, start_operator, wait_gone, wait_ready
 
@@ -70,7 +70,7 @@ def candidates(
                     *extra,
                 ],
             )
-            request.node.stash.setdefault(_RUNNERS, running[identity].runner)
+            request.node.stash.setdefault(PROCESS_RUNNERS, running[identity].runner)
         yield running
     finally:
         for operator in running.values():
@@ -297,7 +297,7 @@ def test_webhook_certificate_renews_without_failed_admission(
             "--webhook-cert-check-interval=1",
         ],
     )
-    request.node.stash[_RUNNERS] = operator.runner
+    request.node.stash[PROCESS_RUNNERS] = operator.runner
     try:
         wait_for(lambda: get_json("validatingwebhookconfiguration", configuration), 60, message="the configuration")
         serials: list[int] = []
@@ -358,7 +358,7 @@ def test_certificate_files_renewed_elsewhere_are_picked_up_without_failed_admiss
             "--webhook-cert-check-interval=1",
         ],
     )
-    request.node.stash[_RUNNERS] = operator.runner
+    request.node.stash[PROCESS_RUNNERS] = operator.runner
     try:
         wait_for(lambda: get_json("validatingwebhookconfiguration", configuration), 60, message="the configuration")
         before = served_certificate(port).serial_number
