@@ -356,8 +356,9 @@ class GatedProviderClient:
         result: Database = await self._write(f"create {request.name}", lambda: self._client.create(request))
         return result
 
-    async def update(self, database_id: str, update: DatabaseUpdate) -> None:
-        await self._write(f"update {database_id}", lambda: self._client.update(database_id, update))
+    async def update(self, database: Database, update: DatabaseUpdate) -> Database:
+        result: Database = await self._write(f"update {database.id}", lambda: self._client.update(database, update))
+        return result
 
     async def reset_password(self, database_id: str) -> Database:
         result: Database = await self._write(
@@ -379,3 +380,7 @@ class GatedProviderClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else an adapter offers is a read (the live catalog, usage): passed straight through."""
+        return getattr(self._client, name)

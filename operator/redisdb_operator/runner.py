@@ -378,7 +378,10 @@ class Operator:
 
         def gated_client(*factory_args: Any) -> ProviderClient:
             client = make_client(*factory_args)
-            return client if elector is None else GatedProviderClient(client, elector)
+            if elector is None:
+                return client
+            gated: ProviderClient = GatedProviderClient(client, elector)
+            return gated
 
         @kopf.on.startup(registry=registry)
         async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:

@@ -166,7 +166,8 @@ def test_pod_options_render_from_values(cluster: Cluster) -> None:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert "--log-format=text" in container["args"] and "env" not in container
+    assert "--log-format=text" in container["args"]
+    assert [item["name"] for item in container["env"]] == ["POD_NAME", "POD_NAMESPACE"]  # no extraEnv by default
     assert not by_kind(render("redisdb-system"), "NetworkPolicy")
     assert not by_kind(render("redisdb-system"), "PrometheusRule")
 

@@ -23,7 +23,7 @@ from redisdb_operator.leader import (
     NotLeader,
     install_kopf_write_gate,
 )
-from redisdb_operator.providers.base import CreateDatabaseRequest
+from redisdb_operator.providers.base import CreateDatabaseRequest, Database, DatabaseUpdate
 from redisdb_operator.webhook_bootstrap import issue, still_good
 
 
@@ -167,6 +167,14 @@ class RecordingProvider:
         self.calls.append("list")
         return []
 
+    async def update(self, database: Database, update: DatabaseUpdate) -> Database:
+        self.calls.append("update")
+        return update.applied_to(database)
+
+    async def catalog(self, now: str) -> dict[str, Any]:
+        self.calls.append("catalog")
+        return {"source": "live"}
+
 
 def test_gated_provider_client_checks_before_the_call() -> None:
     store, clock = LeaseStore(), Clock()
@@ -183,6 +191,21 @@ def test_gated_provider_client_checks_before_the_call() -> None:
     with pytest.raises(Exited):
         asyncio.run(client.create(request))
     assert inner.calls == ["create", "list"]
+
+
+def test_gated_update_returns_what_the_adapter_did_and_other_reads_pass_through() -> None:
+    store, clock = LeaseStore(), Clock()
+    leader = elector(store, clock, "a")
+    inner = RecordingProvider()
+    client = GatedProviderClient(inner, leader)  # type: ignore[arg-type]
+    observed = Database(id="db-1", name="x", primary_region="cdg", plan="payg")
+    with pytest.raises(NotLeader):
+        asyncio.run(client.update(observed, DatabaseUpdate(eviction=True)))
+    asyncio.run(leader.try_acquire_or_renew())
+    updated = asyncio.run(client.update(observed, DatabaseUpdate(eviction=True)))
+    assert updated.eviction is True and updated.id == "db-1"
+    assert asyncio.run(client.catalog("now")) == {"source": "live"}  # an adapter's own read, not hidden
+    assert inner.calls == ["update", "catalog"]
 
 
 def test_kopf_requests_in_leader_work_are_gated_before_sending() -> None:
