@@ -174,7 +174,7 @@ def test_pod_options_render_from_values(cluster: Cluster) -> None:
     pod = by_kind(render("redisdb-system", "-f", str(PLATFORM_VALUES)), "Deployment")[0]["spec"]["template"]["spec"]
     assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     container = pod["containers"][0]
-    assert container["env"][0] == {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"}
+    assert container["env"][2] == {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"}
     assert container["args"][-2:] == ["--log-format=json", "--max-concurrent-reconciles=8"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
