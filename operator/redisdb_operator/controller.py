@@ -24,13 +24,14 @@ from .desired import CreateAction, UpdateAction
 from .errors import backoff_delay, classify_error
 from .kube import KubeClient
 from .ledger import ObjectLedger
-from .models import RedisDatabaseSpec
+from .models import DeletionPolicy, RedisDatabaseSpec
 from .provider_registry import ProviderHandle, ProviderRegistry
 from .providers.base import AlreadyExistsError, Database, NotFoundError, UnauthorizedError, UnavailableError
 from .reconcile import (
     Delete,
     Facts,
     GiveUp,
+    Hold,
     KubeEvent,
     LookUp,
     Observation,
@@ -59,6 +60,8 @@ class ControllerConfig:
     max_concurrent_reconciles: int = 32
     # How long a create that timed out may still land at the provider: the client's 30 s budget plus a margin.
     uncertain_create_window: float = 90.0
+    # deletionPolicy for RedisDatabases that set none (`redisdb-operator run --default-deletion-policy`)
+    default_deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
 
 
 def resource_of(body: kopf.Body) -> Resource:
@@ -86,7 +89,9 @@ def provider_facts(handle: ProviderHandle | None) -> ProviderFacts | None:
     """What the decision needs to know about the resolved provider (None: the spec named none that parses)."""
     if handle is None:
         return None
-    return ProviderFacts(handle.name, handle.provider_type, handle.client.names_are_unique)
+    return ProviderFacts(
+        handle.name, handle.provider_type, handle.client.names_are_unique, allowed_namespaces=handle.allowed_namespaces
+    )
 
 
 def now() -> datetime.datetime:
@@ -111,7 +116,14 @@ class DatabaseController:
     # --- reconcile ------------------------------------------------------------------------------------------
 
     async def reconcile(
-        self, body: kopf.Body, *, fresh: bool, patch: kopf.Patch, logger: Logger, retry: int = 0
+        self,
+        body: kopf.Body,
+        *,
+        fresh: bool,
+        patch: kopf.Patch,
+        logger: Logger,
+        retry: int = 0,
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> None:
         resource = resource_of(body)
         if not fresh and waiting_for_spec_change(resource.status, resource.generation):
@@ -124,7 +136,9 @@ class DatabaseController:
             started, result = time.monotonic(), "success"
             status: dict[str, Any] = {}  # written to the patch once, whatever happens
             try:
-                await self._reconcile(body, resource, fresh=fresh, status=status, logger=logger)
+                await self._reconcile(
+                    body, resource, fresh=fresh, status=status, logger=logger, namespace_labels=namespace_labels
+                )
             except kopf.TemporaryError:
                 result = "temporary_error"
                 raise
@@ -148,11 +162,21 @@ class DatabaseController:
                 )
 
     async def _reconcile(
-        self, body: kopf.Body, resource: Resource, *, fresh: bool, status: dict[str, Any], logger: Logger
+        self,
+        body: kopf.Body,
+        resource: Resource,
+        *,
+        fresh: bool,
+        status: dict[str, Any],
+        logger: Logger,
+        namespace_labels: Mapping[str, str] | None,
     ) -> None:
         """Ask `decide`, do what it says, feed the outcome back, until it says publish or refuse."""
-        handle = await self._registry.get(resource.provider_name) if resource.provider_name else None
+        handle = None
+        if resource.provider_name and resource.needs_provider():
+            handle = await self._registry.get(resource.provider_name)
         facts = Facts(
+            namespace_labels=namespace_labels,
             resource=resource,
             provider=provider_facts(handle),
             fresh=fresh,
@@ -218,7 +242,8 @@ class DatabaseController:
         return await handle.client.find_by_name(action.name)
 
     async def _publish(self, body: kopf.Body, resource: Resource, action: Publish, handle: ProviderHandle) -> None:
-        target = SecretTarget(action.secret_name, resource.namespace, resource.name, resource.uid)
+        shape = resource.spec.connection_secret if resource.spec is not None else None
+        target = SecretTarget(action.secret_name, resource.namespace, resource.name, resource.uid, shape)
         outcome = await self._secrets.publish(
             target,
             action.database,
@@ -284,11 +309,18 @@ class DatabaseController:
             now=now(),
             create_pending_in_memory=self._ledger.create_pending(resource.uid),
             uncertain_create_window=self._config.uncertain_create_window,
+            default_deletion_policy=self._config.default_deletion_policy,
         )
         plan = reconcile.decide_deletion(facts, Observation.first(resource))
         if isinstance(plan.action, Release):
             _post(body, plan.events)  # kept by policy: no provider, no lock
             return
+        if isinstance(plan.action, Hold):
+            # deletion protection or a pause: the finalizer stays, nothing at the provider is touched
+            _post(body, plan.events)
+            for key, value in plan.status.items():
+                patch.status[key] = value
+            raise kopf.TemporaryError(plan.action.message, delay=plan.action.delay)
         wait: Wait | None = None
         async with self._ledger.lock(resource.uid):
             try:

@@ -11,10 +11,11 @@ import kopf
 from .admission import claim_of, validate_redisdatabase
 from .controller import DatabaseController
 from .models import GROUP, VERSION
-from .provider_checks import ProviderChecker
+from .provider_checks import ProviderChecker, ProviderDeletion
 
 DATABASES = (GROUP, VERSION, "redisdatabases")
 PROVIDERS = (GROUP, VERSION, "redisproviders")
+NAMESPACES = ("", "v1", "namespaces")
 Logger: TypeAlias = logging.Logger | logging.LoggerAdapter[Any]
 
 
@@ -28,6 +29,12 @@ class _FirstOf(Mapping[str, Mapping[str, Any]]):
         for value in self._index[key]:
             return value
         raise KeyError(key)
+
+    def get_value(self, key: str) -> Mapping[str, Any] | None:
+        try:
+            return self[key]
+        except KeyError:
+            return None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)
@@ -45,17 +52,36 @@ def register(
 ) -> None:
     """Register every handler in `registry`; intervals come from configuration, hence no module-level decorators."""
 
+    def labels_of_namespace(body: kopf.Body, kwargs: Mapping[str, Any]) -> Mapping[str, str] | None:
+        namespaces: kopf.Index[str, Mapping[str, Any]] = kwargs["namespaces"]
+        labels = _FirstOf(namespaces).get_value(str(body.meta.namespace))
+        return _labels(labels)
+
     async def on_redisdatabase_change(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
     ) -> None:
         controller: DatabaseController = memo["controller"]
-        await controller.reconcile(body, fresh=True, patch=patch, logger=logger, retry=kwargs.get("retry", 0))
+        await controller.reconcile(
+            body,
+            fresh=True,
+            patch=patch,
+            logger=logger,
+            retry=kwargs.get("retry", 0),
+            namespace_labels=labels_of_namespace(body, kwargs),
+        )
 
     async def on_redisdatabase_resync(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
     ) -> None:
         controller: DatabaseController = memo["controller"]
-        await controller.reconcile(body, fresh=False, patch=patch, logger=logger, retry=kwargs.get("retry", 0))
+        await controller.reconcile(
+            body,
+            fresh=False,
+            patch=patch,
+            logger=logger,
+            retry=kwargs.get("retry", 0),
+            namespace_labels=labels_of_namespace(body, kwargs),
+        )
 
     async def on_redisdatabase_delete(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
@@ -91,11 +117,30 @@ def register(
         initial_delay=provider_check_interval,
         registry=registry,
     )(on_redisprovider_recheck)
-    if not webhook:
-        return  # kopf refuses admission handlers without a server; the indexes only serve the webhook
+
+    async def on_redisprovider_delete(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+        users: kopf.Index[str, str] = kwargs["provider_users"]
+        await ProviderDeletion().check(body, patch=patch, users=list(users.get(str(body.meta.name), ())))
 
     # Coroutines, not plain functions: kopf runs a plain function in its thread pool, a hop that costs more than
     # these microsecond checks and, under 50 concurrent admission reviews, queues them behind a few threads.
+    # The namespace labels (spec.allowedNamespaces, at admission and at reconcile) and the users of each provider
+    # (its deletion waits for them) are indexes, so neither costs an API call per event.
+    async def index_namespaces(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, Mapping[str, str]]:
+        return {name: dict(labels)}
+
+    async def index_provider_users(
+        namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any
+    ) -> dict[str, str]:
+        provider = (spec.get("providerRef") or {}).get("name") or "default"
+        return {str(provider): f"{namespace}/{name}"}
+
+    kopf.index(*NAMESPACES, id="namespaces", registry=registry)(index_namespaces)
+    kopf.index(*DATABASES, id="provider_users", registry=registry)(index_provider_users)
+    kopf.on.delete(*PROVIDERS, id="in-use", registry=registry)(on_redisprovider_delete)
+    if not webhook:
+        return  # kopf refuses admission handlers without a server; the indexes below only serve the webhook
+
     async def index_providers(name: str, spec: Mapping[str, Any], **_: Any) -> dict[str, Mapping[str, Any]]:
         return {name: dict(spec)}
 
@@ -112,15 +157,18 @@ def register(
         old: Mapping[str, Any] | None = kwargs.get("old")
         providers: kopf.Index[str, Mapping[str, Any]] = kwargs["providers"]
         claims: kopf.Index[str, str] = kwargs["claims"]
+        namespaces: kopf.Index[str, Mapping[str, Any]] = kwargs["namespaces"]
         meta = body.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "")
         problem = validate_redisdatabase(
             operation=str(kwargs.get("operation")),
-            namespace=str(meta.get("namespace") or ""),
+            namespace=namespace,
             name=str(meta.get("name") or meta.get("generateName") or ""),
             spec=body.get("spec") or {},
             old_spec=(old or {}).get("spec") if old else None,
             providers=_FirstOf(providers),
             claims=claims,
+            namespace_labels=_labels(_FirstOf(namespaces).get_value(namespace)),
         )
         if problem:
             raise kopf.AdmissionError(problem, code=422)
@@ -130,7 +178,11 @@ def register(
     kopf.on.validate(
         *DATABASES,
         id="validate-redisdatabase",
-        operations=["CREATE", "UPDATE"],
+        operations=["CREATE", "UPDATE", "DELETE"],
         ignore_failures=webhook_ignore_failures,
         registry=registry,
     )(validate_redisdatabase_admission)
+
+
+def _labels(value: Mapping[str, Any] | None) -> dict[str, str] | None:
+    return {str(key): str(label) for key, label in value.items()} if value is not None else None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigurationError
 from .kube import KubeClient, custom_path, secret_path
-from .models import GROUP, VERSION, RedisProviderSpec
+from .models import GROUP, VERSION, LabelSelector, RedisProviderSpec
 from .providers.base import Database, ProviderClient, ProviderType
 from .providers.factory import make_client
 from .providers.kinds import kind_of
@@ -29,6 +29,7 @@ class ProviderHandle:
     provider_type: ProviderType
     client: ProviderClient
     version_key: tuple[str, str]
+    allowed_namespaces: LabelSelector | None = None  # spec.allowedNamespaces
     observer: ProviderObserver = field(init=False)
 
     def __post_init__(self) -> None:
@@ -169,7 +170,7 @@ class ProviderRegistry:
                 f"RedisProvider {provider_name!r}: spec.organization is required for type {kind.type.value}",
             )
         client = self._factory(spec.type, spec.url, credentials, spec.organization)
-        handle = ProviderHandle(provider_name, spec.type, client, version_key)
+        handle = ProviderHandle(provider_name, spec.type, client, version_key, spec.allowed_namespaces)
         self._handles[provider_name] = handle
         self._checked_at[provider_name] = time.monotonic()
         if old is not None:
