@@ -140,3 +140,21 @@ def test_a_rewrite_keeps_what_others_put_on_the_secret() -> None:
         == rotated["metadata"]["annotations"][ANNOTATION_CONTENT_HASH]
     )
     assert merged["data"] == rotated["data"] and "backup" not in rotated["metadata"]["labels"]
+
+
+def test_the_reloader_example_parses_and_renders() -> None:
+    import pathlib
+
+    import yaml
+
+    documents = list(
+        yaml.safe_load_all((pathlib.Path(__file__).parents[2] / "examples/app-with-reloader.yaml").read_text())
+    )
+    spec = RedisDatabaseSpec.model_validate(documents[0]["spec"])
+    assert spec.connection_secret is not None
+    data = connection_data(FLY, spec.connection_secret)
+    assert data["SPRING_DATA_REDIS_URL"] == FLY.url and data["CELERY_BROKER_URL"] == "rediss://:pw@h.upstash.io:6379/0"
+    deployment = documents[1]
+    assert deployment["metadata"]["annotations"]["secret.reloader.stakater.com/reload"] == spec.connection_secret.name
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": spec.connection_secret.name}}]
