@@ -359,7 +359,7 @@ def test_deletion_protection_refuses_a_delete_and_holds_without_the_webhook(
     assert get_json("namespace", namespace) is not None  # the namespace waits too
     assert database_id in provider_ids(local_provider)
     assert redis.Redis.from_url(url, socket_timeout=5).get("k") == b"v"  # the data is untouched
-    assert "DeletionProtected" in {e["reason"] for e in events_for("precious", namespace)}
+    # (no Event here: a terminating namespace accepts no new objects; the condition carries the message)
 
     # released: the deletion proceeds by deletionPolicy (Delete)
     kubectl("patch", "rdb", "precious", "-n", namespace, "--type=merge", "-p", '{"spec":{"deletionProtection":false}}')
