@@ -46,7 +46,7 @@ from .reconcile import (
     Wait,
 )
 from .secrets import SecretPublisher, SecretTarget
-from .status import condition, parse_timestamp, waiting_for_spec_change
+from .status import SUSPENDED_REASONS, condition, parse_timestamp, waiting_for_spec_change
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 # Every event settles in a few steps (look up, confirm, create or adopt, update, reset, publish); a decision that
@@ -92,6 +92,10 @@ def provider_facts(handle: ProviderHandle | None) -> ProviderFacts | None:
     return ProviderFacts(
         handle.name, handle.provider_type, handle.client.names_are_unique, allowed_namespaces=handle.allowed_namespaces
     )
+
+
+class HeldDeletion(kopf.TemporaryError):
+    """A deletion kept until a person releases it (deletionProtection, a pause): kopf looks again after the delay."""
 
 
 def now() -> datetime.datetime:
@@ -278,7 +282,9 @@ class DatabaseController:
         """Count the reconcile, and place the database in `redisdb_databases` by the Ready condition it now has."""
         synced = condition(written, "Synced")
         if result == "success" and synced is not None and synced.get("status") == "False":
-            result = "permanent_error"  # reported without raising: an invalid spec or a conflict
+            # reported without raising: an invalid spec or a conflict; or a person said hands off (not an error:
+            # the alert on permanent errors must not fire for every paused database at every resync)
+            result = "held" if synced.get("reason") in SUSPENDED_REASONS else "permanent_error"
         metrics.RECONCILES.inc(trigger=trigger, result=result)
         metrics.RECONCILE_DURATION.observe(time.monotonic() - started, trigger=trigger)
         if resource.provider_name is None:
@@ -295,6 +301,9 @@ class DatabaseController:
         try:
             await self._delete(body, resource, patch=patch, retry=retry)
             result = "success"
+        except HeldDeletion:
+            result = "held"  # not an error for the metrics and alerts: a person decides
+            raise
         finally:
             metrics.RECONCILES.inc(trigger="delete", result=result)
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started, trigger="delete")
@@ -320,7 +329,7 @@ class DatabaseController:
             _post(body, plan.events)
             for key, value in plan.status.items():
                 patch.status[key] = value
-            raise kopf.TemporaryError(plan.action.message, delay=plan.action.delay)
+            raise HeldDeletion(plan.action.message, delay=plan.action.delay)
         wait: Wait | None = None
         async with self._ledger.lock(resource.uid):
             try:

@@ -273,3 +273,24 @@ def test_the_refusal_names_the_selector() -> None:
     f = facts(selector=selector, namespace_labels={})
     plan = decide(f, Observation.first(f.resource))
     assert isinstance(plan.action, Refuse) and "team=shop,tier in (a,b)" in plan.action.message
+
+
+# --- Argo CD ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "health"),
+    [("Paused", "Suspended"), ("DeletionProtected", "Degraded"), ("NamespaceNotAllowed", "Degraded")],
+)
+def test_argocd_health_of_the_policy_reasons(reason: str, health: str) -> None:
+    from tests.harness.argocd_health import health_of
+
+    synced = {"type": "Synced", "status": "False", "reason": reason, "message": "m", "observedGeneration": 1}
+    ready = {"type": "Ready", "status": "True", "reason": "Available", "observedGeneration": 1}
+    obj = {
+        "apiVersion": "redisdb.dev/v1alpha1",
+        "kind": "RedisDatabase",
+        "metadata": {"generation": 1},
+        "status": {"conditions": [ready, synced]},
+    }
+    assert health_of(obj) == {"status": health, "message": f"{reason}: m"}
