@@ -32,7 +32,7 @@ from .leader import (
     install_kopf_write_gate,
     namespace_from_environment,
 )
-from .models import GROUP
+from .models import GROUP, DeletionPolicy
 from .provider_registry import ProviderRegistry
 from .providers.base import ProviderClient
 from .providers.factory import make_client
@@ -165,6 +165,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=os.environ.get("REDISDB_METRICS_LISTEN", ""),
         help="serve Prometheus metrics at GET /metrics on ADDR:PORT (e.g. 0.0.0.0:9090; env REDISDB_METRICS_LISTEN); "
         "empty: off",
+    )
+    parser.add_argument(
+        "--default-deletion-policy",
+        choices=[policy.value for policy in DeletionPolicy],
+        default=os.environ.get("REDISDB_DEFAULT_DELETION_POLICY", DeletionPolicy.DELETE.value),
+        help="deletionPolicy of RedisDatabases that set none: Delete (default) or Orphan (env "
+        "REDISDB_DEFAULT_DELETION_POLICY)",
     )
     parser.add_argument("--verbose", action="store_true", default=bool(os.environ.get("REDISDB_VERBOSE")))
     parser.add_argument(
@@ -400,7 +407,9 @@ class Operator:
                 kube,
                 ProviderRegistry(kube, client_factory=gated_client),
                 ControllerConfig(
-                    resync_interval=args.resync_interval, max_concurrent_reconciles=args.max_concurrent_reconciles
+                    resync_interval=args.resync_interval,
+                    max_concurrent_reconciles=args.max_concurrent_reconciles,
+                    default_deletion_policy=DeletionPolicy(args.default_deletion_policy),
                 ),
             )
 
