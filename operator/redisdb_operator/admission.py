@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .desired import DesiredDatabase, catalog_problem
+from .desired import DesiredDatabase, catalog_problems
 from .models import NAME_FORMAT, NAME_MAX_LENGTH, NAME_PATTERN, RedisDatabaseSpec, RedisProviderSpec
 from .providers import catalog
 from .providers.base import ProviderType
@@ -75,43 +75,141 @@ def validate_redisdatabase(
     """
     if operation == "DELETE":
         return deletion_problem(spec, namespace, name)
+    if operation == "UPDATE" and old_spec is not None:
+        return update_problem(
+            namespace=namespace,
+            name=name,
+            spec=spec,
+            old_spec=old_spec,
+            providers=providers,
+            claims=claims,
+            namespace_labels=namespace_labels,
+        )
+    return content_problem(
+        operation=operation,
+        namespace=namespace,
+        name=name,
+        spec=spec,
+        providers=providers,
+        claims=claims,
+        namespace_labels=namespace_labels,
+    )
+
+
+def update_problem(
+    *,
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    old_spec: Mapping[str, Any],
+    providers: Mapping[str, Mapping[str, Any]],
+    claims: Mapping[str, Collection[str]],
+    namespace_labels: Mapping[str, str] | None = None,
+) -> str | None:
+    """An UPDATE ratchets, as Kubernetes' own CRD validation does: the immutability rules always hold, but the
+    object is refused only for a problem its change brings, never for one it already had.
+
+    So the operator's own metadata writes (finalizer, bookkeeping) on an object that slipped past admission while
+    the webhook was down are never refused, and the reconcile reports the problem as Synced=False at once.
+    """
     try:
         parsed = RedisDatabaseSpec.model_validate(dict(spec))
-    except ValidationError as error:
-        return _pydantic_message(error)
-    if operation == "UPDATE" and old_spec is not None:
+    except ValidationError:
+        parsed = None
+    if parsed is not None:
         problem = immutability_problem(parsed, old_spec, namespace, name)
         if problem:
             return problem
+    if dict(spec) == dict(old_spec):
+        return None  # metadata, finalizers, annotations, status: the spec is as it was
+
+    def problems_of(candidate: Mapping[str, Any]) -> list[str]:
+        return content_problems(
+            operation="UPDATE",
+            namespace=namespace,
+            name=name,
+            spec=candidate,
+            providers=providers,
+            claims=claims,
+            namespace_labels=namespace_labels,
+        )
+
+    already = set(problems_of(old_spec))  # the object had these before the change: the reconcile reports them
+    return next((problem for problem in problems_of(spec) if problem not in already), None)
+
+
+def content_problem(
+    *,
+    operation: str,
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    providers: Mapping[str, Mapping[str, Any]],
+    claims: Mapping[str, Collection[str]],
+    namespace_labels: Mapping[str, str] | None = None,
+) -> str | None:
+    """What is wrong with this spec on its own (its provider, namespace, name, regions, plan), or None."""
+    problems = content_problems(
+        operation=operation,
+        namespace=namespace,
+        name=name,
+        spec=spec,
+        providers=providers,
+        claims=claims,
+        namespace_labels=namespace_labels,
+    )
+    return problems[0] if problems else None
+
+
+def content_problems(
+    *,
+    operation: str,
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    providers: Mapping[str, Mapping[str, Any]],
+    claims: Mapping[str, Collection[str]],
+    namespace_labels: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Every problem of this spec on its own, the one to report first first: a spec that does not parse, or whose
+    provider is missing, invalid or not for this namespace, has that one problem; else its name, catalog, TLS
+    (on create) and claim problems together."""
+    try:
+        parsed = RedisDatabaseSpec.model_validate(dict(spec))
+    except ValidationError as error:
+        return [_pydantic_message(error)]
     provider_name = parsed.effective_provider_name()
     provider_spec = providers.get(provider_name)
     if provider_spec is None:
         known = ", ".join(sorted(providers)) or "none exist yet"
-        return (
+        return [
             f"spec.providerRef.name: RedisProvider {provider_name} does not exist (known: {known}); "
             "create the RedisProvider first or reference an existing one"
-        )
+        ]
     try:
         provider = RedisProviderSpec.model_validate(dict(provider_spec))
     except ValidationError:
-        return f"spec.providerRef.name: RedisProvider {provider_name} has an invalid spec; fix the RedisProvider first"
+        return [
+            f"spec.providerRef.name: RedisProvider {provider_name} has an invalid spec; fix the RedisProvider first"
+        ]
     tenancy = namespace_problem(provider_name, provider.allowed_namespaces, namespace, namespace_labels)
     if tenancy:
-        return f"spec.providerRef.name: {tenancy}"
+        return [f"spec.providerRef.name: {tenancy}"]
     desired = DesiredDatabase.from_spec(parsed, namespace=namespace, metadata_name=name)
+    problems: list[str] = []
+    if naming := name_problem(parsed, desired.name):
+        problems.append(naming)
     # The same catalog check the reconciler makes before any provider call, in the same words.
-    problem = name_problem(parsed, desired.name) or catalog_problem(provider.type, desired)
-    if operation == "CREATE":  # tls is immutable: objects admitted before this rule stay editable
-        problem = problem or tls_problem(provider.type, parsed.tls)
-    if problem:
-        return problem
+    problems += catalog_problems(provider.type, desired)
+    if operation == "CREATE" and (tls := tls_problem(provider.type, parsed.tls)):
+        problems.append(tls)  # tls is immutable: objects admitted before this rule stay editable
     holders = set(claims.get(provider_key(provider_name, desired.name), ())) - {f"{namespace}/{name}"}
     if holders:
-        return (
+        problems.append(
             f"spec.name: the provider-side name {desired.name} on RedisProvider {provider_name} is already used by "
             f"RedisDatabase {sorted(holders)[0]}; set a different spec.name"
         )
-    return None
+    return problems
 
 
 def deletion_problem(spec: Mapping[str, Any], namespace: str, name: str) -> str | None:

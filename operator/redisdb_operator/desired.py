@@ -139,17 +139,24 @@ def _listing(codes: Iterable[str]) -> str:
 
 def catalog_problem(provider_type: ProviderType, desired: DesiredDatabase) -> str | None:
     """Regions and plans the referenced provider's type offers, and the plan's limits; None when all fit."""
+    return next(iter(catalog_problems(provider_type, desired)), None)
+
+
+def catalog_problems(provider_type: ProviderType, desired: DesiredDatabase) -> list[str]:
+    """Every catalog problem of the spec, in the order the fields are checked (admission's UPDATE ratchet compares
+    these sets: an update is refused only for a problem it brings)."""
+    problems: list[str] = []
     kind = kind_of(provider_type)
     label = kind.label
     regions = kind.regions
     current = [code for code, region in regions.items() if not region.deprecated]
     if desired.primary_region not in regions:
-        return (
+        problems.append(
             f"spec.primaryRegion {desired.primary_region} is not {label} region: use one of {_listing(current)} "
             f"(or reference a RedisProvider of the other type)"
         )
     if desired.primary_region in desired.read_regions:
-        return (
+        problems.append(
             f"spec.readRegions must not contain the primary region {desired.primary_region}: the primary already "
             f"serves reads; remove {desired.primary_region} from readRegions"
         )
@@ -157,25 +164,27 @@ def catalog_problem(provider_type: ProviderType, desired: DesiredDatabase) -> st
     for code in sorted(desired.read_regions):
         region = regions.get(code)
         if region is None:
-            return f"spec.readRegions: {code} is not {label} region: use one of {_listing(readable)}"
+            problems.append(f"spec.readRegions: {code} is not {label} region: use one of {_listing(readable)}")
+            break
         if not region.read_region_allowed:
-            return (
+            problems.append(
                 f"spec.readRegions: {code} ({region.name}) can be {label} primary region but not a read region: "
                 f"remove it, or use one of {_listing(readable)}"
             )
+            break
     plans = kind.plans
     plan = plans.get(desired.plan)
     if plan is None:
         offered = [name for name, candidate in plans.items() if not candidate.legacy]
-        return f"spec.plan {desired.plan} is not {label} plan: use one of {_listing(offered)}"
-    if plan.max_read_regions is not None and len(desired.read_regions) > plan.max_read_regions:
+        problems.append(f"spec.plan {desired.plan} is not {label} plan: use one of {_listing(offered)}")
+    elif plan.max_read_regions is not None and len(desired.read_regions) > plan.max_read_regions:
         multi_region = [
             name for name, candidate in plans.items() if candidate.max_read_regions is None and not candidate.legacy
         ]
         limit = "single-region" if plan.max_read_regions == 0 else f"limited to {plan.max_read_regions} read regions"
-        return (
+        problems.append(
             f"spec.readRegions: plan {plan.name} is {limit} but readRegions has {len(desired.read_regions)} "
             f"({_listing(sorted(desired.read_regions))}): remove readRegions, or choose a plan with read regions: "
             f"{_listing(multi_region)}"
         )
-    return None
+    return problems

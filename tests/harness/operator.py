@@ -264,3 +264,27 @@ def delete_at_provider(local_provider: LocalProvider, database_id: str) -> None:
     )
     response.raise_for_status()
     assert not response.json().get("errors"), response.json()
+
+
+@contextlib.contextmanager
+def webhook_down() -> Iterator[None]:
+    """The operator's webhook unreachable (its failurePolicy Ignore: the apiserver admits what CEL admits) for the
+    block, then the ValidatingWebhookConfiguration as it was."""
+    original = get_json("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION)
+    assert original is not None
+    down = json.loads(json.dumps(original))
+    for hook in down["webhooks"]:
+        hook["clientConfig"].pop("service", None)
+        hook["clientConfig"]["url"] = "https://127.0.0.1:1/validate"
+        hook["failurePolicy"] = "Ignore"
+    kubectl("replace", "-f", "-", input=json.dumps(down))
+    try:
+        yield
+    finally:
+        current = get_json("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION)
+        assert current is not None
+        original["metadata"] = {
+            "name": WEBHOOK_CONFIGURATION,
+            "resourceVersion": current["metadata"]["resourceVersion"],
+        }
+        kubectl("replace", "-f", "-", input=json.dumps(original))

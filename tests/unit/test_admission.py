@@ -267,3 +267,30 @@ def test_retired_regions_and_legacy_plans_are_admitted_with_a_warning(spec: dict
 
 def test_current_regions_get_no_warning() -> None:
     assert admission_warnings(operation="CREATE", spec={"primaryRegion": "ams"}, providers=PROVIDERS) == []
+
+
+# --- issue 14: validation ratchets on UPDATE ---------------------------------------------------------------------
+
+# A Fly database in an Upstash region: CEL accepts the format, only the webhook knows the region is wrong. Such an
+# object exists when it was applied while the webhook was down (its failurePolicy is Ignore).
+SLIPPED_PAST = {"primaryRegion": "us-east-1", "readRegions": ["ams"]}
+
+
+def test_an_update_that_leaves_the_spec_as_it_was_is_never_refused() -> None:
+    assert check(SLIPPED_PAST) is not None  # refused on CREATE
+    assert check(dict(SLIPPED_PAST), dict(SLIPPED_PAST)) is None  # the operator's finalizer, an annotation
+    missing_provider = {"primaryRegion": "ams", "providerRef": {"name": "gone"}}
+    assert check(dict(missing_provider), dict(missing_provider)) is None
+
+
+def test_an_update_keeping_an_old_problem_is_admitted_and_a_new_problem_is_refused() -> None:
+    assert check({**SLIPPED_PAST, "eviction": True}, SLIPPED_PAST) is None  # the same problem as before
+    problem = check({"primaryRegion": "ams", "plan": "no-such-plan"}, {"primaryRegion": "ams"})
+    assert problem is not None and "spec.plan" in problem  # the change brought it: refused
+    different = check({**SLIPPED_PAST, "readRegions": ["us-east-1"]}, SLIPPED_PAST)
+    assert different is not None and "readRegions" in different  # a new problem, not the one it had
+
+
+def test_immutability_is_enforced_even_on_an_object_with_an_old_problem() -> None:
+    problem = check({**SLIPPED_PAST, "primaryRegion": "ams"}, SLIPPED_PAST)
+    assert problem is not None and "spec.primaryRegion is immutable" in problem

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from redisdb_operator.admission import claim_of, validate_redisdatabase
+from redisdb_operator.admission import claim_of, content_problems, validate_redisdatabase
 from redisdb_operator.desired import (
     ConflictAction,
     CreateAction,
@@ -95,6 +95,20 @@ def test_admission_answers_a_message_or_admits(
         claims={claim: {"other/holder"}} if claim else {},
     )
     assert problem is None or (isinstance(problem, str) and problem.strip())
+    if problem is None and operation == "UPDATE" and old_spec is not None:
+        # The ratchet: an UPDATE is admitted with a problem only when the object already had that very problem.
+        def problems_of(candidate: dict[str, Any]) -> list[str]:
+            return content_problems(
+                operation="UPDATE",
+                namespace=namespace,
+                name=name,
+                spec=candidate,
+                providers=PROVIDERS,
+                claims={claim: {"other/holder"}} if claim else {},
+            )
+
+        assert set(problems_of(spec)) <= set(problems_of(old_spec))
+        return
     if problem is None and operation in ("CREATE", "UPDATE"):
         # What admission lets through, the reconciler must be able to parse and plan for.
         parsed = RedisDatabaseSpec.model_validate(spec)
