@@ -20,6 +20,7 @@ from .handlers import register
 from .kube import KubeClient
 from .models import GROUP
 from .provider_registry import ProviderRegistry
+from .usage import UsageConfig, UsageRefresher
 from .webhook_bootstrap import bootstrap, plan_from_args
 
 
@@ -107,6 +108,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="serve Prometheus metrics at GET /metrics on ADDR:PORT (e.g. 0.0.0.0:9090; env REDISDB_METRICS_LISTEN); "
         "empty: off",
     )
+    parser.add_argument(
+        "--usage-interval",
+        type=float,
+        default=_env_float("REDISDB_USAGE_INTERVAL", 3600.0),
+        help="seconds between usage reads of each database (status.usage), spread over the interval; 0: off "
+        "(env REDISDB_USAGE_INTERVAL; default 3600)",
+    )
+    parser.add_argument(
+        "--usage-calls-per-minute",
+        type=float,
+        default=_env_float("REDISDB_USAGE_CALLS_PER_MINUTE", 60.0),
+        help="most usage reads per minute per RedisProvider (a token bucket; reads over it are skipped, never "
+        "queued, so reconciles keep the account's quota; env REDISDB_USAGE_CALLS_PER_MINUTE; default 60)",
+    )
     parser.add_argument("--verbose", action="store_true", default=bool(os.environ.get("REDISDB_VERBOSE")))
     parser.add_argument(
         "--log-format",
@@ -115,7 +130,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="text (one readable line per record) or json (one JSON object per line, for log pipelines; env "
         "REDISDB_LOG_FORMAT)",
     )
-    return parser.parse_args(list(argv))
+    args = parser.parse_args(list(argv))
+    if args.usage_interval < 0:
+        parser.error(f"--usage-interval must be 0 (off) or a number of seconds, not {args.usage_interval:g}")
+    if args.usage_calls_per_minute <= 0:
+        parser.error(f"--usage-calls-per-minute must be above 0, not {args.usage_calls_per_minute:g}")
+    return args
 
 
 def webhook_server(args: argparse.Namespace) -> kopf.WebhookServer | None:
@@ -203,12 +223,18 @@ async def run_operator(args: argparse.Namespace) -> None:
         )
         if plan is not None:
             await bootstrap(kube, plan, logger)
+        provider_registry = ProviderRegistry(kube)
         memo["controller"] = DatabaseController(
             kube,
-            ProviderRegistry(kube),
+            provider_registry,
             ControllerConfig(
                 resync_interval=args.resync_interval, max_concurrent_reconciles=args.max_concurrent_reconciles
             ),
+        )
+        memo["usage"] = UsageRefresher(
+            kube,
+            provider_registry,
+            UsageConfig(interval=args.usage_interval, calls_per_minute=args.usage_calls_per_minute),
         )
         if args.metrics_listen and "metrics" not in memo:
             try:

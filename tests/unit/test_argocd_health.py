@@ -133,9 +133,9 @@ def _lua_table(script: Path, name: str) -> set[str]:
 def test_credential_reasons_are_the_operators() -> None:
     """Both scripts' `credentials` tables are provider_checks.CREDENTIAL_REASONS, and the operator really uses
     each of those reasons (the provider's refusal, and the registry's missing Secret or key)."""
+    from redisdb_operator.errors import classify_error
     from redisdb_operator.provider_checks import CREDENTIAL_REASONS
     from redisdb_operator.providers.base import UnauthorizedError
-    from redisdb_operator.errors import classify_error
 
     assert _lua_table(HEALTH_LUA, "credentials") == set(CREDENTIAL_REASONS)
     assert _lua_table(PROVIDER_HEALTH_LUA, "credentials") == set(CREDENTIAL_REASONS)

@@ -32,6 +32,11 @@ class Plan:
     max_data_size_bytes: int
     max_read_regions: int | None  # None = unlimited, 0 = single region only
     fixed_price: bool
+    # Only what a source states (provider-apis.md §3.5, the seed); None means no source gives it.
+    price_per_month_usd: float | None = None
+    price_per_read_region_usd: float | None = None  # a month's price of each read region on a fixed plan
+    max_request_size_bytes: int | None = None
+    max_daily_commands: int | None = None
 
 
 _FLY_CURRENT = {
@@ -113,9 +118,13 @@ REGIONS: dict[ProviderType, dict[str, Region]] = {
     },
 }
 
+# Pay-as-you-go, as the seed and Fly's docs state it: $0.20 per 100k requests, a 10 MB request.
+PAYG_USD_PER_100K_REQUESTS = 0.20
+_PAYG_MAX_REQUEST_SIZE = 10 * MIB
+
 _UPSTASH_PLANS = (
-    Plan("free", "Free", 256 * MIB, 0, False),
-    Plan("payg", "Pay as You Go", 10 * GIB, None, False),
+    Plan("free", "Free", 256 * MIB, 0, False, price_per_month_usd=0.0),
+    Plan("payg", "Pay as You Go", 10 * GIB, None, False, max_request_size_bytes=_PAYG_MAX_REQUEST_SIZE),
     Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True),
     Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True),
     Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True),
@@ -124,15 +133,17 @@ _UPSTASH_PLANS = (
     Plan("fixed_100gb", "Fixed 100GB", 100 * GIB, None, True),
     Plan("fixed_500gb", "Fixed 500GB", 500 * GIB, None, True),
 )
-# Fly sells a subset; its display names are the ones `flyctl redis plans` prints.
+# Fly sells a subset; its display names are the ones `flyctl redis plans` prints. The fixed plans' monthly prices
+# (and each read region's) are Fly's docs (superfly/docs upstash/redis.html.md, provider-apis.md §3.5), as
+# `addOnPlans.pricePerMonth` lists them; Upstash's own fixed prices appear in no source read, so they stay None.
 _FLY_PLANS = (
-    Plan("free", "Free", 100 * MIB, 0, False),
-    Plan("payg", "Pay-as-you-go", 10 * GIB, None, False),
-    Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True),
-    Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True),
-    Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True),
-    Plan("fixed_10gb", "Fixed 10GB", 10 * GIB, None, True),
-    Plan("fixed_50gb", "Fixed 50GB", 50 * GIB, None, True),
+    Plan("free", "Free", 100 * MIB, 0, False, price_per_month_usd=0.0),
+    Plan("payg", "Pay-as-you-go", 10 * GIB, None, False, max_request_size_bytes=_PAYG_MAX_REQUEST_SIZE),
+    Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True, price_per_month_usd=10.0, price_per_read_region_usd=5.0),
+    Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True, price_per_month_usd=20.0, price_per_read_region_usd=10.0),
+    Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True, price_per_month_usd=100.0, price_per_read_region_usd=50.0),
+    Plan("fixed_10gb", "Fixed 10GB", 10 * GIB, None, True, price_per_month_usd=200.0, price_per_read_region_usd=100.0),
+    Plan("fixed_50gb", "Fixed 50GB", 50 * GIB, None, True, price_per_month_usd=400.0, price_per_read_region_usd=200.0),
 )
 
 PLANS: dict[ProviderType, dict[str, Plan]] = {

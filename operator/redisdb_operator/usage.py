@@ -1,0 +1,314 @@
+"""What users look up about a database beyond its connection: the console link, the plan's limits, usage and cost.
+
+The rules are pure (`dashboard_url`, `plan_limits`, `estimated_cost`, `usage_fields`, `TokenBucket`,
+`first_offset`), and `UsageRefresher` runs them once per database in a kopf daemon, apart from the reconcile: a
+status field of its own, written by merge patch, so usage never waits on a reconcile nor a reconcile on usage.
+
+Usage is read on a slow interval (default hourly), each database at its own offset in the interval (staggered by
+uid), and every provider account has a token bucket: a read that finds it empty, or the account held after a 429
+(`providers/http.py`), is skipped and tried again later. Reconciles therefore keep the account's quota; the resync's
+one list per provider per interval is untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from . import metrics
+from .kube import KubeClient, KubeError, custom_path
+from .models import GROUP, VERSION
+from .provider_registry import ProviderRegistry
+from .providers import catalog
+from .providers.base import DatabaseUsage, ProviderError, ProviderType, RateLimitedError
+from .providers.kinds import kind_of
+
+log = logging.getLogger(__name__)
+
+CURRENCY = "USD"
+# How often a database's status is compared with what the plan and the console link say (no provider call): a
+# plan change shows its limits within this, whatever the usage interval.
+STATIC_CHECK_SECONDS = 15.0
+
+
+# --- pure rules ----------------------------------------------------------------------------------------------
+
+
+def dashboard_url(provider_type: ProviderType | str, database_id: str | None) -> str | None:
+    """The provider's console page of one database, with no credential in it; None where none exists (Fly)."""
+    template = kind_of(provider_type).console_url
+    if template is None or not database_id:
+        return None
+    return template.format(database_id=database_id)
+
+
+def plan_limits(plan: catalog.Plan | None) -> dict[str, int] | None:
+    """`status.planLimits`: only the limits a source gives for the plan."""
+    if plan is None:
+        return None
+    limits = {
+        "maxDataSizeBytes": plan.max_data_size_bytes,
+        "maxDailyCommands": plan.max_daily_commands,
+        "maxRequestSizeBytes": plan.max_request_size_bytes,
+    }
+    given = {key: value for key, value in limits.items() if value is not None}
+    return given or None
+
+
+def estimated_cost(plan: catalog.Plan | None, *, read_regions: int, requests: int | None) -> dict[str, Any] | None:
+    """`status.estimatedMonthlyCost`, only from prices a source gives; None where none does.
+
+    A plan with a monthly price costs that (plus each read region's price, where the source prices them);
+    pay-as-you-go costs $0.20 per 100k requests times the requests the provider counted this month so far.
+    """
+    if plan is None:
+        return None
+    if plan.name == "payg":
+        if requests is None:
+            return None
+        amount = requests * catalog.PAYG_USD_PER_100K_REQUESTS / 100_000
+        basis = (
+            f"pay-as-you-go: ${catalog.PAYG_USD_PER_100K_REQUESTS:.2f} per 100k requests x {requests} requests "
+            "counted this month so far"
+        )
+        return {"amount": round(amount, 4), "currency": CURRENCY, "basis": basis}
+    if plan.price_per_month_usd is None:
+        return None
+    amount = plan.price_per_month_usd
+    basis = f"{plan.display_name}: ${plan.price_per_month_usd:g}/month"
+    if read_regions and plan.price_per_read_region_usd is not None:
+        amount += read_regions * plan.price_per_read_region_usd
+        basis += f" + {read_regions} read region(s) x ${plan.price_per_read_region_usd:g}/month"
+    elif read_regions:
+        basis += f" (its {read_regions} read region(s) are priced by no source: not included)"
+    return {"amount": round(amount, 4), "currency": CURRENCY, "basis": basis + " (published plan price)"}
+
+
+def usage_fields(usage: DatabaseUsage, *, provider_label: str, observed_at: str) -> dict[str, Any]:
+    """`status.usage` from one stats answer; every key present (None clears it), so a merge patch replaces it all."""
+    cost = None
+    if usage.cost_usd is not None:
+        basis = f"reported by {provider_label} for this month so far"
+        cost = {"amount": round(usage.cost_usd, 4), "currency": CURRENCY, "basis": basis}
+    return {
+        "requests": usage.requests,
+        "dataSizeBytes": usage.data_size_bytes,
+        "bandwidthBytes": usage.bandwidth_bytes,
+        "cost": cost,
+        "observedAt": observed_at,
+    }
+
+
+def static_fields(provider_type: ProviderType | str, status: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields that follow from the status alone (no provider call): console link, plan limits, and the cost of
+    a plan priced per month. Pay-as-you-go's cost needs the request count, so it comes with usage."""
+    provider_type = ProviderType(provider_type)
+    plan = catalog.plan(provider_type, str(status.get("plan") or ""))
+    fields: dict[str, Any] = {
+        "dashboardURL": dashboard_url(provider_type, status.get("databaseId")),
+        "planLimits": plan_limits(plan),
+    }
+    if plan is not None and plan.name != "payg":
+        fields["estimatedMonthlyCost"] = estimated_cost(
+            plan, read_regions=len(status.get("readRegions") or ()), requests=None
+        )
+    else:
+        requests = (status.get("usage") or {}).get("requests")
+        fields["estimatedMonthlyCost"] = estimated_cost(
+            plan, read_regions=0, requests=requests if isinstance(requests, int) else None
+        )
+    return fields
+
+
+def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that makes `current` hold `wanted`: a changed object is sent whole, its dropped keys as None."""
+    patch: dict[str, Any] = {}
+    for key, value in wanted.items():
+        before = current.get(key)
+        if _without_none(before) == _without_none(value):
+            continue
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            patch[key] = {**{k: None for k in before if k not in value}, **value}
+        else:
+            patch[key] = value
+    return patch
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _without_none(item) for key, item in value.items() if item is not None} or None
+    return value
+
+
+def first_offset(uid: str, interval: float) -> float:
+    """Where in the interval this database's first read falls: spread evenly by uid, the same after a restart."""
+    fraction = int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big") / 2**64
+    return fraction * interval
+
+
+class TokenBucket:
+    """At most `rate` reads a second on average, `burst` at once: a full bucket lets a restart catch up a little,
+    an empty one says skip (never wait: a waiting read would only queue behind the quota)."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._at = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+# --- the refresher -------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class UsageConfig:
+    interval: float = 3600.0  # 0 turns usage reads off (the console link, limits and fixed prices stay)
+    calls_per_minute: float = 60.0  # per provider account
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval > 0
+
+    @property
+    def burst(self) -> float:
+        """Ten seconds' worth of reads, at least one."""
+        return max(1.0, self.calls_per_minute / 6)
+
+
+Wait = Callable[[float], Awaitable[bool]]  # sleep up to this long; True when the database is going away
+
+
+class UsageRefresher:
+    """One per operator: the per-account buckets, the per-provider totals, and the per-database daemon loop."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        registry: ProviderRegistry,
+        config: UsageConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._kube = kube
+        self._registry = registry
+        self._config = config
+        self._clock = clock
+        self._rng = rng
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def bucket(self, provider_name: str) -> TokenBucket:
+        bucket = self._buckets.get(provider_name)
+        if bucket is None:
+            rate = self._config.calls_per_minute / 60
+            bucket = self._buckets[provider_name] = TokenBucket(rate, self._config.burst, self._clock)
+        return bucket
+
+    async def run(self, body: Mapping[str, Any], wait: Wait) -> None:
+        """The daemon of one database: keep its static fields current, read its usage when due. `body` is kopf's
+        live view of the object."""
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid"))
+        interval = self._config.interval
+        due = self._clock() + first_offset(uid, interval) if self._config.enabled else float("inf")
+        check = min(STATIC_CHECK_SECONDS, interval) if self._config.enabled else STATIC_CHECK_SECONDS
+        try:
+            while True:
+                status = dict(body.get("status") or {})
+                ask = self._clock() >= due and bool(status.get("databaseId"))
+                try:
+                    retry_in = await self.refresh(body, status, read_usage=ask)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a daemon that dies stops usage for this database until a restart
+                    log.exception("usage of %s/%s: refresh failed", meta.get("namespace"), meta.get("name"))
+                    retry_in = interval if ask else None
+                if retry_in is not None:
+                    due = self._clock() + retry_in
+                if await wait(max(0.0, min(check, due - self._clock()))):
+                    return
+        finally:
+            metrics.USAGE_TOTALS.forget(uid)
+
+    async def refresh(self, body: Mapping[str, Any], status: Mapping[str, Any], *, read_usage: bool) -> float | None:
+        """Write what changed; with `read_usage`, ask the provider first. Returns when to read usage again (None:
+        no read was due)."""
+        meta = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        provider_name = str((spec.get("providerRef") or {}).get("name") or "default")
+        provider_type = await self._provider_type(provider_name, status)
+        if provider_type is None:
+            return None
+        retry_in: float | None = None
+        observed: dict[str, Any] = {}
+        if read_usage:
+            retry_in, usage = await self._read(provider_name, provider_type, str(status["databaseId"]))
+            if usage is not None:
+                observed["usage"] = usage
+        current = {**status, **observed}
+        wanted = {**observed, **static_fields(provider_type, current)}
+        patch = changed_fields(status, wanted)
+        if patch:
+            path = custom_path(
+                GROUP, VERSION, "redisdatabases", f"{meta.get('name')}/status", str(meta.get("namespace"))
+            )
+            try:
+                await self._kube.merge_patch(path, {"status": patch})
+            except KubeError as error:
+                log.warning("usage of %s/%s: status not written: %s", meta.get("namespace"), meta.get("name"), error)
+        metrics.USAGE_TOTALS.set(str(meta.get("uid")), provider=provider_name, status={**status, **wanted})
+        return retry_in
+
+    async def _provider_type(self, provider_name: str, status: Mapping[str, Any]) -> ProviderType | None:
+        if not status.get("databaseId"):
+            return None
+        try:
+            return (await self._registry.get(provider_name)).provider_type
+        except Exception:  # the reconcile reports what is wrong with the provider; usage just waits
+            return None
+
+    async def _read(
+        self, provider_name: str, provider_type: ProviderType, database_id: str
+    ) -> tuple[float, dict[str, Any] | None]:
+        """(when to read again, the new `status.usage` or None)."""
+        interval = self._config.interval
+        later = interval * (0.05 + 0.1 * self._rng())  # a skipped read comes back soon, spread out
+        if not self.bucket(provider_name).take():
+            metrics.USAGE_READS.inc(provider=provider_name, outcome="rate_capped")
+            return later, None
+        handle = await self._registry.get(provider_name)
+        observed_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            usage = await handle.client.usage(database_id)
+        except RateLimitedError as error:  # a 429 now, or the account still held by one: reconciles go first
+            metrics.USAGE_READS.inc(provider=provider_name, outcome="held")
+            return max(later, error.retry_after or 0.0), None
+        except ProviderError as error:
+            metrics.USAGE_READS.inc(provider=provider_name, outcome="error")
+            log.info("usage of %s at %s: %s", database_id, provider_name, error.message)
+            return interval, None
+        if usage is None:
+            metrics.USAGE_READS.inc(provider=provider_name, outcome="unknown_shape")
+            return interval, None
+        metrics.USAGE_READS.inc(provider=provider_name, outcome="ok")
+        label = kind_of(provider_type).display_name
+        return interval, usage_fields(usage, provider_label=label, observed_at=observed_at)
