@@ -185,7 +185,12 @@ def test_catalog_falls_back_to_the_static_one_and_says_so() -> None:
     assert mad["deprecated"] and "deprecated" in render.regions_table([mad])
     plans = render.plan_rows("local-fly", "fly", doc)
     assert {row["name"] for row in plans} == set(catalog.PLANS[ProviderType.FLY])
-    assert all(row["pricePerMonth"] is None for row in plans)  # no price invented where no source gives one
+    # only the prices a source gives (Fly's published fixed-plan prices); none invented for the others
+    prices = {row["name"]: row["pricePerMonth"] for row in plans}
+    assert prices["fixed_1gb"] == 20 and prices["free"] == 0 and prices["payg"] is None
+    assert "$0.20/100k requests" in render.plans_table(plans) and "$20.00/mo" in render.plans_table(plans)
+    upstash = render.plan_rows("u", "upstash", render.provider_catalog({"spec": {"type": "upstash"}}))
+    assert all(row["pricePerMonth"] is None for row in upstash if row["name"].startswith("fixed_"))
 
 
 def test_published_catalog_wins_and_marks_prices_legacy_and_excluded() -> None:
