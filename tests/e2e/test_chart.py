@@ -167,6 +167,7 @@ def test_pod_options_render_from_values(cluster: Cluster) -> None:
         "capabilities": {"drop": ["ALL"]},
     }
     assert "--log-format=text" in container["args"] and "env" not in container
+    assert {"--usage-interval=3600", "--usage-calls-per-minute=60"} <= set(container["args"])  # hourly, capped
     assert not by_kind(render("redisdb-system"), "NetworkPolicy")
     assert not by_kind(render("redisdb-system"), "PrometheusRule")
 

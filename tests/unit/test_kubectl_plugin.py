@@ -126,6 +126,9 @@ def test_dashboard_link_never_carries_a_credential() -> None:
     assert render.dashboard_link(upstash, "upstash")[0] == "https://console.upstash.com/redis/db-1"
     link, why = render.dashboard_link(database(databaseId="x"), "fly")
     assert link is None and "status.dashboardURL" in why
+    assert "flyctl redis dashboard" in why and "sso" not in why.lower()
+    link, why = render.dashboard_link(database(), "upstash")
+    assert link is None and "not published" in why
 
 
 def test_status_view_and_text_show_every_part_and_degrade_without_the_new_fields() -> None:
@@ -166,12 +169,13 @@ def test_status_view_and_text_show_every_part_and_degrade_without_the_new_fields
             "dataSizeBytes": 2048,
             "bandwidthBytes": 1048576,
             "observedAt": "2026-11-30T11:00:00Z",
+            "cost": {"amount": 1.5, "currency": "USD", "basis": "reported by Upstash for this month so far"},
         },
         "estimatedMonthlyCost": {"amount": 0.25, "currency": "USD", "basis": "payg: $0.20 per 100k requests"},
         "planLimits": {"maxDataSizeBytes": 10 * 1024**3, "maxDailyCommands": None, "maxRequestSizeBytes": 10 * 1024**2},
     }
     text = render.status_text(render.status_view(obj, provider_type="fly", secret=secret, events=[], now=NOW))
-    for expected in ("1234", "2 KiB", "1 MiB", "$0.25 (payg", "10 GiB", "https://console.example/redis/abc"):
+    for expected in ("1234", "2 KiB", "1 MiB", "$0.25 (payg", "10 GiB", "https://console.example/redis/abc", "$1.50"):
         assert expected in text, expected
 
 
