@@ -36,6 +36,7 @@ CURRENCY = "USD"
 # How often a database's status is compared with what the plan and the console link say (no provider call): a
 # plan change shows its limits within this, whatever the usage interval.
 STATIC_CHECK_SECONDS = 15.0
+PROVIDER_TYPE_TTL = 60.0  # a RedisProvider's type never changes; a broken one is asked about again after this
 
 
 # --- pure rules ----------------------------------------------------------------------------------------------
@@ -215,6 +216,7 @@ class UsageRefresher:
         self._clock = clock
         self._rng = rng
         self._buckets: dict[str, TokenBucket] = {}
+        self._types: dict[str, tuple[ProviderType | None, float]] = {}
 
     def bucket(self, provider_name: str) -> TokenBucket:
         bucket = self._buckets.get(provider_name)
@@ -279,12 +281,19 @@ class UsageRefresher:
         return retry_in
 
     async def _provider_type(self, provider_name: str, status: Mapping[str, Any]) -> ProviderType | None:
+        """The RedisProvider's type, remembered for a while (also when it cannot be resolved), so that the static
+        check of many databases does not read the RedisProvider and its Secret again and again."""
         if not status.get("databaseId"):
             return None
+        known = self._types.get(provider_name)
+        if known is not None and self._clock() - known[1] < PROVIDER_TYPE_TTL:
+            return known[0]
         try:
-            return (await self._registry.get(provider_name)).provider_type
+            provider_type: ProviderType | None = (await self._registry.get(provider_name)).provider_type
         except Exception:  # the reconcile reports what is wrong with the provider; usage just waits
-            return None
+            provider_type = None
+        self._types[provider_name] = (provider_type, self._clock())
+        return provider_type
 
     async def _read(
         self, provider_name: str, provider_type: ProviderType, database_id: str

@@ -249,3 +249,25 @@ def test_provider_totals_sum_per_provider_and_forget_a_database() -> None:
     totals.forget("b")
     totals.forget("b")
     assert gauge.value(provider="p") == 6
+
+
+async def test_a_broken_provider_is_not_asked_about_on_every_check() -> None:
+    clock = Clock()
+
+    class Broken:
+        def __init__(self) -> None:
+            self.asked = 0
+
+        async def get(self, name: str) -> ProviderHandle:
+            self.asked += 1
+            raise RuntimeError("no such RedisProvider")
+
+    broken, kube = Broken(), Kube()
+    usage = UsageRefresher(kube, broken, UsageConfig(), clock=clock)  # type: ignore[arg-type]
+    body = database_body()
+    for _ in range(5):
+        assert await usage.refresh(body, body["status"], read_usage=False) is None
+    assert broken.asked == 1 and kube.patches == []
+    clock.now += 61
+    await usage.refresh(body, body["status"], read_usage=False)
+    assert broken.asked == 2
