@@ -216,3 +216,32 @@ def test_fly_fixed_plan_is_priced_from_its_plan_and_has_no_dashboard_link(
     samples = scrape(metrics_url)
     assert total(samples, "redisdb_estimated_monthly_cost_usd", provider=FLY_PROVIDER) >= 30
     assert total(samples, "redisdb_provider_requests_total", provider_type="fly", operation="graphql:addOn.stats") > 0
+
+
+def test_a_429_holds_usage_reads_and_reconciles_go_on_after_it(
+    operator: OperatorProcess, namespace: str, local_provider: LocalProvider, metrics_url: str
+) -> None:
+    apply(manifest("held", UPSTASH_PROVIDER, "us-east-1"), namespace)
+    wait_ready("held", namespace)
+    usage_read_after("held", namespace, datetime.datetime.now(datetime.UTC).replace(microsecond=0))
+
+    def held_reads() -> float:
+        return total(scrape(metrics_url), "redisdb_usage_reads_total", provider=UPSTASH_PROVIDER, outcome="held")
+
+    before = held_reads()
+    try:
+        # every call answers 429 with Retry-After: 2 (whichever account asks first, each one is held in turn) until
+        # a usage read of this account is seen skipped
+        local_provider.admin.faults(fail_status=429, fail_next=10_000, retry_after=2)
+        wait_for(lambda: held_reads() > before, 60, message="a usage read skipped while the account is held")
+    finally:
+        local_provider.admin.clear_faults()
+    # the hold ends and the account's quota is the reconciles': a spec change lands
+    apply(manifest("held", UPSTASH_PROVIDER, "us-east-1", eviction=True), namespace)
+
+    def evicting() -> dict[str, Any] | None:
+        obj = get_json("redisdatabase", "held", namespace)
+        status = (obj or {}).get("status") or {}
+        return obj if status.get("eviction") is True and status.get("observedGeneration") == 2 else None
+
+    wait_for(evicting, 120, message="held: eviction enabled after the hold")
