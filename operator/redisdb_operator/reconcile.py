@@ -509,7 +509,7 @@ def _ready_status(facts: Facts, seen: Observation, database: Database, handled_r
         secret_name=secret_name,
     )
     rendered: dict[str, Any] = {
-        **observed_status(database),
+        **observed_status(database, facts.provider.type),
         "provider": facts.provider.name,
         "secretName": secret_name,
         "observedGeneration": resource.generation,

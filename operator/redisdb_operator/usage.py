@@ -1,8 +1,9 @@
-"""What users look up about a database beyond its connection: the console link, the plan's limits, usage and cost.
+"""`status.usage` (and with it pay-as-you-go's `status.estimatedMonthlyCost`), read from the provider's stats call.
 
-The rules are pure (`dashboard_url`, `plan_limits`, `estimated_cost`, `usage_fields`, `TokenBucket`,
-`first_offset`), and `UsageRefresher` runs them once per database in a kopf daemon, apart from the reconcile: a
-status field of its own, written by merge patch, so usage never waits on a reconcile nor a reconcile on usage.
+The rules are pure (`usage_fields`, `changed_fields`, `TokenBucket`, `first_offset`; the console link, limits and
+prices are `billing.py`'s), and `UsageRefresher` runs them once per database in a kopf daemon, apart from the
+reconcile: status fields of its own, written by merge patch, so usage never waits on a reconcile nor a reconcile on
+usage. The daemon also corrects the `billing` fields the reconcile leaves as they were (a plan that lost its price).
 
 Usage is read on a slow interval (default hourly), each database at its own offset in the interval (staggered by
 uid), and every provider account has a token bucket: a read that finds it empty, or the account held after a 429
@@ -23,73 +24,22 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from . import metrics
+from .billing import CURRENCY, static_fields
 from .kube import KubeClient, KubeError, custom_path
 from .models import GROUP, VERSION
 from .provider_registry import ProviderRegistry
-from .providers import catalog
 from .providers.base import DatabaseUsage, ProviderError, ProviderType, RateLimitedError
 from .providers.kinds import kind_of
 
 log = logging.getLogger(__name__)
 
-CURRENCY = "USD"
-# How often a database's status is compared with what the plan and the console link say (no provider call): a
-# plan change shows its limits within this, whatever the usage interval.
-STATIC_CHECK_SECONDS = 15.0
+# How often a database's billing fields are compared with its status (no provider call). The reconcile writes them
+# with the status; this only catches what it leaves as it was (a plan that lost its price, a pay-as-you-go cost).
+STATIC_CHECK_SECONDS = 60.0
 PROVIDER_TYPE_TTL = 60.0  # a RedisProvider's type never changes; a broken one is asked about again after this
 
 
 # --- pure rules ----------------------------------------------------------------------------------------------
-
-
-def dashboard_url(provider_type: ProviderType | str, database_id: str | None) -> str | None:
-    """The provider's console page of one database, with no credential in it; None where none exists (Fly)."""
-    template = kind_of(provider_type).console_url
-    if template is None or not database_id:
-        return None
-    return template.format(database_id=database_id)
-
-
-def plan_limits(plan: catalog.Plan | None) -> dict[str, int] | None:
-    """`status.planLimits`: only the limits a source gives for the plan."""
-    if plan is None:
-        return None
-    limits = {
-        "maxDataSizeBytes": plan.max_data_size_bytes,
-        "maxDailyCommands": plan.max_daily_commands,
-        "maxRequestSizeBytes": plan.max_request_size_bytes,
-    }
-    given = {key: value for key, value in limits.items() if value is not None}
-    return given or None
-
-
-def estimated_cost(plan: catalog.Plan | None, *, read_regions: int, requests: int | None) -> dict[str, Any] | None:
-    """`status.estimatedMonthlyCost`, only from prices a source gives; None where none does.
-
-    A plan with a monthly price costs that (plus each read region's price, where the source prices them);
-    pay-as-you-go costs $0.20 per 100k requests times the requests the provider counted this month so far.
-    """
-    if plan is None:
-        return None
-    if plan.name == "payg":
-        if requests is None:
-            return None
-        amount = requests * catalog.PAYG_USD_PER_100K_REQUESTS / 100_000
-        basis = (
-            f"pay-as-you-go: ${catalog.PAYG_USD_PER_100K_REQUESTS:.2f} per 100k requests x {requests} requests "
-            "counted this month so far"
-        )
-        return {"amount": round(amount, 4), "currency": CURRENCY, "basis": basis}
-    if plan.price_per_month_usd is None:
-        return None
-    amount = plan.price_per_month_usd
-    basis = f"{plan.display_name}: ${plan.price_per_month_usd:g}/month"
-    if read_regions and plan.price_per_read_region_usd is not None:
-        amount += read_regions * plan.price_per_read_region_usd
-        basis += f" + {read_regions} read region(s) x ${plan.price_per_read_region_usd:g}/month"
-    elif read_regions:
-        basis += f" (its {read_regions} read region(s) are priced by no source: not included)"
-    return {"amount": round(amount, 4), "currency": CURRENCY, "basis": basis + " (published plan price)"}
 
 
 def usage_fields(usage: DatabaseUsage, *, provider_label: str, observed_at: str) -> dict[str, Any]:
@@ -105,27 +55,6 @@ def usage_fields(usage: DatabaseUsage, *, provider_label: str, observed_at: str)
         "cost": cost,
         "observedAt": observed_at,
     }
-
-
-def static_fields(provider_type: ProviderType | str, status: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields that follow from the status alone (no provider call): console link, plan limits, and the cost of
-    a plan priced per month. Pay-as-you-go's cost needs the request count, so it comes with usage."""
-    provider_type = ProviderType(provider_type)
-    plan = catalog.plan(provider_type, str(status.get("plan") or ""))
-    fields: dict[str, Any] = {
-        "dashboardURL": dashboard_url(provider_type, status.get("databaseId")),
-        "planLimits": plan_limits(plan),
-    }
-    if plan is not None and plan.name != "payg":
-        fields["estimatedMonthlyCost"] = estimated_cost(
-            plan, read_regions=len(status.get("readRegions") or ()), requests=None
-        )
-    else:
-        requests = (status.get("usage") or {}).get("requests")
-        fields["estimatedMonthlyCost"] = estimated_cost(
-            plan, read_regions=0, requests=requests if isinstance(requests, int) else None
-        )
-    return fields
 
 
 def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:

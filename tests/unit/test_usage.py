@@ -1,5 +1,5 @@
-"""The pure rules of usage.py (console link, plan limits, cost, the merge patch, the stagger, the token bucket) and
-the refresher's read: capped per account, skipped while the account is held, nothing invented from odd answers."""
+"""The pure rules of usage.py (the usage fields, the merge patch, the stagger, the token bucket) and the refresher's
+read: capped per account, skipped while the account is held, nothing invented from odd answers."""
 
 from __future__ import annotations
 
@@ -10,79 +10,17 @@ import pytest
 
 from redisdb_operator import metrics
 from redisdb_operator.provider_registry import ProviderHandle
-from redisdb_operator.providers import catalog
 from redisdb_operator.providers.base import DatabaseUsage, ProviderType, RateLimitedError, UnavailableError
 from redisdb_operator.usage import (
     TokenBucket,
     UsageConfig,
     UsageRefresher,
     changed_fields,
-    dashboard_url,
-    estimated_cost,
     first_offset,
-    plan_limits,
-    static_fields,
     usage_fields,
 )
 
 FLY, UPSTASH = ProviderType.FLY, ProviderType.UPSTASH
-
-
-def test_the_console_link_is_upstashs_page_and_fly_has_none() -> None:
-    assert dashboard_url(UPSTASH, "db-1") == "https://console.upstash.com/redis/db-1"
-    assert dashboard_url(UPSTASH, None) is None
-    assert dashboard_url(FLY, "db-1") is None  # ssoLink is a credential; no credential-free link exists
-
-
-def test_plan_limits_hold_only_what_a_source_gives() -> None:
-    assert plan_limits(catalog.plan(UPSTASH, "payg")) == {
-        "maxDataSizeBytes": 10 * catalog.GIB,
-        "maxRequestSizeBytes": 10 * catalog.MIB,
-    }
-    assert plan_limits(catalog.plan(FLY, "fixed_1gb")) == {"maxDataSizeBytes": catalog.GIB}
-    assert plan_limits(None) is None
-
-
-@pytest.mark.parametrize(
-    ("provider_type", "plan", "read_regions", "requests", "amount", "in_basis"),
-    [
-        (UPSTASH, "payg", 0, 250_000, 0.5, "$0.20 per 100k requests x 250000 requests"),
-        (FLY, "payg", 2, 100_000, 0.2, "pay-as-you-go"),  # read regions cost nothing extra on pay-as-you-go
-        (FLY, "fixed_1gb", 0, None, 20.0, "Fixed 1GB: $20/month"),
-        (FLY, "fixed_250mb", 2, 999, 20.0, "2 read region(s) x $5/month"),
-        (FLY, "free", 0, 10, 0.0, "Free"),
-        (UPSTASH, "free", 0, None, 0.0, "Free"),
-    ],
-)
-def test_cost_comes_from_a_price_a_source_gives(
-    provider_type: ProviderType, plan: str, read_regions: int, requests: int | None, amount: float, in_basis: str
-) -> None:
-    cost = estimated_cost(catalog.plan(provider_type, plan), read_regions=read_regions, requests=requests)
-    assert cost is not None
-    assert cost["amount"] == pytest.approx(amount) and cost["currency"] == "USD" and in_basis in cost["basis"]
-
-
-@pytest.mark.parametrize(
-    ("provider_type", "plan", "requests"),
-    [
-        (UPSTASH, "fixed_1gb", None),  # no source read prices Upstash's fixed plans
-        (UPSTASH, "fixed_500gb", 10),
-        (UPSTASH, "payg", None),  # pay-as-you-go before any request count
-        (FLY, "no_such_plan", 10),
-    ],
-)
-def test_no_cost_where_no_source_prices_the_plan(provider_type: ProviderType, plan: str, requests: int | None) -> None:
-    assert estimated_cost(catalog.plan(provider_type, plan), read_regions=1, requests=requests) is None
-
-
-def test_static_fields_follow_the_status_and_payg_cost_waits_for_usage() -> None:
-    fly = static_fields(FLY, {"databaseId": "a", "plan": "fixed_5gb", "readRegions": ["ams", "fra"]})
-    assert fly["dashboardURL"] is None and fly["planLimits"] == {"maxDataSizeBytes": 5 * catalog.GIB}
-    assert fly["estimatedMonthlyCost"]["amount"] == 200  # $100 + 2 x $50
-    upstash = static_fields(UPSTASH, {"databaseId": "b", "plan": "payg"})
-    assert upstash["dashboardURL"] == "https://console.upstash.com/redis/b" and upstash["estimatedMonthlyCost"] is None
-    counted = static_fields(UPSTASH, {"databaseId": "b", "plan": "payg", "usage": {"requests": 1_000_000}})
-    assert counted["estimatedMonthlyCost"]["amount"] == 2.0
 
 
 def test_usage_fields_carry_the_providers_own_bill_only_when_it_reports_one() -> None:
