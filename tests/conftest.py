@@ -15,7 +15,10 @@ pytest_plugins = [
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if any(f"/tests/{suite}/" in str(item.fspath) for suite in ("e2e", "providers", "local_provider", "chaos")):
+        if any(
+            f"/tests/{suite}/" in str(item.fspath)
+            for suite in ("e2e", "providers", "local_provider", "chaos", "contract")
+        ):
             item.add_marker(pytest.mark.e2e)
 
 

@@ -18,6 +18,8 @@ from pydantic import ValidationError
 
 from .desired import DesiredDatabase, catalog_problem
 from .models import NAME_FORMAT, NAME_MAX_LENGTH, NAME_PATTERN, RedisDatabaseSpec, RedisProviderSpec
+from .providers import catalog
+from .providers.base import ProviderType
 
 _NAME = re.compile(NAME_PATTERN)
 
@@ -92,6 +94,8 @@ def validate_redisdatabase(
     desired = DesiredDatabase.from_spec(parsed, namespace=namespace, metadata_name=name)
     # The same catalog check the reconciler makes before any provider call, in the same words.
     problem = name_problem(parsed, desired.name) or catalog_problem(provider.type, desired)
+    if operation == "CREATE":  # tls is immutable: objects admitted before this rule stay editable
+        problem = problem or tls_problem(provider.type, parsed.tls)
     if problem:
         return problem
     holders = set(claims.get(provider_key(provider_name, desired.name), ())) - {f"{namespace}/{name}"}
@@ -114,6 +118,42 @@ def name_problem(parsed: RedisDatabaseSpec, effective_name: str) -> str | None:
             ": set spec.name explicitly"
         )
     return None
+
+
+def tls_problem(provider_type: ProviderType, tls: bool | None) -> str | None:
+    """TLS as each provider really offers it (reference section 6); an absent tls means the provider's default."""
+    if provider_type is ProviderType.UPSTASH and tls is False:
+        return (
+            "spec.tls: false is not possible: Upstash databases always use TLS (rediss://) and it cannot be turned "
+            "off; remove spec.tls or set it to true"
+        )
+    if provider_type is ProviderType.FLY and tls is True:
+        return (
+            "spec.tls: true is not possible on a Fly.io provider: Fly's Upstash databases are reached over the "
+            "organization's private network without TLS; remove spec.tls (or set it to false), or reference a "
+            "RedisProvider of type upstash for TLS"
+        )
+    return None
+
+
+def admission_warnings(
+    *, operation: str, spec: Mapping[str, Any], providers: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """What kubectl should print without refusing: a retired region or a legacy plan is refused only at the
+    reconcile's create, since admission cannot know whether the database already exists (adoption, restore)."""
+    if operation != "CREATE":
+        return []
+    try:
+        parsed = RedisDatabaseSpec.model_validate(dict(spec))
+        provider = RedisProviderSpec.model_validate(dict(providers[parsed.effective_provider_name()]))
+    except (ValidationError, KeyError):
+        return []
+    refusal = catalog.creation_refusal(
+        provider.type, parsed.primary_region, parsed.read_regions or (), parsed.plan or catalog.DEFAULT_PLAN
+    )
+    if refusal is None:
+        return []
+    return [f"{refusal}. An existing database there is still managed; a new one will be refused at creation"]
 
 
 def immutability_problem(

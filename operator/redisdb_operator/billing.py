@@ -57,13 +57,13 @@ def estimated_cost(plan: catalog.Plan | None, *, read_regions: int, requests: in
             "counted this month so far"
         )
         return {"amount": round(amount, 4), "currency": CURRENCY, "basis": basis}
-    if plan.price_per_month_usd is None:
+    if plan.price_per_month is None:
         return None
-    amount = plan.price_per_month_usd
-    basis = f"{plan.display_name}: ${plan.price_per_month_usd:g}/month"
-    if read_regions and plan.price_per_read_region_usd is not None:
-        amount += read_regions * plan.price_per_read_region_usd
-        basis += f" + {read_regions} read region(s) x ${plan.price_per_read_region_usd:g}/month"
+    amount = plan.price_per_month
+    basis = f"{plan.display_name}: ${plan.price_per_month:g}/month"
+    if read_regions and plan.price_per_read_region is not None:
+        amount += read_regions * plan.price_per_read_region
+        basis += f" + {read_regions} read region(s) x ${plan.price_per_read_region:g}/month"
     elif read_regions:
         basis += f" (its {read_regions} read region(s) are priced by no source: not included)"
     return {"amount": round(amount, 4), "currency": CURRENCY, "basis": basis + " (published plan price)"}

@@ -86,7 +86,7 @@ def provider_facts(handle: ProviderHandle | None) -> ProviderFacts | None:
     """What the decision needs to know about the resolved provider (None: the spec named none that parses)."""
     if handle is None:
         return None
-    return ProviderFacts(handle.name, handle.provider_type, handle.client.names_are_unique)
+    return ProviderFacts(handle.name, handle.provider_type, handle.client.names_are_unique, handle.live_catalog)
 
 
 def now() -> datetime.datetime:

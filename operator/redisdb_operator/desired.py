@@ -119,7 +119,7 @@ def plan_action(desired: DesiredDatabase, observed: Database | None, recorded_id
     if frozenset(observed.read_regions) != desired.read_regions:
         read_regions = tuple(sorted(desired.read_regions))
         changes.append(FieldChange("readRegions", frozenset(observed.read_regions), desired.read_regions))
-    if observed.plan != desired.plan:
+    if observed.plan_observable and observed.plan != desired.plan:  # an unreadable plan is never "different"
         plan = desired.plan
         changes.append(FieldChange("plan", observed.plan, desired.plan))
     if observed.eviction != desired.eviction:
@@ -166,9 +166,12 @@ def catalog_problem(provider_type: ProviderType, desired: DesiredDatabase) -> st
     plans = kind.plans
     plan = plans.get(desired.plan)
     if plan is None:
-        return f"spec.plan {desired.plan} is not {label} plan: use one of {_listing(plans)}"
+        offered = [name for name, candidate in plans.items() if not candidate.legacy]
+        return f"spec.plan {desired.plan} is not {label} plan: use one of {_listing(offered)}"
     if plan.max_read_regions is not None and len(desired.read_regions) > plan.max_read_regions:
-        multi_region = [name for name, candidate in plans.items() if candidate.max_read_regions is None]
+        multi_region = [
+            name for name, candidate in plans.items() if candidate.max_read_regions is None and not candidate.legacy
+        ]
         limit = "single-region" if plan.max_read_regions == 0 else f"limited to {plan.max_read_regions} read regions"
         return (
             f"spec.readRegions: plan {plan.name} is {limit} but readRegions has {len(desired.read_regions)} "

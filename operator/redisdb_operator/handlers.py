@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 import kopf
 
-from .admission import claim_of, validate_redisdatabase
+from .admission import admission_warnings, claim_of, validate_redisdatabase
 from .controller import DatabaseController
 from .models import GROUP, VERSION
 from .provider_checks import ProviderChecker
@@ -137,6 +137,13 @@ def register(
         )
         if problem:
             raise kopf.AdmissionError(problem, code=422)
+        warnings: list[str] | None = kwargs.get("warnings")
+        if warnings is not None:  # kopf returns these in the AdmissionReview; kubectl prints them
+            warnings.extend(
+                admission_warnings(
+                    operation=str(kwargs.get("operation")), spec=body.get("spec") or {}, providers=_FirstOf(providers)
+                )
+            )
 
     kopf.index(*PROVIDERS, id="providers", registry=registry)(index_providers)
     kopf.index(*DATABASES, id="claims", registry=registry)(index_claims)

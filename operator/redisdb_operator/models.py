@@ -39,7 +39,9 @@ REGION_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
 REGION_MAX_LENGTH = 32
 PLAN_PATTERN = r"^[a-z0-9_]+$"
 PLAN_MAX_LENGTH = 32
-KNOWN_PLANS = ", ".join(dict.fromkeys(name for plans in catalog.PLANS.values() for name in plans))
+KNOWN_PLANS = ", ".join(
+    dict.fromkeys(name for plans in catalog.PLANS.values() for name, plan in plans.items() if not plan.legacy)
+)
 
 # `reason` turns the apiserver's "Invalid value: \"string\"" prefix into "Forbidden" for transition rules.
 FORBIDDEN = "FieldValueForbidden"
@@ -94,7 +96,7 @@ NAME_FORMAT = (
     "a valid provider-side name: use letters, digits, - and _, starting and ending with a letter or digit, "
     "e.g. shop-cache"
 )
-REGION_FORMAT = "a region code: use a lower-case code such as ams, mad, us-east-1 or eu-west-1"
+REGION_FORMAT = "a region code: use a lower-case code such as ams, cdg, us-east-1 or eu-west-1"
 PLAN_FORMAT = f"a plan name: use one of {KNOWN_PLANS}"
 
 ProviderSideName = Annotated[str, AfterValidator(_matching(NAME_PATTERN, "spec.name", NAME_FORMAT))]
@@ -240,7 +242,7 @@ class RedisDatabaseSpec(CamelModel):
     primary_region: PrimaryRegionCode = Field(
         min_length=3,
         max_length=REGION_MAX_LENGTH,
-        description="Region of the primary, e.g. `mad` or `ams` for Fly.io, `us-east-1` or `eu-west-1` for "
+        description="Region of the primary, e.g. `cdg` or `ams` for Fly.io, `us-east-1` or `eu-west-1` for "
         "Upstash. Required. Immutable: it can't be changed later (as `flyctl redis create` warns).",
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -507,6 +509,40 @@ class ProviderCondition(CamelModel):
     last_transition_time: str | None = Field(default=None, description=_CONDITION_TRANSITION)
 
 
+class CatalogRegion(CamelModel):
+    """A region of the provider's catalog."""
+
+    code: str = Field(description="The region code spec.primaryRegion and spec.readRegions take.")
+    name: str = Field(description="Where it is, e.g. `Paris, France`.")
+    deprecated: bool = Field(description="Retired: no new databases; existing ones keep running.")
+    excluded: bool = Field(description="Not offered for this provider's databases (Fly addOnProvider.excludedRegions).")
+    read_region_allowed: bool = Field(description="May hold a read replica (some regions are primary-only).")
+
+
+class CatalogPlan(CamelModel):
+    """A plan of the provider's catalog; ``name`` is what spec.plan takes."""
+
+    name: str = Field(description="What spec.plan takes, e.g. `payg` or `fixed_1gb`.")
+    display_name: str = Field(description="The provider's own name for it, e.g. `Pay as You Go`.")
+    # Absent means null (unknown / unlimited): a merge patch cannot carry a null, so unknown values are left out.
+    price_per_month: float | None = Field(default=None, description="US dollars per month; absent when unknown.")
+    max_data_size_bytes: int | None = Field(default=None, description="Absent when unknown.")
+    max_read_regions: int | None = Field(default=None, description="Absent: unlimited or unknown; 0: single region.")
+    legacy: bool = Field(description="No longer offered for new databases; existing ones stay on it.")
+
+
+class ProviderCatalog(CamelModel):
+    """Regions and plans: read from the provider at each check (Fly), else the operator's static catalog."""
+
+    source: Literal["live", "static"] = Field(
+        description="`live`: read from the provider's API at the last check; `static`: the operator's own catalog "
+        "(the provider offers no such call, or the call failed)."
+    )
+    observed_at: str = Field(description="When it was read (RFC 3339, UTC).")
+    regions: list[CatalogRegion] = Field(description="Regions, with retired and excluded ones marked.")
+    plans: list[CatalogPlan] = Field(description="Plans, with legacy ones marked; prices in US dollars.")
+
+
 class RedisProviderStatus(CamelModel):
     """What the operator last learned about the account, written only by the operator."""
 
@@ -522,6 +558,9 @@ class RedisProviderStatus(CamelModel):
         "this cluster), from the list call the resync already makes.",
     )
     last_check_time: str | None = Field(default=None, description="When the account was last checked (RFC 3339).")
+    catalog: ProviderCatalog | None = Field(
+        default=None, description="The regions and plans this account offers (kubectl plugin and clients read it)."
+    )
 
 
 class RedisProvider(CamelModel):

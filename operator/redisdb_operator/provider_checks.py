@@ -8,19 +8,32 @@ gives one place to look (`kubectl get redisproviders`) and an Argo CD health for
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from .errors import backoff_delay, classify_error
-from .provider_registry import ProviderRegistry
+from .provider_registry import ProviderHandle, ProviderRegistry
+from .providers import catalog
 from .status import condition, set_condition
 
 # Reasons a RedisProvider (and every RedisDatabase on it) is not Ready that the operator keeps retrying but only a
 # person can end: the credentials Secret is missing, lacks a key, or the provider refuses it. Argo CD shows them as
 # Degraded (deploy/argocd/.../health.lua, kept equal by tests/unit/test_argocd_health.py), not Progressing forever.
 CREDENTIAL_REASONS = frozenset({"Unauthorized", "CredentialsNotFound", "CredentialsInvalid"})
+
+log = logging.getLogger(__name__)
+
+
+def _without_nulls(value: Any) -> Any:
+    """A merge patch reads null as "delete": an unknown price or limit is left out instead (absent means null)."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 def _now() -> str:
@@ -30,6 +43,21 @@ def _now() -> str:
 class ProviderChecker:
     def __init__(self, registry: ProviderRegistry) -> None:
         self._registry = registry
+
+    @staticmethod
+    async def _catalog(handle: ProviderHandle, now: str) -> dict[str, Any]:
+        """Fly's live regions and plans; the static catalog when that call fails or the API has none (Upstash)."""
+        read_live = getattr(handle.client, "catalog", None)
+        if read_live is not None:
+            try:
+                live: dict[str, Any] = await read_live(now)
+                handle.live_catalog = live  # the reconciler's create refusals name what the provider offers now
+                return live
+            except Exception as error:  # any failure: the static catalog still tells clients something true
+                log.warning(
+                    "RedisProvider %s: live catalog unavailable (%s); publishing the static one", handle.name, error
+                )
+        return catalog.static_catalog(handle.provider_type, now)
 
     async def check(self, body: kopf.Body, *, patch: kopf.Patch, retry: int, fresh: bool, max_age: float) -> None:
         """`fresh` re-reads the RedisProvider and its Secret and asks the provider now (a changed spec); otherwise
@@ -66,6 +94,7 @@ class ProviderChecker:
                 ) from None
             return
         count = handle.observer.database_count
+        patch.status["catalog"] = _without_nulls(await self._catalog(handle, now))
         patch.status["conditions"] = set_condition(
             status.get("conditions"),
             type_="Ready",

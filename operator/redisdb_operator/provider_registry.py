@@ -12,6 +12,7 @@ import base64
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ConfigurationError
 from .kube import KubeClient, custom_path, secret_path
@@ -30,6 +31,9 @@ class ProviderHandle:
     client: ProviderClient
     version_key: tuple[str, str]
     observer: ProviderObserver = field(init=False)
+    # The provider's own regions and plans from the last provider check (Fly; RedisProvider.status.catalog's shape):
+    # a create is refused in a region or on a plan it no longer offers, naming what it does offer.
+    live_catalog: dict[str, Any] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.observer = ProviderObserver(self.client)

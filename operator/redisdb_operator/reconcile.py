@@ -32,9 +32,11 @@ from .models import (
     DeletionPolicy,
     RedisDatabaseSpec,
 )
+from .providers import catalog
 from .providers.base import Database, ProviderType
 from .status import (
     UNCERTAIN_CREATE_FIELD,
+    condition,
     failed_conditions,
     format_timestamp,
     observed_status,
@@ -129,6 +131,9 @@ class ProviderFacts:
     name: str
     type: ProviderType
     names_are_unique: bool
+    # The provider's own regions and plans from the last provider check (RedisProvider.status.catalog's shape), or
+    # None: a create is refused in a region or on a plan the provider no longer offers.
+    live_catalog: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,6 +316,38 @@ class _Consequences:
 
 def decide(facts: Facts, seen: Observation) -> Plan:
     """The next step toward the desired database, given everything known so far in this event."""
+    plan = _decide(facts, seen)
+    if isinstance(plan.action, CreateAction) and (refusal := creation_refusal(facts)) is not None:
+        # A retired region or a legacy plan: an existing database is managed, a new one is refused (issue 13).
+        return refuse(facts, plan.progress, "InvalidSpec", refusal)
+    return plan
+
+
+def creation_refusal(facts: Facts) -> str | None:
+    """Why the provider would not create this database now (a retired region, a legacy plan), or None."""
+    assert facts.provider is not None
+    desired = facts.resource.desired()
+    return catalog.creation_refusal(
+        facts.provider.type,
+        desired.primary_region,
+        desired.read_regions,
+        desired.plan,
+        dict(facts.provider.live_catalog) if facts.provider.live_catalog is not None else None,
+    )
+
+
+def plan_unobservable_note(desired: DesiredDatabase, observed: Database) -> str:
+    """The Synced message when the provider does not say which plan the database is on ("" when it does)."""
+    if observed.plan_observable:
+        return ""
+    shown = f"type {observed.plan!r}" if observed.plan else "no plan"
+    return (
+        f"the provider reports {shown}, not which plan: spec.plan {desired.plan} cannot be verified and is not "
+        f"re-applied on every reconcile; check the plan in the provider's console"
+    )
+
+
+def _decide(facts: Facts, seen: Observation) -> Plan:
     resource = facts.resource
     if resource.spec is None:
         return refuse(facts, seen, "InvalidSpec", resource.spec_problem)
@@ -358,7 +395,7 @@ def _first_look(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Pl
     if seen.known_id is None and facts.create_pending() > 0:
         # An earlier create timed out and may still land: look for it, never create a second one meanwhile.
         return Plan(LookUp(Step.FOUND_BY_NAME, desired.name), seen)
-    if facts.fresh and seen.known_id is None and facts.provider.names_are_unique:
+    if facts.fresh and seen.known_id is None and facts.provider.names_are_unique and creation_refusal(facts) is None:
         # Nothing recorded yet and the provider refuses duplicate names: the create is keyed by the name, so its
         # answer is the observation (a taken name is looked up then), saving a call per create.
         return _observed(facts, dataclasses.replace(seen, step=Step.CREATE_IS_THE_LOOKUP), desired)
@@ -490,12 +527,19 @@ def _converge(
     # A database created in this event has a fresh password already: only later changes of the annotation ask.
     if rotation_asked and not seen.password_reset and not (seen.created and handled_rotation is None):
         return done.plan(ResetPassword(database.id), seen)
-    status = _ready_status(facts, seen, database, rotation if rotation_asked else handled_rotation)
+    plan_note = plan_unobservable_note(desired, database)
+    status = _ready_status(facts, seen, database, rotation if rotation_asked else handled_rotation, plan_note)
+    previous_synced = condition(resource.status.get("conditions"), "Synced")
+    if plan_note and (previous_synced is None or previous_synced.get("message") != plan_note):
+        # Once: the note stays in Synced's message, and the Event is sent again only when it changes.
+        done = dataclasses.replace(done, events=(*done.events, KubeEvent("Warning", "PlanNotObservable", plan_note)))
     publish = Publish(database, resource.secret_name(), likely_absent=seen.created, status=status)
     return done.plan(publish, seen, forget_uncertain_create=True)
 
 
-def _ready_status(facts: Facts, seen: Observation, database: Database, handled_rotation: str | None) -> dict[str, Any]:
+def _ready_status(
+    facts: Facts, seen: Observation, database: Database, handled_rotation: str | None, synced_message: str = ""
+) -> dict[str, Any]:
     """The status once the Secret is published: the Ready rule, the mirror of the database, rotation bookkeeping."""
     resource = facts.resource
     assert facts.provider is not None
@@ -507,6 +551,8 @@ def _ready_status(facts: Facts, seen: Observation, database: Database, handled_r
         now=now,
         state=database.state,
         secret_name=secret_name,
+        state_message=database.state_message,
+        synced_message=synced_message,
     )
     rendered: dict[str, Any] = {
         **observed_status(database, facts.provider.type),

@@ -80,14 +80,20 @@ def succeeded_conditions(
     now: str,
     state: str,
     secret_name: str,
+    state_message: str = "",
+    synced_message: str = "",
 ) -> list[dict[str, Any]]:
-    """Synced=True, and the Ready rule: the provider says the database is usable (or says nothing)."""
+    """Synced=True, and the Ready rule: the provider says the database is usable (or says nothing).
+
+    `synced_message` carries what succeeded with a caveat (a plan the provider does not report); `state_message`
+    the provider's reason for a state that is not usable (Fly's errorMessage).
+    """
     synced = set_condition(
         conditions,
         type_="Synced",
         status="True",
         reason="ReconcileSuccess",
-        message="",
+        message=synced_message,
         generation=generation,
         now=now,
     )
@@ -97,7 +103,9 @@ def succeeded_conditions(
         type_="Ready",
         status="True" if ready else "False",
         reason="Available" if ready else "NotActive",
-        message=f"secret {secret_name} holds the connection details" if ready else f"state is {state}",
+        message=f"secret {secret_name} holds the connection details"
+        if ready
+        else f"state is {state}" + (f": {state_message}" if state_message else ""),
         generation=generation,
         now=now,
     )

@@ -18,7 +18,7 @@ from redisdb_operator.providers.base import ProviderType
 from tests.harness.cluster import KubectlError, apply, kubectl
 
 PLANS = ("free", "payg", "fixed_250mb", "fixed_1gb")
-PRIMARIES = {ProviderType.FLY: ("mad", "ams", "fra", "iad"), ProviderType.UPSTASH: ("us-east-1", "eu-west-1")}
+PRIMARIES = {ProviderType.FLY: ("yyz", "ams", "fra", "iad"), ProviderType.UPSTASH: ("us-east-1", "eu-west-1")}
 READ_REGIONS = {
     ProviderType.FLY: ("ams", "fra", "lhr", "cdg", "sjc"),
     ProviderType.UPSTASH: ("eu-west-1", "us-west-2", "ap-south-1", "eu-central-1"),

@@ -218,7 +218,7 @@ def test_valid_edits_pass_and_reach_ready(namespace: str, operator: OperatorProc
             "apiVersion": "redisdb.dev/v1alpha1",
             "kind": "RedisDatabase",
             "metadata": {"name": "editable"},
-            "spec": {"providerRef": {"name": "local-fly"}, "primaryRegion": "mad", **spec},
+            "spec": {"providerRef": {"name": "local-fly"}, "primaryRegion": "cdg", **spec},
         }
         return yaml.safe_dump(body)
 
@@ -233,7 +233,7 @@ def test_valid_edits_pass_and_reach_ready(namespace: str, operator: OperatorProc
         code, output = server_side_apply(database(**spec), namespace)
         assert code == 0, output
         status = wait_ready("editable", namespace, generation=generation)["status"]
-        assert status["primaryRegion"] == "mad"
+        assert status["primaryRegion"] == "cdg"
         assert sorted(status["readRegions"] or []) == sorted(spec["readRegions"])  # type: ignore[call-overload]
         assert status["plan"] == spec.get("plan", "payg")
         assert bool(status.get("eviction")) == bool(spec.get("eviction", False))

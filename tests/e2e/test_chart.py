@@ -539,7 +539,7 @@ def database(name: str, **spec: Any) -> dict[str, Any]:
         "apiVersion": "redisdb.dev/v1alpha1",
         "kind": "RedisDatabase",
         "metadata": {"name": name},
-        "spec": {"providerRef": {"name": "chart-fly"}, "primaryRegion": "mad", **spec},
+        "spec": {"providerRef": {"name": "chart-fly"}, "primaryRegion": "cdg", **spec},
     }
 
 

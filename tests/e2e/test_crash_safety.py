@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import redis
-
 from tests.harness.cluster import Cluster, apply, get_json, wait_for
-from tests.harness.local_provider import LocalProvider
+from tests.harness.local_provider import LocalProvider, redis_from_url
 from tests.harness.operator import database, secret_data, start_operator, wait_ready
 
 
@@ -35,7 +33,7 @@ def test_operator_killed_mid_create_leaves_exactly_one_database(
         assert len(matching) == 1, matching
         obj = get_json("redisdatabase", "cache", namespace)
         assert obj is not None and obj["status"]["databaseId"] == matching[0]["id"]
-        assert redis.Redis.from_url(secret_data("cache-redis", namespace)["REDIS_URL"], socket_timeout=5).ping()
+        assert redis_from_url(secret_data("cache-redis", namespace)["REDIS_URL"]).ping()
     finally:
         local_provider.admin.clear_faults()
         running.runner.stop_all()

@@ -12,10 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from tests.harness.cluster import Cluster, kubectl
-from tests.harness.local_provider import redis_servers_under
+from tests.harness.local_provider import redis_from_url, redis_servers_under
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,12 +68,12 @@ def test_demo_up_prints_a_working_redis_url_and_down_stops_everything(
         assert "USE_CURRENT_CLUSTER=1" in up.stdout, "the way to opt in is printed"
         assert cluster_state() == before, "the demo wrote to the cluster of $KUBECONFIG without being asked"
         assert f"export KUBECONFIG={cluster.kubeconfig}\n" not in (tmp_path / "demo" / "env").read_text()
-        row = r"^cache\s+True\s+True\s+default\s+mad\s+\[\"ams\"\]\s+payg\s+false"  # READY SYNCED ... EVICTION
+        row = r"^cache\s+True\s+True\s+default\s+cdg\s+\[\"ams\"\]\s+payg\s+false"  # READY SYNCED ... EVICTION
         assert re.search(row, up.stdout, re.MULTILINE), up.stdout
         match = re.search(r"^REDIS_URL=(redis://\S+)$", up.stdout, re.MULTILINE)
         assert match, up.stdout
         assert "PING -> PONG" in up.stdout
-        client = redis.Redis.from_url(match.group(1), socket_timeout=5)
+        client = redis_from_url(match.group(1))
         assert client.ping()
         client.set("demo", "works")
         client.close()

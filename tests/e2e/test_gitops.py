@@ -35,7 +35,7 @@ def manifest(name: str, read_regions: list[str]) -> dict[str, Any]:
         "apiVersion": "redisdb.dev/v1alpha1",
         "kind": "RedisDatabase",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "shop"}},
-        "spec": {"providerRef": {"name": FLY_PROVIDER}, "primaryRegion": "mad", "readRegions": read_regions},
+        "spec": {"providerRef": {"name": FLY_PROVIDER}, "primaryRegion": "cdg", "readRegions": read_regions},
     }
 
 

@@ -3,6 +3,7 @@ starts, and the dev tooling is not installed (it lives beside the package in the
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import venv
@@ -42,7 +43,9 @@ def test_pip_install_without_extras_carries_only_the_runtime(tmp_path: Path) -> 
         "assert importlib.util.find_spec('redisdb_dev') is None, 'the dev package was installed'\n"
         "print(len(names))\n"
     )
-    imported = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    # Without the Makefile's PYTHONPATH (which puts the repository's operator/ on the path): only what pip installed.
+    clean_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    imported = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=clean_env)
     assert imported.returncode == 0, imported.stderr[-3000:]
     assert int(imported.stdout.strip()) > 20
     started = subprocess.run(

@@ -21,10 +21,9 @@ from typing import Any
 import pytest
 import redis
 
-from redisdb_dev.devrun import free_port
 from redisdb_operator import tls
-from tests.harness.cluster import Cluster, ProcessRunner, apply, bin_dir, get_json, kubectl, tool, wait_for
-from tests.harness.local_provider import FLY_ORG, LocalProvider
+from tests.harness.cluster import Cluster, apply, bin_dir, get_json, kubectl, tool, wait_for
+from tests.harness.local_provider import FLY_ORG, TLS_CA_FILE, LocalProvider, redis_from_url
 from tests.harness.operator import (
     FLY_PROVIDER,
     SYSTEM_NAMESPACE,
@@ -36,7 +35,7 @@ from tests.harness.operator import (
 )
 
 PLUGIN = Path(sys.executable).parent / "kubectl-redisdb"
-FLY = {"provider": FLY_PROVIDER, "primary": "mad"}
+FLY = {"provider": FLY_PROVIDER, "primary": "cdg"}
 UPSTASH = {"provider": UPSTASH_PROVIDER, "primary": "us-east-1"}
 
 
@@ -108,7 +107,7 @@ def broken_provider(cluster: Cluster, local_provider: LocalProvider, operator: O
 def test_list_status_and_dashboard_across_namespaces(
     operator: OperatorProcess, cluster: Cluster, namespace: str, other_namespace: str, broken_provider: str
 ) -> None:
-    apply([database("cache", FLY), database("broken", {"provider": broken_provider, "primary": "mad"})], namespace)
+    apply([database("cache", FLY), database("broken", {"provider": broken_provider, "primary": "cdg"})], namespace)
     apply(database("sessions", UPSTASH, readRegions=["eu-west-1"]), other_namespace)
     cache = wait_ready("cache", namespace)
     sessions = wait_ready("sessions", other_namespace)
@@ -125,7 +124,7 @@ def test_list_status_and_dashboard_across_namespaces(
     header, *lines = text.splitlines()
     assert header.split()[:3] == ["NAMESPACE", "NAME", "PROVIDER"] and "EVICTION" in header and "SYNCED" in header
     rows = {(line.split()[0], line.split()[1]): line.split() for line in lines}
-    assert rows[(namespace, "cache")][2:4] == [FLY_PROVIDER, "mad"]
+    assert rows[(namespace, "cache")][2:4] == [FLY_PROVIDER, "cdg"]
     assert rows[(other_namespace, "sessions")][2:5] == [UPSTASH_PROVIDER, "us-east-1", "eu-west-1"]
     assert (namespace, "broken") in rows
     items = json.loads(plugin(cluster, "list", "-A", "-o", "json").stdout)["items"]
@@ -141,7 +140,7 @@ def test_list_status_and_dashboard_across_namespaces(
     status = plugin(cluster, "status", "cache", "-n", namespace).stdout
     for expected in ("Ready", "Synced", "Available", "ReconcileSuccess", "cache-redis", "REDIS_PASSWORD: ********"):
         assert expected in status, expected
-    assert cache["status"]["databaseId"] in status and "mad" in status and "Events:" in status
+    assert cache["status"]["databaseId"] in status and "cdg" in status and "Events:" in status
     assert password not in status
     assert password in plugin(cluster, "status", "cache", "-n", namespace, "--show-secrets").stdout
     view = json.loads(plugin(cluster, "status", "cache", "-n", namespace, "-o", "json").stdout)
@@ -271,54 +270,22 @@ def test_connect_runs_redis_cli_locally_and_its_pod_passes_restricted_pod_securi
 
 
 def test_connect_locally_over_tls_with_a_private_ca(
-    operator: OperatorProcess,
-    cluster: Cluster,
-    namespace: str,
-    broken_provider: str,
-    processes: ProcessRunner,
-    tmp_path: Path,
+    operator: OperatorProcess, cluster: Cluster, namespace: str
 ) -> None:
-    """TLS through redis-cli --tls/--cacert against a real TLS redis-server.
+    """TLS through redis-cli --tls/--cacert against a real Upstash-type database of the local provider, which
+    serves TLS only, with a certificate signed by the local provider's own CA."""
+    apply(database("secure", UPSTASH), namespace)
+    ready = wait_ready("secure", namespace)
+    assert ready["status"]["tls"] is True
+    assert secret_data("secure-redis", namespace)["REDIS_URL"].startswith("rediss://")
 
-    The local provider serves no TLS, so this database's status (endpoint, port, tls) and Secret are written here,
-    as the operator writes them for a TLS database; its provider has no credentials, so the operator leaves both.
-    """
-    ca = tls.new_ca("redisdb-test-ca")
-    cert_pem, key_pem = tls.issue_serving_cert(ca, ["localhost"])
-    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
-    (tmp_path / "server.crt").write_bytes(cert_pem)
-    (tmp_path / "server.key").write_bytes(key_pem)
-    port, password = free_port(), secrets.token_hex(16)
-    server = processes.start(
-        "redis-tls",
-        [
-            "redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--tls-cert-file", str(tmp_path / "server.crt"), "--tls-key-file", str(tmp_path / "server.key"),
-            "--tls-ca-cert-file", str(tmp_path / "ca.crt"), "--tls-auth-clients", "no", "--requirepass", password,
-        ],
-    )  # fmt: skip
-    wait_for(lambda: _listening(port), 30, message="TLS redis-server listening")
-    apply(database("secure", {"provider": broken_provider, "primary": "mad"}, tls=True), namespace)
-    apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "secure-redis", "namespace": namespace},
-            "stringData": {"REDIS_PASSWORD": password, "REDIS_URL": f"rediss://default:{password}@127.0.0.1:{port}"},
-        }
-    )
-    status = {"status": {"endpoint": "127.0.0.1", "port": port, "tls": True, "secretName": "secure-redis"}}
-    kubectl("patch", "rdb", "secure", "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(status))
-
-    ca_file = str(tmp_path / "ca.crt")
-    pong = plugin(cluster, "connect", "secure", "-n", namespace, "--cacert", ca_file, "--command", "PING")
+    pong = plugin(cluster, "connect", "secure", "-n", namespace, "--cacert", str(TLS_CA_FILE), "--command", "PING")
     assert pong.stdout.strip() == "PONG"
     # Without the private CA the server's certificate is refused: TLS (and its verification) really is in use.
     untrusted = plugin(
         cluster, "connect", "secure", "-n", namespace, "--mode", "local", "--command", "PING", check=False
     )
     assert "PONG" not in untrusted.stdout and "certificate" in (untrusted.stdout + untrusted.stderr).lower()
-    assert server.alive
 
 
 def _listening(port: int) -> bool:
@@ -357,7 +324,7 @@ def test_rotate_waits_for_the_new_secret(
     apply(database("cache", case), namespace)
     wait_ready("cache", namespace)
     old = secret_data("cache-redis", namespace)
-    redis.Redis.from_url(old["REDIS_URL"], socket_timeout=5).set("kept", "yes")
+    redis_from_url(old["REDIS_URL"]).set("kept", "yes")
 
     # Slow provider answers: a rotate that returned before the operator wrote the new Secret would be caught below.
     local_provider.admin.faults(latency_ms=1500)
@@ -369,12 +336,17 @@ def test_rotate_waits_for_the_new_secret(
     new = secret_data("cache-redis", namespace)  # already written when rotate returns: no waiting here
     assert new["REDIS_PASSWORD"] != old["REDIS_PASSWORD"]
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis.from_url(old["REDIS_URL"], socket_timeout=5).ping()
-    assert redis.Redis.from_url(new["REDIS_URL"], socket_timeout=5).get("kept") == b"yes"
+        redis_from_url(old["REDIS_URL"]).ping()
+    assert redis_from_url(new["REDIS_URL"]).get("kept") == b"yes"
     # Through the plugin too. Eventually: once (in about ten runs) a reconcile reset the password a second time just
     # after rotate returned, leaving the Secret a moment behind the server (an operator race; reported).
     wait_for(
-        lambda: plugin(cluster, "connect", "cache", "-n", namespace, "--command", "GET kept").stdout.strip() == "yes",
+        lambda: (
+            plugin(
+                cluster, "connect", "cache", "-n", namespace, "--cacert", str(TLS_CA_FILE), "--command", "GET kept"
+            ).stdout.strip()
+            == "yes"
+        ),
         30,
         message="connect reads the key with the Secret's password",
     )

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.harness.cluster import apply, get_json, kubectl, wait_for
-from tests.harness.local_provider import LocalProvider
+from tests.harness.local_provider import LocalProvider, redis_from_url
 from tests.harness.operator import (
     FLY_PROVIDER,
     UPSTASH_PROVIDER,
@@ -25,7 +25,7 @@ from tests.harness.operator import (
     wait_ready,
 )
 
-FLY = {"provider": FLY_PROVIDER, "primary": "mad", "read": ["ams"], "more": ["ams", "fra"], "plan": "fixed_1gb"}
+FLY = {"provider": FLY_PROVIDER, "primary": "cdg", "read": ["ams"], "more": ["ams", "fra"], "plan": "fixed_1gb"}
 UPSTASH = {
     "provider": UPSTASH_PROVIDER,
     "primary": "us-east-1",
@@ -46,7 +46,7 @@ def database(name: str, case: dict[str, Any], **spec: Any) -> dict[str, Any]:
 
 
 def connect(namespace: str, secret: str = "cache-redis") -> redis.Redis:
-    return redis.Redis.from_url(secret_data(secret, namespace)["REDIS_URL"], socket_timeout=5)
+    return redis_from_url(secret_data(secret, namespace)["REDIS_URL"])
 
 
 def replica_ports(local_provider: LocalProvider, database_id: str) -> dict[str, int]:
@@ -73,8 +73,10 @@ def test_edit_read_regions_plan_and_eviction_in_place(
     client.set("k", "v")
     # the replica serves what the primary wrote
     (replica_port,) = replica_ports(local_provider, database_id).values()
-    password = secret_data("cache-redis", namespace)["REDIS_PASSWORD"]
-    replica = redis.Redis(host="127.0.0.1", port=replica_port, password=password, socket_timeout=5)
+    secret = secret_data("cache-redis", namespace)
+    scheme = "rediss" if secret["REDIS_URL"].startswith("rediss://") else "redis"
+    assert scheme == ("rediss" if case is UPSTASH else "redis")  # Upstash is TLS-only, Fly has none
+    replica = redis_from_url(f"{scheme}://default:{secret['REDIS_PASSWORD']}@127.0.0.1:{replica_port}")
     wait_for(lambda: replica.get("k") == b"v", 20, message="replica has the key")
 
     # add a read region
@@ -86,10 +88,13 @@ def test_edit_read_regions_plan_and_eviction_in_place(
     assert condition(obj, "Ready")["observedGeneration"] == 2  # type: ignore[index]
 
     # remove every read region, change plan and eviction in the same edit
+    plan_calls_before = local_provider.admin.counters().get("upstash:change-plan", 0)
     apply(database("cache", case, readRegions=[], plan=case["plan"], eviction=True), namespace)
     obj = wait_ready("cache", namespace, generation=3)
     status = obj["status"]
-    assert (status["readRegions"], status["plan"], status["eviction"]) == ([], case["plan"], True)
+    # Upstash answers type "paid" for a fixed plan: once re-read, the plan shows as the provider's word
+    plans = (case["plan"], "paid") if case is UPSTASH else (case["plan"],)
+    assert (status["readRegions"], status["eviction"]) == ([], True) and status["plan"] in plans
     provider_side = local_provider.admin.database(database_id)
     assert provider_side["replicas"] == [] and provider_side["plan"] == case["plan"] and provider_side["eviction"]
     assert maxmemory_policy(client) != "noeviction"
@@ -100,6 +105,18 @@ def test_edit_read_regions_plan_and_eviction_in_place(
     assert maxmemory_policy(client) == "noeviction"
     assert client.get("k") == b"v"  # in place: same database, same data
     assert "Updated" in event_reasons("cache", namespace)
+    if case is UPSTASH:
+        # The plan can no longer be read back (type "paid"): reported once, and change-plan is never sent again,
+        # however many reconciles follow.
+        def synced_message() -> str:
+            synced = condition(get_json("redisdatabase", "cache", namespace=namespace) or {}, "Synced") or {}
+            return str(synced.get("message", ""))
+
+        wait_for(lambda: "cannot be verified" in synced_message(), 60, message="the unobservable plan is reported")
+        assert "PlanNotObservable" in event_reasons("cache", namespace)
+        lists = local_provider.admin.counters().get("upstash:list", 0)
+        wait_for(lambda: local_provider.admin.counters().get("upstash:list", 0) >= lists + 2, 120, message="resyncs")
+        assert local_provider.admin.counters().get("upstash:change-plan", 0) == plan_calls_before + 1
     client.close()
     replica.close()
 
@@ -111,7 +128,7 @@ def test_rotate_password_via_annotation(
     apply(database("cache", case), namespace)
     wait_ready("cache", namespace)
     old = secret_data("cache-redis", namespace)
-    redis.Redis.from_url(old["REDIS_URL"], socket_timeout=5).set("kept", "yes")
+    redis_from_url(old["REDIS_URL"]).set("kept", "yes")
 
     kubectl("annotate", "rdb", "cache", "-n", namespace, "redisdb.dev/rotate-password=first", "--overwrite")
 
@@ -125,8 +142,8 @@ def test_rotate_password_via_annotation(
     assert new["REDIS_PASSWORD"] != old["REDIS_PASSWORD"]
     assert new["REDIS_URL"] != old["REDIS_URL"]
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis.from_url(old["REDIS_URL"], socket_timeout=5).ping()
-    client = redis.Redis.from_url(new["REDIS_URL"], socket_timeout=5)
+        redis_from_url(old["REDIS_URL"]).ping()
+    client = redis_from_url(new["REDIS_URL"])
     assert client.get("kept") == b"yes"
     assert "PasswordRotated" in event_reasons("cache", namespace)
     # the same annotation value again does nothing
@@ -243,7 +260,7 @@ def test_an_upgrade_removes_the_old_kopf_bookkeeping(
     legacy = database("cache", FLY)
     legacy["metadata"]["annotations"] = {
         "redisdb.dev/kopf-managed": "yes",
-        "redisdb.dev/last-handled-configuration": '{"spec":{"primaryRegion":"mad"}}\n',
+        "redisdb.dev/last-handled-configuration": '{"spec":{"primaryRegion":"cdg"}}\n',
         "redisdb.dev/keep-me": "a user's annotation",
     }
     apply(legacy, namespace)

@@ -65,7 +65,7 @@ def database(name: str) -> dict[str, Any]:
         "apiVersion": "redisdb.dev/v1alpha1",
         "kind": "RedisDatabase",
         "metadata": {"name": name},
-        "spec": {"providerRef": {"name": FLY_PROVIDER}, "primaryRegion": "mad"},
+        "spec": {"providerRef": {"name": FLY_PROVIDER}, "primaryRegion": "cdg"},
     }
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import redis
 
 from tests.harness.cluster import apply, get_json, kubectl, wait_for
-from tests.harness.local_provider import LocalProvider
+from tests.harness.local_provider import LocalProvider, redis_from_url
 from tests.harness.operator import (
     FLY_PROVIDER,
     UPSTASH_PROVIDER,
@@ -17,7 +16,7 @@ from tests.harness.operator import (
 )
 
 CASES = [
-    pytest.param(FLY_PROVIDER, "mad", ["ams"], id="fly"),
+    pytest.param(FLY_PROVIDER, "cdg", ["ams"], id="fly"),
     pytest.param(UPSTASH_PROVIDER, "us-east-1", ["eu-west-1"], id="upstash"),
 ]
 
@@ -50,7 +49,7 @@ def test_apply_ready_ping_delete(
 
     data = secret_data("cache-redis", namespace)
     assert set(data) >= {"REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD"}
-    client = redis.Redis.from_url(data["REDIS_URL"], socket_timeout=5)
+    client = redis_from_url(data["REDIS_URL"])
     assert client.ping() is True
     client.set("greeting", "hello")
     assert client.get("greeting") == b"hello"
@@ -64,7 +63,7 @@ def test_apply_ready_ping_delete(
 
     table = kubectl("get", "rdb", "-n", namespace).stdout
     header = table.splitlines()[0].split()
-    assert header[:6] == ["NAME", "READY", "PROVIDER", "PRIMARY", "READ", "REGIONS"]
+    assert header[:7] == ["NAME", "READY", "SYNCED", "PROVIDER", "PRIMARY", "READ", "REGIONS"]
     assert "True" in table and primary in table
 
     explained = kubectl("explain", "redisdatabase.spec").stdout

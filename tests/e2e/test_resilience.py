@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from tests.harness.cluster import Cluster, apply, get_json, kubectl, wait_for
-from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, LocalProvider
+from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, LocalProvider, redis_from_url
 from tests.harness.operator import (
     SYSTEM_NAMESPACE,
     OperatorProcess,
@@ -67,7 +66,7 @@ def test_credentials_created_after_the_database_converge(
     assert f"{SYSTEM_NAMESPACE}/late-fly-credentials" in message
     apply(credentials(FLY_TOKEN))  # GitOps ordering: the Secret arrives later
     wait_ready("cache", namespace, timeout=90)
-    assert redis.Redis.from_url(secret_data("cache-redis", namespace)["REDIS_URL"], socket_timeout=5).ping()
+    assert redis_from_url(secret_data("cache-redis", namespace)["REDIS_URL"]).ping()
 
 
 def test_wrong_credentials_give_a_clear_condition_and_recover(
@@ -152,4 +151,4 @@ def test_the_provider_reports_its_own_health(
         [d for d in local_provider.admin.databases() if d["api"] == "fly" and d["owner"] == FLY_ORG]
     )
     table = kubectl("get", "redisprovider", late_provider).stdout
-    assert table.split()[:5] == ["NAME", "TYPE", "ORGANIZATION", "READY", "DATABASES"]
+    assert table.split()[:5] == ["NAME", "TYPE", "READY", "DATABASES", "AGE"]

@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import redis
 
 from tests.harness.cluster import apply, get_json, kubectl, wait_for
-from tests.harness.local_provider import LocalProvider
+from tests.harness.local_provider import LocalProvider, redis_from_url
 from tests.harness.operator import FLY_PROVIDER, UPSTASH_PROVIDER, OperatorProcess, secret_data, wait_ready
 
 REST_KEYS = {"UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"}
@@ -43,7 +42,7 @@ def test_upstash_secret_has_working_rest_credentials_that_rotate(
 
     response = rest(data, ["SET", "k", "v"])
     assert (response.status_code, response.json()) == (200, {"result": "OK"})
-    client = redis.Redis.from_url(data["REDIS_URL"], socket_timeout=5)
+    client = redis_from_url(data["REDIS_URL"])
     assert client.get("k") == b"v"
     client.set("from-tcp", "hello")
     client.close()
@@ -64,13 +63,13 @@ def test_upstash_secret_has_working_rest_credentials_that_rotate(
     refused = rest(new, ["GET", "k"], token=data["UPSTASH_REDIS_REST_TOKEN"])
     assert refused.status_code == 401
     assert rest(new, ["GET", "k"]).json() == {"result": "v"}
-    client = redis.Redis.from_url(new["REDIS_URL"], socket_timeout=5)
+    client = redis_from_url(new["REDIS_URL"])
     assert client.get("k") == b"v"
     client.close()
 
 
 def test_fly_secret_has_no_rest_keys(operator: OperatorProcess, namespace: str) -> None:
-    apply(redis_database("cache", FLY_PROVIDER, "mad"), namespace)
+    apply(redis_database("cache", FLY_PROVIDER, "cdg"), namespace)
     wait_ready("cache", namespace)
     data = secret_data("cache-redis", namespace)
     assert {"REDIS_URL", "REDIS_PASSWORD"} <= set(data)

@@ -15,11 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests.e2e.test_kubectl_plugin import plugin
 from tests.harness.cluster import Cluster, apply, get_json, wait_for
-from tests.harness.local_provider import LocalProvider
+from tests.harness.local_provider import LocalProvider, redis_from_url
 from tests.harness.operator import (
     FLY_PROVIDER,
     UPSTASH_PROVIDER,
@@ -142,7 +141,7 @@ def test_usage_grows_with_commands_and_reads_stay_under_the_cap(
     busy_before = usage_read_after("busy", namespace, first)["status"]["usage"]["requests"]
     idle_before = usage_read_after("idle", namespace, first)["status"]["usage"]["requests"]
 
-    client = redis.Redis.from_url(secret_data("busy-redis", namespace)["REDIS_URL"], socket_timeout=5)
+    client = redis_from_url(secret_data("busy-redis", namespace)["REDIS_URL"])
     for index in range(COMMANDS):
         client.set(f"key-{index}", "x" * 100)
     client.close()

@@ -27,7 +27,7 @@ import redis
 
 from redisdb_operator.providers import catalog
 from tests.harness.cluster import kubectl
-from tests.harness.local_provider import LocalProvider
+from tests.harness.local_provider import LocalProvider, redis_from_url
 
 ProviderDatabase = dict[str, Any]
 
@@ -87,7 +87,7 @@ def _secrets_of(namespaces: Iterable[str], kubeconfig: Path | str | None) -> dic
 def _ping(url: str) -> str | None:
     """None when the URL connects and answers PING, else why not."""
     try:
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        client = redis_from_url(url, socket_connect_timeout=5)
         try:
             return None if client.ping() else "PING returned false"
         finally:

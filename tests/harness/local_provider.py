@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,15 +21,34 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTASH_EMAIL = "dev@example.com"
 UPSTASH_API_KEY = "local-api-key"
 OTHER_UPSTASH_EMAIL = "other@example.com"
 OTHER_UPSTASH_API_KEY = "other-api-key"
-FLY_TOKEN = "local-fly-token"
+# As `fly tokens create org` prints it: the FlyV1 scheme before a macaroon (fm2_...); the adapter must send it as is.
+FLY_TOKEN = "FlyV1 fm2_lJPECAAAAAAAAlocalTestMacaroon0000,fm2_lJPETHIRDPARTYlocalDischarge0000"
+# An older personal token, sent with Bearer; and an organization token that sees only OTHER_FLY_ORG.
+LEGACY_FLY_TOKEN = "fo1_local-legacy-personal-token"
 FLY_ORG = "personal"
 OTHER_FLY_ORG = "acme"
+OTHER_ORG_FLY_TOKEN = "FlyV1 fm2_lJPECAAAAAAAAacmeOnlyMacaroon0000"
+
+# One CA for every local provider of every test session (made by the first, shared through this directory), so a
+# test verifies any Upstash-type database's TLS against one file.
+TLS_CA_DIR = Path(tempfile.gettempdir()) / f"redisdb-local-provider-ca-{os.getuid()}"
+TLS_CA_FILE = TLS_CA_DIR / "ca.pem"
+
+
+def redis_from_url(url: str, **options: Any) -> redis.Redis:
+    """A redis-py client for a connection URL from a Secret: rediss:// is verified against the local CA."""
+    if url.startswith("rediss://"):
+        options = {"ssl_ca_certs": str(TLS_CA_FILE), "ssl_cert_reqs": "required", **options}
+    options.setdefault("socket_timeout", 5)
+    return redis.Redis.from_url(url, **options)
+
 
 _PROVIDERS: list[LocalProvider] = []  # every provider of this session, for failure reports and hygiene scans
 
@@ -164,7 +184,10 @@ class LocalProvider:
 
     @property
     def fly_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.fly_token}"}
+        """As fly-go sends the token: the scheme follows the token (FlyV1 for macaroons, else Bearer)."""
+        from redisdb_operator.providers.fly import fly_authorization
+
+        return {"Authorization": fly_authorization(self.fly_token)}
 
     def log_text(self) -> str:
         try:
@@ -197,6 +220,12 @@ class LocalProvider:
             f"{OTHER_UPSTASH_EMAIL}:{OTHER_UPSTASH_API_KEY}",
             "--fly-token",
             self.fly_token,
+            "--fly-token",
+            LEGACY_FLY_TOKEN,
+            "--fly-token",
+            f"{OTHER_FLY_ORG}:{OTHER_ORG_FLY_TOKEN}",
+            "--tls-ca-dir",
+            str(TLS_CA_DIR),
             "--fly-org",
             self.fly_org,
             "--fly-org",

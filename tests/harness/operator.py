@@ -184,12 +184,12 @@ def _snapshot_namespace_events(request: pytest.FixtureRequest) -> Iterator[None]
 
 
 def database(name: str, provider: str = FLY_PROVIDER, **spec: Any) -> dict[str, Any]:
-    """A RedisDatabase manifest in mad on the local Fly provider, with `spec` overrides."""
+    """A RedisDatabase manifest in cdg on the local Fly provider, with `spec` overrides."""
     return {
         "apiVersion": "redisdb.dev/v1alpha1",
         "kind": "RedisDatabase",
         "metadata": {"name": name},
-        "spec": {"providerRef": {"name": provider}, "primaryRegion": "mad", **spec},
+        "spec": {"providerRef": {"name": provider}, "primaryRegion": "cdg", **spec},
     }
 
 

@@ -7,11 +7,13 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from tests.harness.local_provider import TLS_CA_FILE
 
 T = TypeVar("T")
 
@@ -35,8 +37,12 @@ def pid_alive(pid: int) -> bool:
     return not state.startswith(("Z", "X"))
 
 
-def redis_client(port: int, password: str, host: str = "127.0.0.1") -> aioredis.Redis:
-    """No client-side retries: a refused password must fail at once, not after redis-py's backoff."""
+def redis_client(port: int, password: str, host: str = "127.0.0.1", *, tls: bool = False) -> aioredis.Redis:
+    """No client-side retries: a refused password must fail at once, not after redis-py's backoff.
+
+    ``tls``: an Upstash-type database, which serves TLS only; the certificate is verified against the local CA.
+    """
+    tls_options: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(TLS_CA_FILE)} if tls else {}
     return aioredis.Redis(
         host=host,
         port=port,
@@ -45,6 +51,7 @@ def redis_client(port: int, password: str, host: str = "127.0.0.1") -> aioredis.
         single_connection_client=True,
         decode_responses=True,
         retry=Retry(NoBackoff(), 0),
+        **tls_options,
     )
 
 
@@ -64,13 +71,13 @@ async def eventually(check: Callable[[], Awaitable[T]], within: float = 10.0, in
         await asyncio.sleep(interval)
 
 
-async def config_get(port: int, password: str, name: str) -> str:
-    async with redis_client(port, password) as client:
+async def config_get(port: int, password: str, name: str, *, tls: bool = False) -> str:
+    async with redis_client(port, password, tls=tls) as client:
         values = await client.config_get(name)
     return str(values[name])
 
 
-async def replica_value(port: int, password: str, key: str) -> str | None:
-    async with redis_client(port, password) as client:
+async def replica_value(port: int, password: str, key: str, *, tls: bool = False) -> str | None:
+    async with redis_client(port, password, tls=tls) as client:
         value = await client.get(key)
         return None if value is None else str(value)

@@ -8,10 +8,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness.local_provider import LocalProvider
+from redisdb_dev.local_provider.fly_api import bare_token
+from redisdb_operator.providers.fly import fly_authorization
+from tests.harness.local_provider import FLY_TOKEN, LEGACY_FLY_TOKEN, OTHER_ORG_FLY_TOKEN, LocalProvider
 
 from .helpers import unique
 from .test_fly_api import CREATE, GET, ORG, UPDATE, Fly, plan_ids
+
+CREATE_INPUT = "mutation C($input: CreateAddOnInput!) { createAddOn(input: $input) { addOn { id } } }"
 
 
 def upstash(provider: LocalProvider, auth: tuple[str, str] | None = None) -> httpx.AsyncClient:
@@ -72,15 +76,57 @@ async def test_upstash_bad_credentials(local_provider: LocalProvider, auth: tupl
         ({"database_name": "bad name!"}, "invalid database name"),
         ({"database_name": "x" * 65}, "invalid database name"),
         ({"region": "eu-west-1"}, "regional db creation is deprecated"),
-        ({"tls": True}, "tls is not supported by the local provider"),
         ({"database_name": ""}, "database_name is required"),
+        # The documented schema, stricter than the real service: a misspelt field is a bug of ours.
+        ({"primary_regoin": "us-east-1"}, "unknown field 'primary_regoin'"),
+        ({"plan_name": "payg"}, "unknown field 'plan_name'"),
+        ({"eviction": "yes"}, "eviction must be a boolean"),
+        ({"budget": True}, "budget must be an integer"),
+        ({"read_regions": "eu-west-1"}, "read_regions must be a list of strings"),
+        ({"read_regions": [1]}, "read_regions must be a list of strings"),
+        ({"primary_region": None}, "primary_region must be a string"),
+        ({"region": None, "platform": "azure"}, "platform must be aws or gcp"),
+        ({"region": None, "platform": "gcp"}, "is not a gcp region"),
     ],
 )
 async def test_upstash_invalid_create(local_provider: LocalProvider, overrides: dict[str, Any], fragment: str) -> None:
+    body = {key: value for key, value in create_body(**overrides).items() if value is not None or key != "region"}
     async with upstash(local_provider) as api:
-        response = await api.post("/redis/database", json=create_body(**overrides))
+        response = await api.post("/redis/database", json=body)
     assert response.status_code == 400
-    assert fragment in response.json()
+    answer = response.json()
+    assert fragment in (answer["error"] if isinstance(answer, dict) else answer)
+
+
+async def test_upstash_missing_fields_are_refused_with_an_error_object(local_provider: LocalProvider) -> None:
+    async with upstash(local_provider) as api:
+        for missing in ("database_name", "primary_region", "region"):
+            body = {key: value for key, value in create_body().items() if key != missing}
+            response = await api.post("/redis/database", json=body)
+            assert response.status_code == 400 and "required" in response.json()["error"], missing
+
+
+async def test_upstash_every_documented_create_field_and_both_forms_are_accepted(local_provider: LocalProvider) -> None:
+    optional = {
+        "read_regions": ["us-west-1"],
+        "plan": "payg",
+        "budget": 360,
+        "eviction": True,
+        "tls": True,
+        "auto_upgrade": False,
+        "consistent": False,
+        "multizone": False,
+        "prod_pack_enabled": False,
+    }
+    async with upstash(local_provider) as api:
+        for form in ({"region": "global"}, {"platform": "aws"}):
+            body = {"database_name": unique("documented"), "primary_region": "us-east-1", **form, **optional}
+            response = await api.post("/redis/database", json=body)
+            assert response.status_code == 200, response.text
+            created = response.json()
+            assert created["tls"] is True and created["type"] == "payg"
+            assert "database_type" not in created and "plan" not in created
+            assert (await api.delete(f"/redis/database/{created['database_id']}")).json() == "OK"
 
 
 async def test_upstash_duplicate_name_and_unknown_id(local_provider: LocalProvider) -> None:
@@ -89,8 +135,10 @@ async def test_upstash_duplicate_name_and_unknown_id(local_provider: LocalProvid
         first = await api.post("/redis/database", json=body)
         assert first.status_code == 200
         database_id = first.json()["database_id"]
+        # No source says Upstash names are unique: a second database of the name is another database.
         duplicate = await api.post("/redis/database", json=body)
-        assert duplicate.status_code == 400 and "already exists" in duplicate.json()
+        assert duplicate.status_code == 200 and duplicate.json()["database_id"] != database_id
+        assert (await api.delete(f"/redis/database/{duplicate.json()['database_id']}")).json() == "OK"
 
         update = await api.post(f"/redis/update-regions/{database_id}", json={"read_regions": ["us-east-1"]})
         assert update.status_code == 400 and "is the primary region" in update.json()
@@ -125,11 +173,51 @@ async def test_fly_bad_credentials(local_provider: LocalProvider, token: str) ->
     assert "authenticated" in body["errors"][0]["message"]
 
 
-async def test_fly_accepts_flyv1_scheme(local_provider: LocalProvider) -> None:
-    headers = {"Authorization": f"FlyV1 {local_provider.fly_token}"}
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [
+        (f"FlyV1 {bare_token(FLY_TOKEN)}", True),  # a macaroon with its own scheme
+        (f"Bearer {bare_token(FLY_TOKEN)}", False),  # a macaroon under the wrong scheme
+        (f"Bearer {FLY_TOKEN}", False),  # pasted with its scheme, then wrapped again: "Bearer FlyV1 fm2_..."
+        (f"Bearer {LEGACY_FLY_TOKEN}", True),  # an older token with Bearer
+        (f"FlyV1 {LEGACY_FLY_TOKEN}", False),
+    ],
+)
+async def test_fly_header_scheme_must_match_the_token(
+    local_provider: LocalProvider, header: str, accepted: bool
+) -> None:
     async with httpx.AsyncClient(base_url=local_provider.url, timeout=30) as http:
-        response = await http.post("/graphql", json={"query": ORG, "variables": {"slug": "personal"}}, headers=headers)
-    assert response.json()["data"]["organization"]["slug"] == "personal"
+        response = await http.post(
+            "/graphql", json={"query": ORG, "variables": {"slug": "personal"}}, headers={"Authorization": header}
+        )
+    body = response.json()
+    if accepted:
+        assert body["data"]["organization"]["slug"] == "personal"
+    else:
+        assert body["data"] is None and "authenticated" in body["errors"][0]["message"]
+
+
+async def test_fly_auth_is_checked_before_injected_faults(local_provider: LocalProvider) -> None:
+    local_provider.admin.faults(fail_next=5, fail_status=503)
+    try:
+        async with httpx.AsyncClient(base_url=local_provider.url, timeout=30) as http:
+            response = await http.post(
+                "/graphql",
+                json={"query": ORG, "variables": {"slug": "personal"}},
+                headers={"Authorization": "Bearer wrong"},
+            )
+        assert response.status_code == 200 and "authenticated" in response.json()["errors"][0]["message"]
+    finally:
+        local_provider.admin.clear_faults()
+
+
+async def test_fly_an_organization_token_sees_only_its_organization(local_provider: LocalProvider) -> None:
+    headers = {"Authorization": fly_authorization(OTHER_ORG_FLY_TOKEN)}
+    async with httpx.AsyncClient(base_url=local_provider.url, headers=headers, timeout=30) as http:
+        own = (await http.post("/graphql", json={"query": ORG, "variables": {"slug": "acme"}})).json()
+        other = (await http.post("/graphql", json={"query": ORG, "variables": {"slug": "personal"}})).json()
+    assert own["data"]["organization"]["slug"] == "acme"
+    assert other["data"]["organization"] is None and "Could not find" in other["errors"][0]["message"]
 
 
 @pytest.mark.parametrize(
@@ -179,13 +267,19 @@ async def test_fly_duplicate_name_unknown_org_and_id(fly: Fly, local_provider: L
 @pytest.mark.parametrize(
     ("query", "variables", "fragment"),
     [
-        ("query { launchRockets { id } }", {}, 'Cannot query field "launchRockets" on type "Query"'),
-        ("mutation { addOn(id: 1) { id } }", {}, 'Cannot query field "addOn" on type "Mutation"'),
-        ("query Get($id: ID) { addOn(id: $id) { id nonsense } }", {"id": "x"}, "Could not find AddOn"),
-        ("query Org($slug: String!) { organization(slug: $slug) { id } }", {}, 'required type "String!"'),
-        ("query { organization(slug: $undeclared) { id } }", {}, 'Variable "$undeclared" is not defined'),
+        ("query { launchRockets { id } }", {}, "Cannot query field 'launchRockets' on type 'Queries'"),
+        ("mutation { addOn(id: 1) { id } }", {}, "Cannot query field 'addOn' on type 'Mutations'"),
+        ("query Get($id: ID) { addOn(id: $id) { id nonsense } }", {"id": "x"}, "Cannot query field 'nonsense'"),
+        ("query Org($slug: String!) { organization(slug: $slug) { id } }", {}, "required type 'String!'"),
+        ("query { organization(slug: $undeclared) { id } }", {}, "Variable '$undeclared' is not defined"),
         ("query { organization(slug: ", {}, "Syntax Error"),
-        ("query Plans { addOnPlans(type: upstash_redis) { nodes { bogus } } }", {}, 'Cannot query field "bogus"'),
+        ("query Plans { addOnPlans(type: upstash_redis) { nodes { bogus } } }", {}, "Cannot query field 'bogus'"),
+        (CREATE_INPUT, {"input": {"type": "upstash_redis", "primaryRegoin": "ams"}}, "'primaryRegoin' is not defined"),
+        (CREATE_INPUT, {"input": {"type": "upstash_redis", "readRegions": [1]}}, "String cannot represent"),
+        (CREATE_INPUT, {"input": {"type": "redis_cluster"}}, "does not exist in 'AddOnType' enum"),
+        (CREATE_INPUT, {"input": {"name": "x"}}, "'type' of required type 'AddOnType!' was not provided"),
+        ("query { addOnProvider { id } }", {}, "argument 'name' of type 'String!' is required"),
+        ("query { addOn(addOnId: 1) { id } }", {}, "Unknown argument 'addOnId'"),
     ],
 )
 async def test_fly_bad_documents_get_graphql_errors(
@@ -283,10 +377,49 @@ async def test_drift_changes_the_database_behind_the_api(local_provider: LocalPr
         assert local_provider.admin.counters() == {}, "drift is not a wire call"
         fetched = (await api.get(f"/redis/database/{database_id}")).json()
         assert fetched["read_regions"] == ["eu-west-1"] and fetched["eviction"] is True
-        assert fetched["plan"] == "fixed_1gb"
+        assert fetched["type"] == "paid"  # a fixed plan, as the real API shows it
         async with httpx.AsyncClient(base_url=local_provider.url) as http:
             refused = await http.post(f"/admin/databases/{database_id}/drift", json={"read_regions": ["us-east-1"]})
             assert refused.status_code == 400
             unknown = await http.post("/admin/databases/nope/drift", json={"eviction": False})
             assert unknown.status_code == 404
         await api.delete(f"/redis/database/{database_id}")
+
+
+async def test_fly_a_missing_eviction_key_keeps_the_current_state(fly: Fly, local_provider: LocalProvider) -> None:
+    """As Fly does (reference section 6): only an explicit false turns eviction off."""
+    created = await fly_create(fly, local_provider, options={"eviction": True})
+    add_on = created["data"]["createAddOn"]["addOn"]
+    plans = await plan_ids(fly)
+    common = {"addOnId": add_on["id"], "planId": plans["payg"], "readRegions": [], "metadata": {}}
+    await fly(UPDATE, options={}, **common)
+    assert (await fly.data(GET, id=add_on["id"]))["addOn"]["options"]["eviction"] is True
+    await fly(UPDATE, options={"eviction": False}, **common)
+    assert (await fly.data(GET, id=add_on["id"]))["addOn"]["options"]["eviction"] is False
+    await fly(
+        "mutation D($name: String) { deleteAddOn(input: {name: $name}) { deletedAddOnName } }", name=add_on["name"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"primaryRegion": "mad"}, "region mad is not available (deprecated)"),
+        ({"readRegions": ["jnb"]}, "region jnb is not available (excluded for upstash_redis)"),
+    ],
+)
+async def test_fly_retired_and_excluded_regions_are_refused_for_new_databases(
+    fly: Fly, local_provider: LocalProvider, overrides: dict[str, Any], fragment: str
+) -> None:
+    body = await fly_create(fly, local_provider, **overrides)
+    assert body["data"] == {"createAddOn": None} and fragment in body["errors"][0]["message"]
+
+
+async def test_fly_regions_and_excluded_regions_are_served(fly: Fly) -> None:
+    data = await fly.data(
+        "query { platform { regions { code name deprecated } } "
+        'addOnProvider(name: "upstash_redis") { excludedRegions { code } } }'
+    )
+    regions = {region["code"]: region for region in data["platform"]["regions"]}
+    assert regions["mad"]["deprecated"] is True and regions["ams"]["deprecated"] is False
+    assert data["addOnProvider"]["excludedRegions"] == [{"code": "jnb"}]

@@ -11,6 +11,7 @@ from redis.exceptions import AuthenticationError, ReadOnlyError
 
 from redisdb_operator.providers import catalog
 from redisdb_operator.providers.base import ProviderType
+from redisdb_operator.providers.fly import fly_authorization
 from tests.harness.local_provider import LocalProvider
 
 from .helpers import config_get, eventually, pid_alive, port_open, redis_client, replica_value, unique
@@ -45,7 +46,7 @@ class Fly:
     """A minimal GraphQL client: returns the whole response body (data and errors)."""
 
     def __init__(self, provider: LocalProvider, token: str | None = None) -> None:
-        headers = {"Authorization": f"Bearer {token or provider.fly_token}"}
+        headers = {"Authorization": fly_authorization(token or provider.fly_token)}
         self.http = httpx.AsyncClient(base_url=provider.url, headers=headers, timeout=60)
 
     async def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
@@ -101,7 +102,7 @@ async def test_fly_add_on_lifecycle(fly: Fly, local_provider: LocalProvider) -> 
             input={
                 "organizationId": org["id"],
                 "name": name,
-                "primaryRegion": "mad",
+                "primaryRegion": "cdg",
                 "readRegions": ["ams"],
                 "planId": plans["payg"],
                 "type": "upstash_redis",
@@ -109,8 +110,8 @@ async def test_fly_add_on_lifecycle(fly: Fly, local_provider: LocalProvider) -> 
         )
     )["createAddOn"]["addOn"]
     add_on_id = created["id"]
-    assert created["name"] == name and created["primaryRegion"] == "mad" and created["readRegions"] == ["ams"]
-    assert created["options"] == {} and created["status"] in ("ready", "created")
+    assert created["name"] == name and created["primaryRegion"] == "cdg" and created["readRegions"] == ["ams"]
+    assert created["options"] == {"eviction": False} and created["status"] in ("ready", "created")
     assert created["addOnPlan"]["id"] == plans["payg"] and created["organization"]["slug"] == local_provider.fly_org
     password, host, port = host_port(created["publicUrl"])
     assert password == created["password"] and host == created["hostname"]
@@ -156,8 +157,11 @@ async def test_fly_add_on_lifecycle(fly: Fly, local_provider: LocalProvider) -> 
     for item in replicas.values():
         assert await eventually(functools.partial(replica_value, item["port"], password, "fly-key")) == "fly-value"
 
-    # flyctl drops the eviction key to turn it off.
+    # A missing key keeps eviction as it is (Fly's rule); flyctl sends an explicit false to turn it off.
     update.update(options={}, readRegions=["lhr"], planId=plans["payg"])
+    await fly.data(UPDATE, **update)
+    assert await config_get(port, password, "maxmemory-policy") == "allkeys-random"
+    update.update(options={"eviction": False})
     await fly.data(UPDATE, **update)
     assert await config_get(port, password, "maxmemory-policy") == "noeviction"
     assert [item["region"] for item in local_provider.admin.database(add_on_id)["replicas"]] == ["lhr"]

@@ -31,7 +31,7 @@ async def test_restart_keeps_databases_and_data(local_provider: LocalProvider) -
             )
         ).json()
     database_id, password, port = created["database_id"], created["password"], created["port"]
-    async with redis_client(port, password) as client:
+    async with redis_client(port, password, tls=True) as client:
         await client.set("durable", "yes")
         await client.hset("hash", mapping={"a": "1", "b": "2"})
     fly = Fly(local_provider)
@@ -65,12 +65,12 @@ async def test_restart_keeps_databases_and_data(local_provider: LocalProvider) -
     assert fetched["password"] == password and fetched["eviction"] is True
     assert fetched["read_regions"] == ["eu-central-1"]
     assert fetched["port"] == port, "the port was free, so it was kept"
-    async with redis_client(fetched["port"], password) as client:
+    async with redis_client(fetched["port"], password, tls=True) as client:
         assert await client.get("durable") == "yes"
         assert await client.hgetall("hash") == {"a": "1", "b": "2"}
         assert (await client.config_get("maxmemory-policy"))["maxmemory-policy"] == "allkeys-random"
     [replica] = local_provider.admin.database(database_id)["replicas"]
-    assert await eventually(lambda: replica_value(replica["port"], password, "durable")) == "yes"
+    assert await eventually(lambda: replica_value(replica["port"], password, "durable", tls=True)) == "yes"
 
     fly = Fly(local_provider)
     again = (await fly.data(GET, id=add_on["id"]))["addOn"]
@@ -130,14 +130,16 @@ async def test_a_crashed_redis_server_is_restarted_with_its_data(local_provider:
             )
         ).json()
         database_id, password, port = created["database_id"], created["password"], created["port"]
-        async with redis_client(port, password) as client:
+        async with redis_client(port, password, tls=True) as client:
             await client.set("before-crash", "kept")
         old_pid = local_provider.admin.database(database_id)["pid"]
         os.kill(old_pid, signal.SIGKILL)
 
         async def restarted() -> bool:
             pid = local_provider.admin.database(database_id)["pid"]
-            return bool(pid) and pid != old_pid and await replica_value(port, password, "before-crash") == "kept"
+            return (
+                bool(pid) and pid != old_pid and await replica_value(port, password, "before-crash", tls=True) == "kept"
+            )
 
         assert await eventually(restarted, within=15)
         assert local_provider.admin.database(database_id)["port"] == port

@@ -94,7 +94,7 @@ async def test_command_in_the_body(database: RestDatabase) -> None:
             assert response.status_code == 400 and response.json()["error"].startswith("ERR "), bad
         response = await rest.post(database.url, json=["SUBSCRIBE", "channel"])
         assert response.status_code == 400 and "not available" in response.json()["error"]
-    async with redis_client(database.port, database.password) as client:
+    async with redis_client(database.port, database.password, tls=True) as client:
         assert 0 < await client.ttl("k") <= 100
 
 
@@ -134,7 +134,7 @@ async def test_pipeline(database: RestDatabase) -> None:
         ]
         for bad in ([], ["GET", "k"], [["GET", "k"], "GET"]):
             assert (await rest.post(f"{database.url}/pipeline", json=bad)).status_code == 400, bad
-    async with redis_client(database.port, database.password) as client:
+    async with redis_client(database.port, database.password, tls=True) as client:
         assert await client.get("key2") == "valuez"
 
 
@@ -159,7 +159,7 @@ async def test_multi_exec(database: RestDatabase) -> None:
 
 async def test_base64_encoding(database: RestDatabase) -> None:
     binary = bytes(range(256))
-    async with redis_client(database.port, database.password) as client:
+    async with redis_client(database.port, database.password, tls=True) as client:
         await client.set("bin", binary)
     headers = {"Upstash-Encoding": "base64"}
     async with database.client() as rest:
@@ -208,7 +208,7 @@ async def test_read_only_token_refuses_writes(database: RestDatabase) -> None:
         assert got == again == {"result": "v"} and refused_set["error"].startswith("NOPERM ")
         transaction = await read_only.post(f"{database.url}/multi-exec", json=[["GET", "k"], ["SET", "k", "w"]])
         assert transaction.status_code == 400 and transaction.json()["error"].startswith("NOPERM ")
-    async with redis_client(database.port, database.password) as client:
+    async with redis_client(database.port, database.password, tls=True) as client:
         assert await client.get("k") == "v"
 
 
@@ -228,14 +228,14 @@ async def test_reset_password_rotates_both_tokens(local_provider: LocalProvider,
         assert (await new.post(database.url, json=["GET", "kept"])).json() == {"result": "yes"}
         assert (await new_read_only.post(database.url, json=["GET", "kept"])).json() == {"result": "yes"}
         assert (await new.post(database.url, json=["SET", "after", "reset"])).json() == {"result": "OK"}
-    async with redis_client(rotated.port, rotated.password) as client:
+    async with redis_client(rotated.port, rotated.password, tls=True) as client:
         assert await client.get("after") == "reset"
     issued = local_provider.admin.issued_credentials()["tokens"]
     assert {database.token, rotated.token, rotated.read_only_token} <= set(issued)
 
 
 async def test_rest_and_redis_protocol_share_the_data(database: RestDatabase) -> None:
-    async with database.client() as rest, redis_client(database.port, database.password) as client:
+    async with database.client() as rest, redis_client(database.port, database.password, tls=True) as client:
         await rest.post(database.url, json=["HSET", "user:1", "name", "Ada", "lang", "en"])
         assert await client.hgetall("user:1") == {"name": "Ada", "lang": "en"}
         await client.set("from-redis", "hello over TCP")
@@ -296,7 +296,7 @@ def _legacy_record(api: str, owner: str) -> dict[str, Any]:
         "api": api,
         "owner": owner,
         "name": unique("legacy"),
-        "primary_region": "us-east-1" if api == "upstash" else "mad",
+        "primary_region": "us-east-1" if api == "upstash" else "cdg",
         "plan": "payg",
         "password": uuid.uuid4().hex,
         "creation_time": 1700000000,

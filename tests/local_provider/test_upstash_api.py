@@ -40,10 +40,10 @@ async def test_upstash_database_lifecycle(local_provider: LocalProvider) -> None
         assert created["database_name"] == name
         assert created["primary_region"] == "us-east-1"
         assert created["read_regions"] == ["us-west-2"]
-        assert created["eviction"] is False and created["tls"] is False
+        assert created["eviction"] is False and created["tls"] is True
         assert created["state"] == "active" and created["region"] == "global"
         assert created["user_email"] == local_provider.upstash_email
-        assert created["database_type"] == "Pay as You Go" and created["type"] == "payg"
+        assert "database_type" not in created and "plan" not in created and created["type"] == "payg"
         assert (
             created["rest_token"]
             and created["read_only_rest_token"]
@@ -52,11 +52,11 @@ async def test_upstash_database_lifecycle(local_provider: LocalProvider) -> None
         password, port = created["password"], created["port"]
 
         # The returned URL parts reach a real redis-server that keeps data.
-        async with redis_client(port, password, host=created["endpoint"]) as client:
+        async with redis_client(port, password, host=created["endpoint"], tls=True) as client:
             assert await client.set("greeting", "hello")
             assert await client.get("greeting") == "hello"
-        assert await config_get(port, password, "maxmemory-policy") == "noeviction"
-        assert int(await config_get(port, password, "maxmemory")) == PAYG_BYTES
+        assert await config_get(port, password, "maxmemory-policy", tls=True) == "noeviction"
+        assert int(await config_get(port, password, "maxmemory", tls=True)) == PAYG_BYTES
 
         # The read region is a real, read-only replica with the primary's data.
         view = local_provider.admin.database(database_id)
@@ -64,8 +64,8 @@ async def test_upstash_database_lifecycle(local_provider: LocalProvider) -> None
         assert pid_alive(view["pid"])
         [replica] = view["replicas"]
         assert replica["region"] == "us-west-2" and replica["port"] != port and pid_alive(replica["pid"])
-        assert await eventually(lambda: replica_value(replica["port"], password, "greeting")) == "hello"
-        async with redis_client(replica["port"], password) as client:
+        assert await eventually(lambda: replica_value(replica["port"], password, "greeting", tls=True)) == "hello"
+        async with redis_client(replica["port"], password, tls=True) as client:
             with pytest.raises(ReadOnlyError):
                 await client.set("greeting", "from a replica")
             assert (await client.config_get("replica-read-only"))["replica-read-only"] == "yes"
@@ -89,7 +89,10 @@ async def test_upstash_database_lifecycle(local_provider: LocalProvider) -> None
         assert not pid_alive(replica["pid"]) and not port_open(replica["port"])
         for item in regions.values():
             assert pid_alive(item["pid"]) and port_open(item["port"])
-            assert await eventually(functools.partial(replica_value, item["port"], password, "greeting")) == "hello"
+            assert (
+                await eventually(functools.partial(replica_value, item["port"], password, "greeting", tls=True))
+                == "hello"
+            )
         assert (await api.get(f"/redis/database/{database_id}")).json()["read_regions"] == ["eu-west-1", "ap-south-1"]
         response = await api.post(f"/redis/update-regions/{database_id}", json={"read_regions": []})
         assert response.json() == "OK"
@@ -99,22 +102,22 @@ async def test_upstash_database_lifecycle(local_provider: LocalProvider) -> None
 
         # Eviction on and off.
         assert (await api.post(f"/redis/enable-eviction/{database_id}")).json() == "OK"
-        assert await config_get(port, password, "maxmemory-policy") == "allkeys-random"
+        assert await config_get(port, password, "maxmemory-policy", tls=True) == "allkeys-random"
         assert (await api.get(f"/redis/database/{database_id}")).json()["eviction"] is True
         assert (await api.post(f"/redis/disable-eviction/{database_id}")).json() == "OK"
-        assert await config_get(port, password, "maxmemory-policy") == "noeviction"
+        assert await config_get(port, password, "maxmemory-policy", tls=True) == "noeviction"
         assert (await api.get(f"/redis/database/{database_id}")).json()["eviction"] is False
 
         # Plan changes set maxmemory, through the current and the legacy endpoint.
         response = await api.post(f"/redis/{database_id}/change-plan", json={"plan_name": "fixed_1gb"})
         assert response.json() == "OK", response.text
-        assert int(await config_get(port, password, "maxmemory")) == catalog.GIB
-        assert (await api.get(f"/redis/database/{database_id}")).json()["plan"] == "fixed_1gb"
+        assert int(await config_get(port, password, "maxmemory", tls=True)) == catalog.GIB
+        assert (await api.get(f"/redis/database/{database_id}")).json()["type"] == "paid"
         response = await api.post(f"/redis/change-plan/{database_id}", json={"plan": "fixed_250mb"})
         assert response.json() == "OK", response.text
-        assert int(await config_get(port, password, "maxmemory")) == 250 * catalog.MIB
+        assert int(await config_get(port, password, "maxmemory", tls=True)) == 250 * catalog.MIB
         fetched = (await api.get(f"/redis/database/{database_id}")).json()
-        assert fetched["type"] == "paid" and fetched["database_type"] == "Fixed 250MB"
+        assert fetched["type"] == "paid" and "database_type" not in fetched
 
         # Reset password: the old one is refused on the primary and on a replica, the new one works.
         await api.post(f"/redis/update-regions/{database_id}", json={"read_regions": ["eu-central-1"]})
@@ -125,9 +128,9 @@ async def test_upstash_database_lifecycle(local_provider: LocalProvider) -> None
         assert new_password and new_password != password
         for target in (port, replica["port"]):
             with pytest.raises(AuthenticationError):
-                async with redis_client(target, password) as client:
+                async with redis_client(target, password, tls=True) as client:
                     await client.ping()
-            assert await replica_value(target, new_password, "greeting") == "hello"
+            assert await replica_value(target, new_password, "greeting", tls=True) == "hello"
         assert (await api.get(f"/redis/database/{database_id}")).json()["password"] == new_password
 
         # Delete: every process gone, ports closed, the id unknown, the name free again.
@@ -162,9 +165,9 @@ async def test_eviction_and_plan_at_create(local_provider: LocalProvider) -> Non
         )
         assert response.status_code == 200, response.text
         created = response.json()
-        assert created["eviction"] is True and created["plan"] == "fixed_250mb" and created["budget"] == 50
-        assert await config_get(created["port"], created["password"], "maxmemory-policy") == "allkeys-random"
-        assert int(await config_get(created["port"], created["password"], "maxmemory")) == 250 * catalog.MIB
+        assert created["eviction"] is True and created["type"] == "paid" and created["budget"] == 50
+        assert await config_get(created["port"], created["password"], "maxmemory-policy", tls=True) == "allkeys-random"
+        assert int(await config_get(created["port"], created["password"], "maxmemory", tls=True)) == 250 * catalog.MIB
         await api.delete(f"/redis/database/{created['database_id']}")
 
 

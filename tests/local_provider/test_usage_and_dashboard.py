@@ -42,8 +42,8 @@ async def _upstash_create(api: httpx.AsyncClient, name: str) -> dict[str, Any]:
     return created
 
 
-async def _send_commands(port: int, password: str, count: int) -> None:
-    async with redis_client(port, password) as client:
+async def _send_commands(port: int, password: str, count: int, *, tls: bool = False) -> None:
+    async with redis_client(port, password, tls=tls) as client:
         for index in range(count):
             await client.set(f"k{index}", "v")
 
@@ -66,7 +66,7 @@ async def test_upstash_stats_count_commands_from_the_redis_server(local_provider
             return count
 
         before_busy, before_idle = await requests(busy["database_id"]), await requests(idle["database_id"])
-        await _send_commands(busy["port"], busy["password"], N)
+        await _send_commands(busy["port"], busy["password"], N, tls=True)  # Upstash databases are TLS-only
         after_busy, after_idle = await requests(busy["database_id"]), await requests(idle["database_id"])
         assert (after_busy - before_busy) - (after_idle - before_idle) >= N
 

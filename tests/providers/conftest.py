@@ -31,7 +31,7 @@ class Placement:
 
 PLACEMENTS = {
     ProviderType.UPSTASH: Placement("us-east-1", ("us-west-1",), ("us-west-1", "eu-west-1"), "payg", "fixed_1gb"),
-    ProviderType.FLY: Placement("mad", ("ams",), ("ams", "fra"), "payg", "fixed_1gb"),
+    ProviderType.FLY: Placement("cdg", ("ams",), ("ams", "fra"), "payg", "fixed_1gb"),
 }
 
 

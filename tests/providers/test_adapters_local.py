@@ -31,7 +31,14 @@ from redisdb_operator.providers.base import (
 from redisdb_operator.providers.factory import make_client
 from redisdb_operator.providers.fly import FlyClient
 from redisdb_operator.providers.upstash import UpstashClient
-from tests.harness.local_provider import OTHER_FLY_ORG, OTHER_UPSTASH_API_KEY, OTHER_UPSTASH_EMAIL, LocalProvider
+from tests.harness.local_provider import (
+    OTHER_FLY_ORG,
+    OTHER_UPSTASH_API_KEY,
+    OTHER_UPSTASH_EMAIL,
+    TLS_CA_FILE,
+    LocalProvider,
+    redis_from_url,
+)
 
 from .conftest import FAST_RETRY, Placement, make_adapter
 
@@ -55,11 +62,13 @@ def eventually(check: Callable[[], T], *, timeout: float = 10.0, what: str = "co
 
 
 def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
+    """Verified TLS for an Upstash-type database (rediss://), plain for a Fly one."""
+    return redis_from_url(url, decode_responses=True)
 
 
 def replica_client(database: Database, port: int) -> redis.Redis:
-    return redis.Redis(host=database.host, port=port, password=database.password, decode_responses=True)
+    tls = {"ssl": True, "ssl_ca_certs": str(TLS_CA_FILE)} if database.tls else {}
+    return redis.Redis(host=database.host, port=port, password=database.password, decode_responses=True, **tls)
 
 
 def admin_entry(provider: LocalProvider, database_id: str) -> dict[str, Any] | None:
@@ -84,7 +93,10 @@ async def test_lifecycle(
         assert created.name == unique_name and created.primary_region == placement.primary
         assert created.read_regions == placement.read_regions
         assert created.plan == placement.plan and created.eviction is False
-        assert created.url.startswith("redis://default:") and created.password
+        # Upstash databases are TLS-only; Fly's live on a private network without TLS.
+        scheme = "rediss" if adapter.provider_type is ProviderType.UPSTASH else "redis"
+        assert created.url.startswith(f"{scheme}://default:") and created.password
+        assert created.tls is (adapter.provider_type is ProviderType.UPSTASH)
         # the creation time tells the operator's own database from a stranger's of the same name
         assert created.created_at is not None
         assert abs(created.created_at.timestamp() - time.time()) < 60
@@ -139,8 +151,14 @@ async def test_lifecycle(
             updated, DatabaseUpdate(plan=placement.bigger_plan, read_regions=placement.read_regions)
         )
         changed = await adapter.get(created.id)
-        assert changed.plan == placement.bigger_plan and changed.read_regions == placement.read_regions
-        assert (updated.plan, updated.read_regions) == (changed.plan, changed.read_regions)
+        if adapter.provider_type is ProviderType.UPSTASH:  # type "paid": which fixed plan is not observable
+            assert (changed.plan, changed.plan_observable) == ("paid", False)
+        else:
+            assert changed.plan == placement.bigger_plan
+        assert changed.read_regions == placement.read_regions
+        assert updated.read_regions == changed.read_regions
+        if changed.plan_observable:
+            assert updated.plan == changed.plan
         assert primary.config_get("maxmemory")["maxmemory"] != maxmemory_before
         entry = admin_entry(provider, created.id)
         assert entry is not None and entry["plan"] == placement.bigger_plan
@@ -163,13 +181,21 @@ async def test_lifecycle(
 
 
 async def test_duplicate_name(adapter: ProviderClient, placement: Placement, unique_name: str) -> None:
+    """Fly refuses a second add-on of one name; Upstash documents no such rule, so the adapter says it looks first."""
     request = CreateDatabaseRequest(name=unique_name, primary_region=placement.primary)
     created = await adapter.create(request)
+    second = None
     try:
-        with pytest.raises(AlreadyExistsError):
-            await adapter.create(request)
+        if adapter.names_are_unique:
+            with pytest.raises(AlreadyExistsError):
+                await adapter.create(request)
+        else:
+            second = await adapter.create(request)
+            assert second.id != created.id
     finally:
         await adapter.delete(created.id)
+        if second is not None:
+            await adapter.delete(second.id)
 
 
 async def test_unknown_region_is_invalid(adapter: ProviderClient, unique_name: str) -> None:

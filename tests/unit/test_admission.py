@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redisdb_operator.admission import claim_of, validate_redisdatabase
+from redisdb_operator.admission import admission_warnings, claim_of, validate_redisdatabase
 from redisdb_operator.desired import DesiredDatabase, catalog_problem
 from redisdb_operator.providers.base import ProviderType
 
@@ -226,3 +226,44 @@ def test_catalog_problem_answers_every_combination(
     )
     result = catalog_problem(provider_type, desired)
     assert result is None or result.startswith("spec.")
+
+
+# --- issue 13: TLS as the providers really offer it, retired regions and legacy plans -----------------------
+
+
+def test_upstash_without_tls_is_refused_at_create() -> None:
+    problem = check({"primaryRegion": "us-east-1", "providerRef": {"name": "upstash"}, "tls": False})
+    assert problem is not None and "Upstash databases always use TLS" in problem and "spec.tls" in problem
+    assert check({"primaryRegion": "us-east-1", "providerRef": {"name": "upstash"}}) is None
+    assert check({"primaryRegion": "us-east-1", "providerRef": {"name": "upstash"}, "tls": True}) is None
+
+
+def test_fly_with_tls_is_refused_at_create() -> None:
+    problem = check({"primaryRegion": "ams", "tls": True})
+    assert problem is not None and "private network" in problem and "spec.tls" in problem
+    assert check({"primaryRegion": "ams", "tls": False}) is None
+
+
+def test_tls_rules_leave_existing_objects_editable() -> None:
+    old = {"primaryRegion": "ams", "tls": True}
+    assert check({"primaryRegion": "ams", "tls": True, "eviction": True}, old) is None
+    old_upstash = {"primaryRegion": "us-east-1", "providerRef": {"name": "upstash"}, "tls": False}
+    assert check({**old_upstash, "eviction": True}, old_upstash) is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        ({"primaryRegion": "mad"}, "spec.primaryRegion mad"),
+        ({"primaryRegion": "ams", "plan": "standard"}, "spec.plan standard"),
+    ],
+)
+def test_retired_regions_and_legacy_plans_are_admitted_with_a_warning(spec: dict[str, Any], named: str) -> None:
+    assert check(spec) is None
+    warnings = admission_warnings(operation="CREATE", spec=spec, providers=PROVIDERS)
+    assert len(warnings) == 1 and named in warnings[0] and "refused at creation" in warnings[0]
+    assert admission_warnings(operation="UPDATE", spec=spec, providers=PROVIDERS) == []
+
+
+def test_current_regions_get_no_warning() -> None:
+    assert admission_warnings(operation="CREATE", spec={"primaryRegion": "ams"}, providers=PROVIDERS) == []

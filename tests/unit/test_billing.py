@@ -36,7 +36,6 @@ def test_plan_limits_hold_only_what_a_source_gives() -> None:
         (FLY, "fixed_1gb", 0, None, 20.0, "Fixed 1GB: $20/month"),
         (FLY, "fixed_250mb", 2, 999, 20.0, "2 read region(s) x $5/month"),
         (FLY, "free", 0, 10, 0.0, "Free"),
-        (UPSTASH, "free", 0, None, 0.0, "Free"),
     ],
 )
 def test_cost_comes_from_a_price_a_source_gives(
@@ -51,6 +50,7 @@ def test_cost_comes_from_a_price_a_source_gives(
     ("provider_type", "plan", "requests"),
     [
         (UPSTASH, "fixed_1gb", None),  # no source read prices Upstash's fixed plans
+        (UPSTASH, "free", None),  # nor Upstash's free plan (the catalog says no price, not $0)
         (UPSTASH, "fixed_500gb", 10),
         (UPSTASH, "payg", None),  # pay-as-you-go before any request count
         (FLY, "no_such_plan", 10),

@@ -5,12 +5,14 @@ controller is proven end to end in tests/e2e."""
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import kopf
 import pytest
 
 from redisdb_operator.controller import ControllerConfig, DatabaseController
-from redisdb_operator.providers.base import CreateDatabaseRequest, Database
+from redisdb_operator.provider_registry import ProviderHandle
+from redisdb_operator.providers.base import CreateDatabaseRequest, Database, ProviderType
 from redisdb_operator.status import condition
 from tests.unit.fakes import LOGGER, FakeKube, InMemoryProvider, OneProvider, applied, body
 
@@ -180,3 +182,86 @@ async def test_an_update_publishes_what_the_provider_answered_without_reading_ag
     assert provider.calls == ["get", "update"]  # observed once, changed once, never read back
     assert changed.status["eviction"] is True and changed.status["observedGeneration"] == 2
     assert ("Normal", "Updated", "updated at the provider: eviction: false -> true") in posted_events
+
+
+# --- issue 13: what real providers answer ---------------------------------------------------------------------
+
+
+def fly_body(spec: dict[str, Any], status: dict[str, Any] | None = None) -> kopf.Body:
+    raw = dict(body(status))
+    raw["spec"] = spec
+    return kopf.Body(raw)
+
+
+def fly_controller(provider: InMemoryProvider) -> DatabaseController:
+    provider.provider_type = ProviderType.FLY
+    registry = OneProvider(provider)
+    registry.handle = ProviderHandle("default", ProviderType.FLY, provider, ("1", "1"))
+    return DatabaseController(FakeKube(), registry, ControllerConfig())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        ({"primaryRegion": "mad"}, "spec.primaryRegion mad"),
+        ({"primaryRegion": "ams", "readRegions": ["mad"]}, "spec.readRegions mad"),
+        ({"primaryRegion": "ams", "plan": "pro_2k"}, "spec.plan pro_2k"),
+    ],
+)
+async def test_a_new_database_in_a_retired_region_or_on_a_legacy_plan_is_refused(
+    spec: dict[str, Any], named: str
+) -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    controller = fly_controller(provider)
+    patch = kopf.Patch()
+    await controller.reconcile(fly_body(spec), fresh=True, patch=patch, logger=LOGGER)
+    synced = condition(patch.status["conditions"], "Synced")
+    assert synced is not None and synced["status"] == "False" and synced["reason"] == "InvalidSpec"
+    assert named in synced["message"] and "choose one of" in synced["message"]
+    assert "create" not in provider.calls
+
+
+async def test_an_existing_database_in_a_retired_region_is_still_managed() -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    existing = provider.database_for(CreateDatabaseRequest(name="shop-cache", primary_region="mad", plan="pro_2k"))
+    provider.databases[existing.id] = existing
+    controller = fly_controller(provider)
+    spec = {"primaryRegion": "mad", "plan": "pro_2k", "eviction": True}
+    patch = kopf.Patch()
+    await controller.reconcile(fly_body(spec), fresh=True, patch=patch, logger=LOGGER)
+    assert patch.status["databaseId"] == existing.id
+    assert "create" not in provider.calls and "update" in provider.calls  # eviction was applied
+
+
+async def test_an_unobservable_plan_is_reported_once_and_never_changed() -> None:
+    provider = InMemoryProvider(names_are_unique=False)
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    events: list[str] = []
+    status: dict[str, Any] = {}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(kopf, "event", lambda *a, **kw: events.append(kw["reason"]))
+        for _ in range(3):
+            patch = kopf.Patch()
+            await controller.reconcile(body(status), fresh=True, patch=patch, logger=LOGGER)
+            status = applied(status, patch)
+            for database_id, database in provider.databases.items():  # Upstash answers type "paid"
+                provider.databases[database_id] = database.model_copy(update={"plan": "paid", "plan_observable": False})
+    assert "update" not in provider.calls
+    assert events.count("PlanNotObservable") == 1
+    synced = condition(status["conditions"], "Synced")
+    assert synced is not None and synced["status"] == "True" and "cannot be verified" in synced["message"]
+
+
+async def test_an_add_on_in_error_shows_the_providers_reason() -> None:
+    provider = InMemoryProvider(names_are_unique=False)
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    first = kopf.Patch()
+    await controller.reconcile(body(), fresh=True, patch=first, logger=LOGGER)
+    provider.databases["db-1"] = provider.databases["db-1"].model_copy(
+        update={"state": "error", "state_message": "provisioning failed: capacity"}
+    )
+    second = kopf.Patch()
+    await controller.reconcile(body(applied({}, first)), fresh=True, patch=second, logger=LOGGER)
+    ready = condition(second.status["conditions"], "Ready")
+    assert ready is not None and ready["status"] == "False"
+    assert ready["message"] == "state is error: provisioning failed: capacity"

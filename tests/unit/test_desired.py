@@ -132,3 +132,10 @@ def test_the_catalog_check_names_the_field(
         assert problem is None
     else:
         assert problem is not None and fragment in problem
+
+
+def test_an_unobservable_plan_is_never_a_change() -> None:
+    unreadable = observed(plan="paid", plan_observable=False)
+    assert isinstance(plan_action(desired(plan="fixed_1gb"), unreadable, "db-1"), NoAction)
+    action = plan_action(desired(plan="fixed_1gb", eviction=True), unreadable, "db-1")
+    assert isinstance(action, UpdateAction) and action.update.plan is None and action.update.eviction is True

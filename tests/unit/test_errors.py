@@ -98,3 +98,16 @@ def test_regression_an_unreachable_apiserver_is_temporary_not_internal() -> None
 
     with pytest.raises(KubeUnavailable):
         asyncio.run(call_503())
+
+
+def test_an_unclassifiable_provider_error_is_retried_and_shown() -> None:
+    """Issue 13: an errors[] message we cannot name is temporary (bounded backoff), with the provider's words."""
+    from redisdb_operator.providers.fly import classify_graphql_errors
+    from redisdb_operator.status import PERMANENT_REASONS
+
+    error = classify_graphql_errors([{"message": "upstream connect error"}], operation="fly get add-on x")
+    verdict = classify_error(error)
+    assert verdict.temporary and verdict.reason == "ProviderError"
+    assert "upstream connect error" in verdict.message
+    assert verdict.reason not in PERMANENT_REASONS
+    assert backoff_delay(50, verdict.retry_after) <= 300

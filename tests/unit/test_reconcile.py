@@ -36,7 +36,7 @@ def observed(**overrides: object) -> Database:
     values: dict[str, object] = {
         "id": "db-1",
         "name": "shop-cache",
-        "primary_region": "mad",
+        "primary_region": "cdg",
         "read_regions": ("ams",),
         "plan": "payg",
         "eviction": False,
@@ -63,7 +63,7 @@ NOW = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
 def test_stranger_database(
     created_at: datetime.datetime | None, resource_created: datetime.datetime | None, adopt: bool, reason: str | None
 ) -> None:
-    found = Database(id="db-9", name="shop-cache", primary_region="mad", plan="free", created_at=created_at)
+    found = Database(id="db-9", name="shop-cache", primary_region="cdg", plan="free", created_at=created_at)
     verdict = stranger_database(found, resource_created=resource_created, adopt=adopt)
     assert (verdict.reason if verdict else None) == reason
 
@@ -84,7 +84,7 @@ def facts(
     pending: float = 0.0,
     generation: int = 1,
 ) -> Facts:
-    raw_spec = spec if spec is not None else {"primaryRegion": "mad", "readRegions": ["ams"]}
+    raw_spec = spec if spec is not None else {"primaryRegion": "cdg", "readRegions": ["ams"]}
     try:
         parsed: RedisDatabaseSpec | None = RedisDatabaseSpec.model_validate(raw_spec)
         problem = ""
@@ -172,7 +172,7 @@ def test_a_taken_name_is_adopted_when_ours_and_refused_when_a_strangers() -> Non
 
 
 def test_an_adopted_database_that_differs_is_then_updated() -> None:
-    f = facts(spec={"primaryRegion": "mad", "readRegions": ["ams", "fra"]})
+    f = facts(spec={"primaryRegion": "cdg", "readRegions": ["ams", "fra"]})
     plan = decide(f, Observation(step=Step.NAME_TAKEN, database=ours()))
     assert isinstance(plan.action, UpdateAction) and plan.action.update.read_regions == ("ams", "fra")
     assert plan.status == {"databaseId": "db-1"}
@@ -182,7 +182,7 @@ def test_an_adopted_database_that_differs_is_then_updated() -> None:
 
 
 def test_one_update_per_event_whatever_the_adapter_answers() -> None:
-    f = facts(spec={"primaryRegion": "mad", "readRegions": ["ams", "fra"]}, status={"databaseId": "db-1"})
+    f = facts(spec={"primaryRegion": "cdg", "readRegions": ["ams", "fra"]}, status={"databaseId": "db-1"})
     plan = decide(f, Observation(step=Step.GOT_BY_ID, database=ours(), known_id="db-1"))
     assert isinstance(plan.action, UpdateAction)
     unchanged = decide(f, plan.observe(Step.UPDATED, ours(), changes=plan.action.changes))
@@ -287,8 +287,8 @@ def test_a_primary_region_mismatch_is_a_conflict() -> None:
     ("spec", "annotations", "event"),
     [
         ({"primaryRegion": 7}, {}, ("Warning", "Orphaned")),
-        ({"primaryRegion": "mad", "deletionPolicy": "Orphan"}, {}, ("Normal", "Orphaned")),
-        ({"primaryRegion": "mad"}, {"redisdb.dev/force-orphan": "true"}, ("Warning", "Orphaned")),
+        ({"primaryRegion": "cdg", "deletionPolicy": "Orphan"}, {}, ("Normal", "Orphaned")),
+        ({"primaryRegion": "cdg"}, {"redisdb.dev/force-orphan": "true"}, ("Warning", "Orphaned")),
     ],
 )
 def test_a_kept_database_is_released_without_the_provider(

@@ -50,7 +50,7 @@ from .webhook import bench_end_to_end as webhook_end_to_end
 from .webhook import bench_webhook as webhook_direct
 
 BASE = f"/apis/{API_VERSION}/namespaces/{NAMESPACE}/redisdatabases"
-PRIMARY_REGION = "mad"
+PRIMARY_REGION = "cdg"
 UPDATED_READ_REGIONS = ["ams"]
 Predicate = Callable[[Mapping[str, Any]], bool]
 

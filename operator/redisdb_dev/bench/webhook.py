@@ -102,7 +102,7 @@ def _database(name: str) -> dict[str, Any]:
         "apiVersion": API_VERSION,
         "kind": "RedisDatabase",
         "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"providerRef": {"name": PROVIDER}, "primaryRegion": "mad", "readRegions": ["ams", "fra"]},
+        "spec": {"providerRef": {"name": PROVIDER}, "primaryRegion": "cdg", "readRegions": ["ams", "fra"]},
     }
 
 

@@ -55,7 +55,10 @@ class AdminApi:
         ]
 
     async def health(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"ok": True, "databases": len(self.registry.databases), "pid": os.getpid()})
+        tls_ca_file = str(self.registry.tls.ca) if self.registry.tls is not None else None
+        return web.json_response(
+            {"ok": True, "databases": len(self.registry.databases), "pid": os.getpid(), "tls_ca_file": tls_ca_file}
+        )
 
     async def counters(self, request: web.Request) -> web.StreamResponse:
         calls = dict(sorted(self.gate.counters.items()))

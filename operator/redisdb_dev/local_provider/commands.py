@@ -14,6 +14,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ExecAbortError, ResponseError
 
+from .tls_files import TlsFiles
+
 log = logging.getLogger(__name__)
 
 Argument = str | bytes
@@ -34,9 +36,13 @@ class TransactionDiscarded(Exception):
 class CommandPool:
     """Connections to one redis-server, authenticated with one password; replaced when either changes."""
 
-    def __init__(self, host: str, port: int, password: str) -> None:
+    def __init__(self, host: str, port: int, password: str, tls: TlsFiles | None = None) -> None:
         self.key = (port, password)
+        tls_options: dict[str, Any] = {}
+        if tls is not None:
+            tls_options = {"connection_class": aioredis.SSLConnection, "ssl_ca_certs": str(tls.ca)}
         self._pool = aioredis.BlockingConnectionPool(
+            **tls_options,
             host=host,
             port=port,
             password=password,

@@ -7,6 +7,7 @@ injected fault or an internal failure changes the HTTP status.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import hmac
 import json
@@ -23,7 +24,7 @@ from redis.exceptions import RedisError
 from redisdb_operator.providers import catalog
 from redisdb_operator.providers.base import ProviderType
 
-from . import graphql, usage
+from . import fly_schema, graphql, usage
 from .gate import WireGate
 from .registry import LocalDatabase, Registry, RegistryError
 from .settings import Settings
@@ -31,6 +32,9 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 API = ProviderType.FLY
+# addOnProvider("upstash_redis").excludedRegions: the real list is runtime data no source prints (reference 3.7);
+# one current region stands in for it, so that clients are seen to subtract it.
+EXCLUDED_REGIONS = ("jnb",)
 ADDON_TYPES = ("upstash_redis", "redis")  # "redis" is the deprecated enum value for the same thing
 
 # flyctl hard-codes the first two ids (internal/command/redis); the fixed plans get stable local ids.
@@ -78,6 +82,33 @@ def selects(
     return False
 
 
+# The organizations the current request's token sees (set per request in FlyApi.handle).
+_ORGS: contextvars.ContextVar[list[str]] = contextvars.ContextVar("fly_orgs")
+MACAROON_PREFIXES = ("fm1r_", "fm1a_", "fm2_")
+_SCHEMES = ("FlyV1 ", "Bearer ")
+
+
+def is_macaroon(token: str) -> bool:
+    return any(part.strip().startswith(MACAROON_PREFIXES) for part in token.split(","))
+
+
+def bare_token(token: str) -> str:
+    """A configured token without the scheme ``fly tokens create`` prints before it."""
+    token = token.strip()
+    for scheme in _SCHEMES:
+        if token.startswith(scheme):
+            return token[len(scheme) :].strip()
+    return token
+
+
+class _Invalid(Exception):
+    """The document or its variables do not fit Fly's schema: errors already in Fly's shape."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["message"] if errors else "invalid")
+        self.errors = errors
+
+
 class FieldError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -115,7 +146,7 @@ def _provider_json() -> dict[str, Any]:
         "id": "upstash_redis",
         "name": "upstash_redis",
         "displayName": "Upstash for Redis",
-        "excludedRegions": [],
+        "excludedRegions": [_region_json(code) for code in EXCLUDED_REGIONS],
         "regions": [_region_json(code) for code in catalog.REGIONS[API]],
         "asyncProvisioning": False,
         "autoProvision": True,
@@ -131,7 +162,28 @@ def _provider_json() -> dict[str, Any]:
 def _region_json(code: str) -> dict[str, Any]:
     region = catalog.region(API, code)
     assert region is not None
-    return {"__typename": "Region", "code": code, "name": region.name, "deprecated": region.deprecated}
+    return {
+        "__typename": "Region",
+        "code": code,
+        "name": region.name,
+        "deprecated": region.deprecated,
+        "gatewayAvailable": code not in ("gru", "jnb"),
+        "requiresPaidPlan": False,
+        "latitude": None,
+        "longitude": None,
+        "processGroup": None,
+    }
+
+
+def _offered(code: str) -> None:
+    """Refuse a new database (or replica) where flyctl offers none: a deprecated or excluded region."""
+    region = catalog.region(API, code)
+    if region is not None and (region.deprecated or code in EXCLUDED_REGIONS):
+        current = [c for c, r in catalog.REGIONS[API].items() if not r.deprecated and c not in EXCLUDED_REGIONS]
+        why = "deprecated" if region.deprecated else "excluded for upstash_redis"
+        raise FieldError(
+            "VALIDATION_ERROR", f"region {code} is not available ({why}); choose one of {', '.join(current)}"
+        )
 
 
 class FlyApi:
@@ -141,6 +193,14 @@ class FlyApi:
         self.settings = settings
         self.org_slugs = settings.fly_org_ids()  # id -> slug
         self._sso_key = secrets.token_bytes(32)  # signs the dashboard sign-on links for this process's lifetime
+        # (token, organizations it sees): "ORG:TOKEN" scopes a token to one organization, a bare token sees all.
+        self.tokens: list[tuple[str, list[str]]] = []
+        for entry in settings.fly_tokens:
+            org, sep, rest = entry.partition(":")
+            if sep and org in settings.fly_orgs:
+                self.tokens.append((bare_token(rest), [org]))
+            else:
+                self.tokens.append((bare_token(entry), list(settings.fly_orgs)))
         self.queries: dict[str, Resolver] = {
             "organization": self.organization,
             "addOnPlans": self.add_on_plans,
@@ -161,14 +221,26 @@ class FlyApi:
 
     # -- transport -----------------------------------------------------------------------------------------------
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _token_orgs(self, request: web.Request) -> list[str] | None:
+        """The organizations the request's token may see, or None when it is not a known token sent as Fly wants.
+
+        As fly-go sends them: macaroon tokens (``fm1r_``, ``fm1a_``, ``fm2_``) with the ``FlyV1`` scheme, older
+        tokens with ``Bearer``; a token pasted with its scheme into the other (``Bearer FlyV1 fm2_...``) is refused.
+        """
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme not in ("Bearer", "FlyV1") or not token:
-            return False
         token = token.strip()
-        return any(hmac.compare_digest(token.encode(), known.encode()) for known in self.settings.fly_tokens)
+        if not token or scheme != ("FlyV1" if is_macaroon(token) else "Bearer"):
+            return None
+        for known, orgs in self.tokens:
+            if hmac.compare_digest(token.encode(), known.encode()):
+                return orgs
+        return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        orgs = self._token_orgs(request)  # before any injected fault: Fly authenticates first
+        if orgs is None:
+            self.gate.count(["fly:unauthorized"])
+            return web.json_response(_UNAUTHORIZED)
         try:
             body = json.loads(await request.text())
             if not isinstance(body, dict) or not isinstance(body.get("query"), str):
@@ -176,28 +248,33 @@ class FlyApi:
             variables = body.get("variables") or {}
             if not isinstance(variables, dict):
                 raise graphql.GraphQLError('"variables" must be a JSON object.')
+            errors, coerced = fly_schema.check(body["query"], variables, body.get("operationName"))
+            if errors:
+                raise _Invalid(errors)
             document = graphql.parse(body["query"])
             operation = document.operation(body.get("operationName"))
             fields = graphql.root_fields(operation, document.fragments)
-        except (json.JSONDecodeError, graphql.GraphQLError) as error:
+        except (json.JSONDecodeError, graphql.GraphQLError, _Invalid) as error:
             failure = await self.gate.enter(["fly:invalid"])
             if failure is not None:
                 return self._failure(failure.status, failure.message, failure.headers)
+            if isinstance(error, _Invalid):
+                return web.json_response({"errors": error.errors})
             message = str(error) if isinstance(error, graphql.GraphQLError) else "The request body is not JSON."
-            return web.json_response({"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]})
+            return web.json_response({"errors": [{"message": message}]})
 
         failure = await self.gate.enter([f"fly:{selected.name}" for selected in fields])
         if failure is not None:
             return self._failure(failure.status, failure.message, failure.headers)
-        if not self._authorized(request):
-            return web.json_response(_UNAUTHORIZED)
+        token = _ORGS.set(orgs)
         try:
-            coerced = graphql.coerce_variables(operation, variables)
             _BASE_URL.set(f"{request.scheme}://{request.host}")
             _STATS_SELECTED.set(selects(fields, "stats", document.fragments))
-            return web.json_response(await self._execute(operation.kind, fields, document.fragments, coerced))
+            return web.json_response(await self._execute(operation.kind, fields, document.fragments, dict(coerced)))
         except graphql.GraphQLError as error:
             return web.json_response({"errors": [{"message": str(error)}]})
+        finally:
+            _ORGS.reset(token)
 
     @staticmethod
     def _failure(status: int, message: str, headers: dict[str, str]) -> web.Response:
@@ -316,7 +393,7 @@ class FlyApi:
             "readRegions": list(record.read_regions),
             "status": "ready",
             "errorMessage": None,
-            "options": {"eviction": True} if record.eviction else {},
+            "options": {"eviction": record.eviction},
             "metadata": dict(record.metadata),
             "publicUrl": url,
             "privateIp": host,
@@ -337,7 +414,7 @@ class FlyApi:
 
     def _find(self, arguments: dict[str, Any]) -> LocalDatabase:
         add_on_id, name = arguments.get("addOnId") or arguments.get("id"), arguments.get("name")
-        orgs = self.settings.fly_orgs
+        orgs = _ORGS.get()
         database: LocalDatabase | None = None
         if isinstance(add_on_id, str) and add_on_id:
             try:
@@ -354,7 +431,7 @@ class FlyApi:
 
     async def organization(self, arguments: dict[str, Any]) -> Any:
         slug = arguments.get("slug")
-        if slug not in self.settings.fly_orgs:
+        if slug not in _ORGS.get():
             raise FieldError("NOT_FOUND", "Could not find Organization")
         return self._org_json(slug)
 
@@ -370,7 +447,7 @@ class FlyApi:
     async def add_ons(self, arguments: dict[str, Any]) -> Any:
         if arguments.get("type") not in (None, *ADDON_TYPES):
             return {"nodes": []}
-        nodes = self.registry.owned(API, self.settings.fly_orgs)
+        nodes = self.registry.owned(API, _ORGS.get())
         stats = await asyncio.gather(*(self._stats(db) for db in nodes))
         return {
             "nodes": [self._add_on_json(db, s) for db, s in zip(nodes, stats, strict=True)],
@@ -430,7 +507,7 @@ class FlyApi:
         if request.get("type") not in ADDON_TYPES:
             raise FieldError("VALIDATION_ERROR", f"unsupported add-on type {request.get('type')!r}; use upstash_redis")
         slug = self.org_slugs.get(str(request.get("organizationId")))
-        if slug is None:
+        if slug is None or slug not in _ORGS.get():
             raise FieldError("NOT_FOUND", "Could not find Organization")
         primary_region = request.get("primaryRegion")
         if not isinstance(primary_region, str) or not primary_region:
@@ -439,13 +516,21 @@ class FlyApi:
         if not isinstance(name, str):
             raise FieldError("VALIDATION_ERROR", "name must be a string")
         plan = self._plan(request["planId"]) if request.get("planId") else catalog.DEFAULT_PLAN
+        read_regions = self._regions(request.get("readRegions"))
+        for code in [primary_region, *read_regions]:
+            _offered(code)
+        if catalog.PLANS[API][plan].legacy:
+            raise FieldError(
+                "VALIDATION_ERROR",
+                f"plan {catalog.PLANS[API][plan].display_name} is a legacy plan: not offered for new databases",
+            )
         options = self._options(request.get("options"))
         database = await self.registry.create(
             api=API,
             owner=slug,
             name=name,
             primary_region=primary_region,
-            read_regions=self._regions(request.get("readRegions")),
+            read_regions=read_regions,
             plan=plan,
             eviction=bool(options.get("eviction")),
             id_style="short",
@@ -455,13 +540,17 @@ class FlyApi:
     async def update_add_on(self, arguments: dict[str, Any]) -> Any:
         request = self._input(arguments)
         database = self._find(request)
+        if request.get("readRegions") is not None:
+            for code in set(self._regions(request["readRegions"])) - set(database.record.read_regions):
+                _offered(code)  # a replica that already exists stays where it is
         options = self._options(request["options"]) if "options" in request else None
         metadata = request.get("metadata")
         await self.registry.update(
             database,
             read_regions=self._regions(request["readRegions"]) if request.get("readRegions") is not None else None,
             plan=self._plan(request["planId"]) if request.get("planId") else None,
-            eviction=bool(options.get("eviction")) if options is not None else None,
+            # Fly keeps the current state when the key is missing; only an explicit false turns eviction off.
+            eviction=bool(options["eviction"]) if options is not None and "eviction" in options else None,
             metadata=metadata if isinstance(metadata, dict) else None,
         )
         return {"addOn": self._add_on_json(database)}

@@ -19,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from . import tls_files
 from .admin_api import AdminApi
 from .fly_api import FlyApi
 from .gate import WireGate
@@ -97,7 +98,11 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    registry = Registry(settings.state_dir, host=settings.redis_host)
+    tls = tls_files.ensure(
+        settings.tls_ca_dir or settings.state_dir / "tls", settings.state_dir / "tls", [settings.redis_host]
+    )
+    log.info("Upstash-type databases serve TLS only; verify them against the CA in %s", tls.ca)
+    registry = Registry(settings.state_dir, host=settings.redis_host, tls=tls)
     runner: web.AppRunner | None = None
     try:
         await registry.restore()

@@ -18,6 +18,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -25,7 +26,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from .tls_files import TlsFiles
+
 log = logging.getLogger(__name__)
+
+
+def tls_client_options(tls: TlsFiles | None) -> dict[str, Any]:
+    """redis-py options for a verified TLS connection to one of our servers (none for a plain one)."""
+    return {} if tls is None else {"ssl": True, "ssl_ca_certs": str(tls.ca), "ssl_cert_reqs": "required"}
+
 
 # Server cron frequency. Redis's default (10) costs ~0.1 core per 100 idle servers; at 1,000 databases that is
 # most of this machine, and nothing here needs finer timing than a second (expiry is exact on access anyway).
@@ -103,6 +112,7 @@ class RedisSettings:
     maxmemory: int
     policy: str
     replica_of: int | None = None
+    tls: TlsFiles | None = None  # serve TLS only (Upstash databases are rediss://), replicate over TLS
 
 
 class RedisInstance:
@@ -167,6 +177,17 @@ class RedisInstance:
         ]  # fmt: skip
         if is_replica:
             argv += ["--replicaof", self.host, str(self.settings.replica_of), "--replica-read-only", "yes"]
+        tls = self.settings.tls
+        if tls is not None:
+            port_at = argv.index("--port")
+            argv[port_at : port_at + 2] = ["--port", "0", "--tls-port", str(self.port)]
+            argv += [
+                "--tls-cert-file", str(tls.cert),
+                "--tls-key-file", str(tls.key),
+                "--tls-ca-cert-file", str(tls.ca),
+                "--tls-auth-clients", "no",
+                "--tls-replication", "yes",
+            ]  # fmt: skip
         return argv
 
     async def start(self, preferred_port: int | None = None, wait_seconds: float = 30.0) -> None:
@@ -233,6 +254,7 @@ class RedisInstance:
             socket_connect_timeout=socket_seconds,
             single_connection_client=True,
             retry=Retry(NoBackoff(), 0),  # callers poll on their own schedule
+            **tls_client_options(self.settings.tls),
         )
         try:
             yield client

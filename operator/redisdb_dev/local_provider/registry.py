@@ -33,12 +33,12 @@ from .processes import (
     RedisStartError,
 )
 from .store import DatabaseRecord, Store
+from .tls_files import TlsFiles
 
 log = logging.getLogger(__name__)
 
 # Upstash's rule for database names (letters, digits, '-', '_', at most 64); the Fly face uses the same one.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TLS_UNSUPPORTED = "tls is not supported by the local provider"
 
 ErrorKind = Literal["invalid", "exists", "not_found", "unavailable"]
 
@@ -72,7 +72,7 @@ class LocalDatabase:
             raise RedisConnectionError("the database was deleted")
         key = (self.primary.port, self.record.password)
         if self._commands is None or self._commands.key != key:
-            stale, self._commands = self._commands, CommandPool(self.primary.host, *key)
+            stale, self._commands = self._commands, CommandPool(self.primary.host, *key, self.primary.settings.tls)
             if stale is not None:
                 await stale.close()
         return self._commands
@@ -160,9 +160,10 @@ def validate_settings(api: ProviderType, primary_region: str, read_regions: list
 
 
 class Registry:
-    def __init__(self, state_dir: Path, host: str = "127.0.0.1") -> None:
+    def __init__(self, state_dir: Path, host: str = "127.0.0.1", tls: TlsFiles | None = None) -> None:
         self.state_dir = state_dir
         self.host = host
+        self.tls = tls
         self.ports = PortAllocator(host)
         self.store = Store(state_dir / "registry.sqlite3")
         self.databases: dict[str, LocalDatabase] = {}
@@ -181,6 +182,8 @@ class Registry:
                 password=record.password,
                 maxmemory=_maxmemory(record.api, record.plan),
                 policy=_policy(record.eviction),
+                # Upstash databases are TLS-only (reference section 6); Fly's private-network ones have none.
+                tls=self.tls if record.api is ProviderType.UPSTASH else None,
             ),
         )
 
@@ -302,7 +305,8 @@ class Registry:
         validate_name(name)
         validate_settings(api, primary_region, read_regions, plan)
         key = (api, owner, name)
-        if key in self._reserved or self.find_by_name(api, [owner], name) is not None:
+        # Fly refuses a second add-on of one name; no Upstash source says its names are unique, so two may share one.
+        if api is ProviderType.FLY and (key in self._reserved or self.find_by_name(api, [owner], name) is not None):
             raise RegistryError("exists", "database name already exists")
         self._reserved.add(key)
         try:

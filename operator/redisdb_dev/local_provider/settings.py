@@ -34,6 +34,7 @@ class Settings:
     fly_orgs: list[str] = field(default_factory=lambda: [DEFAULT_FLY_ORG])
     log_level: str = "INFO"
     access_log: bool = False
+    tls_ca_dir: Path | None = None  # where the databases' CA lives (default: <state dir>/tls)
 
     def fly_org_ids(self) -> dict[str, str]:
         """org id -> slug."""
@@ -79,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="a Fly organization slug (repeatable; default $LOCAL_PROVIDER_FLY_ORGS, comma-separated, or personal)",
     )
+    parser.add_argument(
+        "--tls-ca-dir",
+        type=Path,
+        default=Path(os.environ["LOCAL_PROVIDER_TLS_CA_DIR"]) if os.environ.get("LOCAL_PROVIDER_TLS_CA_DIR") else None,
+        help="directory of the CA the databases' TLS certificates are signed by (made if missing; may be shared "
+        "by several providers); default <state dir>/tls",
+    )
     parser.add_argument("--log-level", default=env("LOCAL_PROVIDER_LOG_LEVEL", "INFO"))
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request (paths only)")
     return parser
@@ -107,4 +115,5 @@ def parse_settings(argv: list[str]) -> Settings:
         fly_orgs=fly_orgs,
         log_level=args.log_level.upper(),
         access_log=args.access_log,
+        tls_ca_dir=args.tls_ca_dir.resolve() if args.tls_ca_dir else None,
     )

@@ -23,7 +23,7 @@ from redisdb_operator.providers.base import ProviderType
 
 from . import usage
 from .gate import WireGate
-from .registry import TLS_UNSUPPORTED, LocalDatabase, Registry, RegistryError
+from .registry import LocalDatabase, Registry, RegistryError
 from .rest_api import rest_url
 from .settings import Settings
 
@@ -37,26 +37,24 @@ Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 def database_json(database: LocalDatabase, request: web.Request, *, credentials: bool = True) -> dict[str, Any]:
     record = database.record
-    plan = catalog.plan(API, record.plan)
-    assert plan is not None
     body: dict[str, Any] = {
         "database_id": record.id,
         "database_name": record.name,
-        "database_type": plan.display_name,
         "region": "global",
+        # As the current OpenAPI: type is free|payg|pro|paid, and neither database_type nor plan exists, so a
+        # fixed plan is not observable from an answer (reference section 6).
         "type": record.plan if record.plan in ("free", "payg") else "paid",
         "port": database.primary.port,
         "creation_time": record.creation_time,
         "state": "active",
         "user_email": record.owner,
         "endpoint": database.primary.host,
-        "tls": False,
+        "tls": database.primary.settings.tls is not None,
         "eviction": record.eviction,
         "primary_region": record.primary_region,
         "read_regions": list(record.read_regions),
         "primary_members": [record.primary_region],
         "all_members": [record.primary_region, *record.read_regions],
-        "plan": record.plan,
         "budget": record.budget,
     }
     if record.rest_token:
@@ -67,6 +65,63 @@ def database_json(database: LocalDatabase, request: web.Request, *, credentials:
             body["rest_token"] = record.rest_token
             body["read_only_rest_token"] = record.read_only_rest_token
     return body
+
+
+class BadRequest(Exception):
+    """A body that does not fit the documented schema: 400 with ``{"error": ...}``."""
+
+
+_STRING: tuple[type, ...] = (str,)
+_STRINGS: tuple[type, ...] = (list,)
+_BOOL: tuple[type, ...] = (bool,)
+_INT: tuple[type, ...] = (int,)
+# Every field a source documents for the create body (the OpenAPI of 2025-09 and of 2025-11, the older docs'
+# ``name``, Terraform's struct): anything else is refused, stricter than the real service, which would silently
+# ignore a misspelt field (a bug of ours that must not pass a test).
+CREATE_FIELDS: dict[str, tuple[type, ...]] = {
+    "database_name": _STRING,
+    "name": _STRING,
+    "region": _STRING,
+    "platform": _STRING,
+    "primary_region": _STRING,
+    "read_regions": _STRINGS,
+    "plan": _STRING,
+    "budget": _INT,
+    "eviction": _BOOL,
+    "tls": _BOOL,
+    "auto_upgrade": _BOOL,
+    "consistent": _BOOL,
+    "multizone": _BOOL,
+    "prod_pack_enabled": _BOOL,
+}
+CHANGE_PLAN_FIELDS: dict[str, tuple[type, ...]] = {
+    "plan_name": _STRING,
+    "database_id": _STRING,
+    "auto_upgrade": _BOOL,
+    "prod_pack_enabled": _BOOL,
+}
+LEGACY_CHANGE_PLAN_FIELDS = {**CHANGE_PLAN_FIELDS, "plan": _STRING}  # upstash/cli sends plan on the older path
+
+
+def _checked(body: dict[str, Any], fields: dict[str, tuple[type, ...]], operation: str) -> dict[str, Any]:
+    """The body, once every field is documented for this operation and has the documented type."""
+    for key, value in body.items():
+        if key not in fields:
+            raise BadRequest(f"unknown field {key!r} in the {operation} request; known: {', '.join(sorted(fields))}")
+        wanted = fields[key]
+        if value is None or isinstance(value, bool) is not (wanted == _BOOL) or not isinstance(value, wanted):
+            raise BadRequest(f"{key} must be {_TYPE_NAMES[wanted]}")
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise BadRequest(f"{key} must be a list of strings")
+    return body
+
+
+_TYPE_NAMES: dict[tuple[type, ...], str] = {
+    _STRING: "a string",
+    _STRINGS: "a list of strings",
+    _BOOL: "a boolean",
+    _INT: "an integer",
+}
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None, *, wrap: bool = False) -> web.Response:
@@ -121,6 +176,8 @@ class UpstashApi:
                 return _error(401, "Unauthorized", wrap=True)
             try:
                 return await handler(request, account)
+            except BadRequest as error:
+                return _error(400, str(error), wrap=True)
             except RegistryError as error:
                 return _error(_STATUS[error.kind], error.message)
             except RedisError:
@@ -146,35 +203,28 @@ class UpstashApi:
         return body
 
     async def create(self, request: web.Request, account: str) -> web.StreamResponse:
-        body = await self._body(request)
+        body = _checked(await self._body(request), CREATE_FIELDS, "create")
         name = body.get("database_name", body.get("name"))
-        if not isinstance(name, str) or not name:
-            raise RegistryError("invalid", "database_name is required")
+        if not name:
+            raise BadRequest("database_name is required")
         if "region" in body:
             if body["region"] != "global":
                 raise RegistryError("invalid", "regional db creation is deprecated")
         elif "platform" in body:
             if body["platform"] not in ("aws", "gcp"):
-                raise RegistryError("invalid", "platform must be aws or gcp")
+                raise BadRequest("platform must be aws or gcp")
+            if catalog.upstash_platform(str(body.get("primary_region"))) != body["platform"]:
+                raise BadRequest(f"primary_region {body.get('primary_region')} is not a {body['platform']} region")
         else:
-            raise RegistryError("invalid", 'region ("global") or platform ("aws"|"gcp") is required')
+            raise BadRequest('platform ("aws" or "gcp") is required')
         primary_region = body.get("primary_region")
-        if not isinstance(primary_region, str) or not primary_region:
-            raise RegistryError("invalid", "primary_region is required")
+        if not primary_region:
+            raise BadRequest("primary_region is required")
         read_regions = body.get("read_regions") or []
-        if not isinstance(read_regions, list) or not all(isinstance(code, str) for code in read_regions):
-            raise RegistryError("invalid", "read_regions must be a list of region codes")
         plan = body.get("plan") or catalog.DEFAULT_PLAN
-        if not isinstance(plan, str):
-            raise RegistryError("invalid", "plan must be a string")
         eviction = body.get("eviction", False)
-        if not isinstance(eviction, bool):
-            raise RegistryError("invalid", "eviction must be a boolean")
-        if body.get("tls") is True:
-            raise RegistryError("invalid", TLS_UNSUPPORTED)
         budget = body.get("budget")
-        if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)):
-            raise RegistryError("invalid", "budget must be an integer")
+        # tls: every database is TLS-only whatever the request says (Terraform: "cannot be disabled").
         database = await self.registry.create(
             api=API,
             owner=account,
@@ -200,10 +250,10 @@ class UpstashApi:
 
     async def update_regions(self, request: web.Request, account: str) -> web.StreamResponse:
         database = self._find(request, account)
-        body = await self._body(request)
+        body = _checked(await self._body(request), {"read_regions": _STRINGS}, "update-regions")
         regions = body.get("read_regions")
-        if not isinstance(regions, list) or not all(isinstance(code, str) for code in regions):
-            raise RegistryError("invalid", "read_regions (a list of region codes) is required")
+        if regions is None:
+            raise BadRequest("read_regions (a list of region codes) is required")
         await self.registry.update(database, read_regions=regions)
         return web.json_response("OK")
 
@@ -217,10 +267,11 @@ class UpstashApi:
 
     async def change_plan(self, request: web.Request, account: str) -> web.StreamResponse:
         database = self._find(request, account)
-        body = await self._body(request)
+        fields = CHANGE_PLAN_FIELDS if request.path.endswith("/change-plan") else LEGACY_CHANGE_PLAN_FIELDS
+        body = _checked(await self._body(request), fields, "change-plan")
         wanted = body.get("plan_name", body.get("plan"))
-        if not isinstance(wanted, str) or not wanted:
-            raise RegistryError("invalid", "plan_name is required")
+        if not wanted:
+            raise BadRequest("plan_name is required")
         plan = catalog.canonical_plan_name(API, wanted)
         if plan is None:
             raise RegistryError("invalid", f"unknown plan {wanted!r} for upstash")

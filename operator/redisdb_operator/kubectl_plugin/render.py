@@ -415,7 +415,7 @@ def static_catalog(provider_type: str) -> dict[str, Any]:
             {
                 "name": plan.name,
                 "displayName": plan.display_name,
-                "pricePerMonth": plan.price_per_month_usd,
+                "pricePerMonth": plan.price_per_month,
                 "maxDataSizeBytes": plan.max_data_size_bytes,
                 "maxReadRegions": plan.max_read_regions,
                 "legacy": False,

@@ -35,9 +35,13 @@ class Database(BaseModel):
     primary_region: str
     read_regions: tuple[str, ...] = ()
     plan: str
+    # False when the provider's answer does not say which plan this is (Upstash ``type: "paid"``): ``plan`` then holds
+    # the provider's own word and must never be compared with spec.plan (reference section 6).
+    plan_observable: bool = True
     eviction: bool = False
     tls: bool = False
     state: str = "active"
+    state_message: str = Field(default="", description="The provider's reason for the state (Fly's errorMessage)")
     host: str = ""
     port: int = 0
     password: str = Field(default="", repr=False)
@@ -81,7 +85,9 @@ class DatabaseUpdate(BaseModel):
 
     def applied_to(self, database: Database) -> Database:
         """The database as it is once this change has landed: what an adapter returns without reading it again."""
-        changed = {"read_regions": self.read_regions, "plan": self.plan, "eviction": self.eviction}
+        changed: dict[str, object] = {"read_regions": self.read_regions, "plan": self.plan, "eviction": self.eviction}
+        if self.plan is not None:
+            changed["plan_observable"] = True  # we just set it: known until the provider says otherwise
         return database.model_copy(update={key: value for key, value in changed.items() if value is not None})
 
 

@@ -1,13 +1,17 @@
 """Region and plan catalogs per provider type: the single source of these facts.
 
 Fly region codes come from Fly's docs (18 current codes) plus the retired codes Fly has used; retired ones are
-flagged ``deprecated`` but still accepted, so the seed's own example (primary ``mad``) works. Upstash codes and
-plan names come from the Upstash Developer API's OpenAPI document. Sources: shared/reference/provider-apis.md.
+flagged ``deprecated``: a new database there is refused at the reconcile's create (Fly no longer offers them,
+reference section 6), an existing one is still managed. Fly's legacy plans are flagged ``legacy`` the same way.
+Upstash codes and plan names come from the Upstash Developer API's OpenAPI document.
+Sources: shared/reference/provider-apis.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .base import ProviderType
 
@@ -32,9 +36,11 @@ class Plan:
     max_data_size_bytes: int
     max_read_regions: int | None  # None = unlimited, 0 = single region only
     fixed_price: bool
-    # Only what a source states (provider-apis.md §3.5, the seed); None means no source gives it.
-    price_per_month_usd: float | None = None
-    price_per_read_region_usd: float | None = None  # a month's price of each read region on a fixed plan
+    # No longer offered for new databases, but existing ones may stay on it (Fly's seed-era plans; section 6).
+    legacy: bool = False
+    price_per_month: float | None = None  # US dollars, when a source states it
+    # Only what a source states (provider-apis.md section 3.5, the seed); None means no source gives it.
+    price_per_read_region: float | None = None  # US dollars a month for each read region on a fixed plan
     max_request_size_bytes: int | None = None
     max_daily_commands: int | None = None
 
@@ -123,7 +129,7 @@ PAYG_USD_PER_100K_REQUESTS = 0.20
 _PAYG_MAX_REQUEST_SIZE = 10 * MIB
 
 _UPSTASH_PLANS = (
-    Plan("free", "Free", 256 * MIB, 0, False, price_per_month_usd=0.0),
+    Plan("free", "Free", 256 * MIB, 0, False),
     Plan("payg", "Pay as You Go", 10 * GIB, None, False, max_request_size_bytes=_PAYG_MAX_REQUEST_SIZE),
     Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True),
     Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True),
@@ -133,17 +139,22 @@ _UPSTASH_PLANS = (
     Plan("fixed_100gb", "Fixed 100GB", 100 * GIB, None, True),
     Plan("fixed_500gb", "Fixed 500GB", 500 * GIB, None, True),
 )
-# Fly sells a subset; its display names are the ones `flyctl redis plans` prints. The fixed plans' monthly prices
-# (and each read region's) are Fly's docs (superfly/docs upstash/redis.html.md, provider-apis.md §3.5), as
-# `addOnPlans.pricePerMonth` lists them; Upstash's own fixed prices appear in no source read, so they stay None.
+# Fly sells a subset; its display names are the ones `flyctl redis plans` prints.
 _FLY_PLANS = (
-    Plan("free", "Free", 100 * MIB, 0, False, price_per_month_usd=0.0),
+    # Prices: Fly's docs (reference section 3.5), and each read region's surcharge; pay-as-you-go is per request.
+    Plan("free", "Free", 100 * MIB, 0, False, price_per_month=0.0),
     Plan("payg", "Pay-as-you-go", 10 * GIB, None, False, max_request_size_bytes=_PAYG_MAX_REQUEST_SIZE),
-    Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True, price_per_month_usd=10.0, price_per_read_region_usd=5.0),
-    Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True, price_per_month_usd=20.0, price_per_read_region_usd=10.0),
-    Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True, price_per_month_usd=100.0, price_per_read_region_usd=50.0),
-    Plan("fixed_10gb", "Fixed 10GB", 10 * GIB, None, True, price_per_month_usd=200.0, price_per_read_region_usd=100.0),
-    Plan("fixed_50gb", "Fixed 50GB", 50 * GIB, None, True, price_per_month_usd=400.0, price_per_read_region_usd=200.0),
+    Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True, price_per_month=10.0, price_per_read_region=5.0),
+    Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True, price_per_month=20.0, price_per_read_region=10.0),
+    Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True, price_per_month=100.0, price_per_read_region=50.0),
+    Plan("fixed_10gb", "Fixed 10GB", 10 * GIB, None, True, price_per_month=200.0, price_per_read_region=100.0),
+    Plan("fixed_50gb", "Fixed 50GB", 50 * GIB, None, True, price_per_month=400.0, price_per_read_region=200.0),
+    # flyctl's create refuses these display names for new databases (internal/command/redis/create.go); sizes are
+    # the seed's. They stay known so that databases already on them are still managed.
+    Plan("starter", "Starter", 100 * MIB, 0, True, legacy=True),
+    Plan("standard", "Standard", 1 * GIB, None, True, legacy=True),
+    Plan("pro_2k", "Pro 2k", 3 * GIB, None, True, legacy=True),
+    Plan("pro_10k", "Pro 10k", 10 * GIB, None, True, legacy=True),
 )
 
 PLANS: dict[ProviderType, dict[str, Plan]] = {
@@ -172,3 +183,87 @@ def canonical_plan_name(provider_type: ProviderType, name_or_display: str) -> st
     if wanted in ("pay_as_you_go", "payasyougo"):
         return "payg"
     return None
+
+
+def upstash_platform(code: str) -> str:
+    """The current OpenAPI's ``platform`` of an Upstash primary region: ``gcp`` for the GCP codes, else ``aws``."""
+    return "gcp" if code in _UPSTASH_GCP else "aws"
+
+
+def creation_refusal(
+    provider_type: ProviderType,
+    primary_region: str,
+    read_regions: Iterable[str],
+    plan_name: str,
+    live: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Why a *new* database cannot be created with these settings (a retired or excluded region, a legacy plan),
+    or None.
+
+    Admission only warns about these (it cannot know whether the database already exists); the reconciler asks
+    this just before a create. ``live`` is the provider's own catalog (RedisProvider.status.catalog's shape, read
+    at the last provider check); without it, the static catalog decides and names the alternatives.
+    """
+    regions: dict[str, tuple[str, str | None]] = {  # code -> (name, why it is not offered, or None)
+        code: (known.name, "retired" if known.deprecated else None) for code, known in REGIONS[provider_type].items()
+    }
+    for region in (live or {}).get("regions") or ():
+        why = "retired" if region.get("deprecated") else "not offered for Redis" if region.get("excluded") else None
+        regions[str(region.get("code"))] = (str(region.get("name") or region.get("code")), why)
+    current = sorted(code for code, (_, why) in regions.items() if why is None)
+    for field, code in [
+        ("spec.primaryRegion", primary_region),
+        *(("spec.readRegions", c) for c in sorted(read_regions)),
+    ]:
+        name, why = regions.get(code, (code, None))
+        if why is not None:
+            return (
+                f"{field} {code} ({name}) is {why}: {provider_type.value} no longer creates databases there; "
+                f"choose one of {', '.join(current)}"
+            )
+    plans: dict[str, tuple[str, bool]] = {
+        name: (known.display_name, known.legacy) for name, known in PLANS[provider_type].items()
+    }
+    for offered_plan in (live or {}).get("plans") or ():
+        plans[str(offered_plan.get("name"))] = (
+            str(offered_plan.get("displayName") or offered_plan.get("name")),
+            bool(offered_plan.get("legacy")),
+        )
+    display, legacy = plans.get(plan_name, (plan_name, False))
+    if legacy:
+        offered = [name for name, (_, is_legacy) in plans.items() if not is_legacy]
+        return (
+            f"spec.plan {plan_name} ({display}) is a legacy {provider_type.value} plan: new databases "
+            f"cannot use it; choose one of {', '.join(offered)}"
+        )
+    return None
+
+
+def static_catalog(provider_type: ProviderType, observed_at: str) -> dict[str, object]:
+    """The static catalog in RedisProvider.status.catalog's shape (source "static")."""
+    return {
+        "source": "static",
+        "observedAt": observed_at,
+        "regions": [
+            {
+                "code": known.code,
+                "name": known.name,
+                "deprecated": known.deprecated,
+                "excluded": False,
+                "readRegionAllowed": known.read_region_allowed and not known.deprecated,
+            }
+            for known in sorted(REGIONS[provider_type].values(), key=lambda r: r.code)
+        ],
+        "plans": [plan_entry(known) for known in PLANS[provider_type].values()],
+    }
+
+
+def plan_entry(known: Plan, *, price_per_month: float | None = None) -> dict[str, object]:
+    return {
+        "name": known.name,
+        "displayName": known.display_name,
+        "pricePerMonth": price_per_month if price_per_month is not None else known.price_per_month,
+        "maxDataSizeBytes": known.max_data_size_bytes,
+        "maxReadRegions": known.max_read_regions,
+        "legacy": known.legacy,
+    }

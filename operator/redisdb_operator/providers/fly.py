@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -42,8 +43,8 @@ PAYG_PLAN_ID = "ekQ85Yjkw155ohQ5ALYq0M"
 _KNOWN_PLAN_IDS = {FREE_PLAN_ID: "free", PAYG_PLAN_ID: "payg"}
 
 _FRAGMENT = """
-fragment AddOn on AddOn { id name primaryRegion readRegions status options metadata publicUrl privateIp password
-  hostname createdAt addOnPlan { id name displayName } organization { id slug } }"""
+fragment AddOn on AddOn { id name primaryRegion readRegions status errorMessage options metadata publicUrl privateIp
+  password hostname createdAt addOnPlan { id name displayName } organization { id slug } }"""
 
 ORG_QUERY = "query Org($slug: String!) { organization(slug: $slug) { id slug } }"
 PLANS_QUERY = (
@@ -76,6 +77,14 @@ RESET_MUTATION = (
     "mutation Reset($name: String!) { resetAddOnPassword(input: {name: $name}) { addOn { ...AddOn } } }" + (_FRAGMENT)
 )
 
+# The live catalog flyctl builds its prompts from (reference sections 3.7 and 6): regions with their deprecated flag,
+# the ones Upstash excludes, and the plans with prices (cents per month) and sizes.
+CATALOG_QUERY = (
+    "query Catalog { platform { regions { code name deprecated } } "
+    'addOnProvider(name: "upstash_redis") { excludedRegions { code } } '
+    "addOnPlans(type: upstash_redis) { nodes { id name displayName maxDataSize pricePerMonth } } }"
+)
+
 # What each document is called in metrics: its root field (ids and names stay out of metric labels).
 _METRIC_OPERATIONS = {
     ORG_QUERY: "graphql:organization",
@@ -88,7 +97,27 @@ _METRIC_OPERATIONS = {
     DELETE_MUTATION: "graphql:deleteAddOn",
     RESET_MUTATION: "graphql:resetAddOnPassword",
     STATS_QUERY: "graphql:addOn.stats",
+    CATALOG_QUERY: "graphql:catalog",
 }
+
+
+# fly-go's tokens.GraphQLHeader: macaroon tokens (these prefixes, possibly several joined by commas) go with the
+# FlyV1 scheme, older tokens with Bearer (reference section 6, "Auth").
+_MACAROON_PREFIXES = ("fm1r_", "fm1a_", "fm2_")
+_SCHEMES = ("bearer ", "flyv1 ")
+
+
+def fly_authorization(token: str) -> str:
+    """The ``Authorization`` value for a Fly token, whatever scheme (if any) the user pasted with it.
+
+    ``fly tokens create org`` prints ``FlyV1 fm2_…``; sending that as ``Bearer FlyV1 fm2_…`` is refused.
+    """
+    bare = token.strip()
+    while bare.lower().startswith(_SCHEMES):
+        bare = bare.split(None, 1)[1].strip() if len(bare.split(None, 1)) > 1 else ""
+    if any(part.strip().startswith(_MACAROON_PREFIXES) for part in bare.split(",")):
+        return f"FlyV1 {bare}"
+    return f"Bearer {bare}"
 
 
 class FlyClient:
@@ -112,8 +141,8 @@ class FlyClient:
         self._http = HttpTransport(
             base_url,
             provider="fly",
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            secrets=(token,),
+            headers={"Authorization": fly_authorization(token), "Content-Type": "application/json"},
+            secrets=(token, fly_authorization(token).split(" ", 1)[1]),
             timeouts=timeouts,
             retry=retry,
             transport=transport,
@@ -186,6 +215,8 @@ class FlyClient:
             return database
         database_id = database.id
         current = await self._get_raw(database_id)
+        raw_plan = current.get("addOnPlan")
+        current_plan: Mapping[str, Any] = raw_plan if isinstance(raw_plan, Mapping) else {}
         plan_id = (
             await self._plan_id(update.plan) if update.plan is not None else _str(_dig(current, "addOnPlan", "id"))
         )
@@ -195,10 +226,14 @@ class FlyClient:
             list(update.read_regions) if update.read_regions is not None else _str_list(current.get("readRegions"))
         )
         options = dict(current.get("options") or {}) if isinstance(current.get("options"), Mapping) else {}
-        if update.eviction is True:
-            options["eviction"] = True
-        elif update.eviction is False:
-            options.pop("eviction", None)  # flyctl removes a declined option rather than sending false
+        # flyctl's update (reference section 6): prod_pack is never echoed (a stale copy once turned an active
+        # ProdPack off; it has its own typed input), and auto_upgrade exists for fixed plans only.
+        options.pop("prod_pack", None)
+        if not _is_fixed_plan_id(plan_id, await self._plan_nodes() if update.plan is not None else (current_plan,)):
+            options.pop("auto_upgrade", None)
+        if update.eviction is not None:
+            # An explicit false: a missing key means "keep the current state" to Fly, so it never turns eviction off.
+            options["eviction"] = update.eviction
         metadata = current.get("metadata") if isinstance(current.get("metadata"), Mapping) else {}
         await self._graphql(
             UPDATE_MUTATION,
@@ -245,6 +280,49 @@ class FlyClient:
         if not isinstance(add_on, Mapping):
             raise NotFoundError(f"fly read stats of add-on {database_id}: not found")
         return parse_stats(add_on.get("stats"))
+
+    async def catalog(self, observed_at: str) -> dict[str, Any]:
+        """Regions and plans as Fly offers them now, in RedisProvider.status.catalog's shape (source "live")."""
+        data = await self._graphql(CATALOG_QUERY, {}, operation="read regions and plans")
+        excluded = {
+            _str(region.get("code"))
+            for region in (_dig(data, "addOnProvider", "excludedRegions") or [])
+            if isinstance(region, Mapping)
+        }
+        regions = []
+        for region in _dig(data, "platform", "regions") or []:
+            if not isinstance(region, Mapping) or not _str(region.get("code")):
+                continue
+            code, deprecated = _str(region.get("code")), region.get("deprecated") is True
+            regions.append(
+                {
+                    "code": code,
+                    "name": _str(region.get("name")) or code,
+                    "deprecated": deprecated,
+                    "excluded": code in excluded,
+                    "readRegionAllowed": not deprecated and code not in excluded,
+                }
+            )
+        plans = []
+        for node in _dig(data, "addOnPlans", "nodes") or []:
+            if not isinstance(node, Mapping):
+                continue
+            name = plan_name_of(node)
+            known = catalog.plan(ProviderType.FLY, name)
+            price = node.get("pricePerMonth")
+            display = _str(node.get("displayName")) or name
+            plans.append(
+                {
+                    "name": name,
+                    "displayName": display,
+                    "pricePerMonth": price / 100 if isinstance(price, int) and not isinstance(price, bool) else None,
+                    "maxDataSizeBytes": _size_bytes(node.get("maxDataSize")),
+                    "maxReadRegions": known.max_read_regions if known else None,
+                    "legacy": known.legacy if known else display.lower() in _LEGACY_DISPLAY_NAMES,
+                }
+            )
+        self._plans = None  # the plan table may have changed too: read it again on the next create or update
+        return {"source": "live", "observedAt": observed_at, "regions": regions, "plans": plans}
 
     # --- helpers -----------------------------------------------------------------------------------------
 
@@ -372,7 +450,55 @@ def classify_graphql_errors(errors: Sequence[Any], *, operation: str, redact_tex
         return AlreadyExistsError(text)
     if "authenticated" in lowered or "unauthorized" in lowered or "not authorized" in lowered:
         return UnauthorizedError(text)
-    return InvalidRequestError(text)
+    if any(pattern in lowered for pattern in _NAMED_REFUSALS):
+        return InvalidRequestError(text)
+    # No source documents Fly's error codes (reference section 6, "Errors"): an error we cannot name is not proof
+    # that the request is wrong, so it is retried with the operator's backoff and shown, never a silent stop.
+    error = ProviderError(text)
+    error.temporary = True
+    return error
+
+
+# Refusals we can name, so retrying the same request cannot help: GraphQL validation of our own document or
+# variables (graphql-js wording, which Fly's server uses), and Fly's refusals of a value.
+_NAMED_REFUSALS = (
+    "cannot query field",
+    "unknown argument",
+    "unknown type",
+    "got invalid value",
+    "expected type",
+    "was not provided",
+    "is not defined by type",
+    "syntax error",
+    "is not available",
+    "is invalid",
+    "is not valid",
+    "not a valid",
+    "can only be changed",
+    "is deprecated",
+    "is excluded",
+    "legacy plan",
+)
+
+
+_LEGACY_DISPLAY_NAMES = {"starter", "standard", "pro 2k", "pro 10k"}  # flyctl create.go refuses these for new DBs
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*$", re.IGNORECASE)
+_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _size_bytes(value: Any) -> int | None:
+    """Fly's ``maxDataSize`` ("100 MB", "10 GB") in bytes; None when absent or in a form we do not know."""
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    return int(float(match[1]) * _UNITS[match[2][0].upper()]) if match else None
+
+
+def _is_fixed_plan_id(plan_id: str, nodes: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether this Fly plan id is a fixed plan (flyctl: displayName starts with ``flyio_fixed_`` or ``fixed ``)."""
+    for node in nodes:
+        if _str(node.get("id")) == plan_id:
+            names = (_str(node.get("displayName")).lower(), _str(node.get("name")).lower())
+            return any(name.startswith(("flyio_fixed_", "fixed ", "fixed_")) for name in names)
+    return False
 
 
 def plan_name_of(plan: Mapping[str, Any]) -> str:
@@ -413,6 +539,7 @@ def parse_add_on(add_on: Any, *, operation: str) -> Database:
         eviction=bool(options.get("eviction")) if isinstance(options, Mapping) else False,
         tls=tls,
         state=_str(add_on.get("status")) or "ready",
+        state_message=redact(_str(add_on.get("errorMessage"))),
         host=host,
         port=port if host else 0,
         password=password,

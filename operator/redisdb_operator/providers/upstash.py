@@ -17,6 +17,7 @@ import httpx
 
 from . import catalog
 from .base import (
+    AlreadyExistsError,
     CreateDatabaseRequest,
     Database,
     DatabaseUpdate,
@@ -62,14 +63,18 @@ class UpstashClient:
         )
         # Which change-plan endpoint this server speaks; learned on first use (wire-contract: "change plan").
         self._legacy_change_plan = False
+        # Which create form this server speaks (reference section 6): region "global" until refused for platform.
+        self._platform_form = False
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def create(self, request: CreateDatabaseRequest) -> Database:
+        """The form the live API is known to accept (the CLI's 2026 integration test: ``region: "global"``); if a
+        server refuses it for want of the current OpenAPI's ``platform``, the platform form once, then remembered.
+        A 400 means nothing was created, so the second form cannot make a twin."""
         body: dict[str, Any] = {
             "database_name": request.name,
-            "region": "global",
             "primary_region": request.primary_region,
             "read_regions": list(request.read_regions),
             "eviction": request.eviction,
@@ -78,12 +83,25 @@ class UpstashClient:
             body["plan"] = catalog.canonical_plan_name(ProviderType.UPSTASH, request.plan) or request.plan
         if request.tls is not None:
             body["tls"] = request.tls
+        if not self._platform_form:
+            try:
+                return await self._create(request.name, {**body, "region": "global"})
+            except AlreadyExistsError:
+                raise
+            except InvalidRequestError as error:
+                if "platform" not in error.message.lower():
+                    raise
+            log.info("upstash: the server asks for platform at create; using the current OpenAPI form")
+            self._platform_form = True
+        return await self._create(request.name, {**body, "platform": catalog.upstash_platform(request.primary_region)})
+
+    async def _create(self, name: str, body: Mapping[str, Any]) -> Database:
         response = await self._http.request(
             "POST",
             "/redis/database",
-            operation=f"create database {request.name!r}",
+            operation=f"create database {name!r}",
             idempotent=False,
-            json_body=body,
+            json_body=dict(body),
             metric_operation="create",
         )
         return self._database(json_or_none(response), operation="create database")
@@ -99,11 +117,16 @@ class UpstashClient:
         return self._database(json_or_none(response), operation="get database")
 
     async def find_by_name(self, name: str) -> Database | None:
-        for database in await self.list():
-            if database.name == name:
-                # list may omit credentials (the OpenAPI schema has none); get always carries them.
-                return database if database.password else await self.get(database.id)
-        return None
+        """The newest database of this name: Upstash does not refuse a second one (no source says names are
+        unique), and the newest is the one a create whose answer was lost would have made; an older one is judged
+        a stranger's by the caller (reconcile.stranger_database)."""
+        named = [database for database in await self.list() if database.name == name]
+        if not named:
+            return None
+        oldest = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+        database = max(named, key=lambda candidate: candidate.created_at or oldest)
+        # list may omit credentials (the OpenAPI schema has none); get always carries them.
+        return database if database.password else await self.get(database.id)
 
     async def list(self) -> Sequence[Database]:
         response = await self._http.request(
@@ -212,7 +235,7 @@ class UpstashClient:
             f"/redis/change-plan/{segment}",
             operation=operation,
             idempotent=True,
-            json_body={"plan": plan_name},
+            json_body={"plan_name": plan_name},  # the older path also takes plan_name, not plan (section 6)
             metric_operation="change-plan",
         )
         self._legacy_change_plan = True
@@ -236,6 +259,9 @@ def parse_database(body: Mapping[str, Any]) -> Database:
     primary_region = _str(body.get("primary_region")) or (region if region and region != "global" else "")
     read_regions = body.get("read_regions")
     endpoint = _str(body.get("endpoint"))
+    if endpoint and "." not in endpoint and ":" not in endpoint and endpoint != "localhost":
+        endpoint = f"{endpoint}.upstash.io"  # the OpenAPI allows a bare slug ("beloved-stallion-58500"); section 6
+    plan, plan_observable = upstash_plan(body)
     port = _int(body.get("port"))
     password = _str(body.get("password"))
     tls = bool(body.get("tls", False))
@@ -250,7 +276,8 @@ def parse_database(body: Mapping[str, Any]) -> Database:
         name=_str(body.get("database_name")) or _str(body.get("name")),
         primary_region=primary_region,
         read_regions=tuple(r for r in read_regions if isinstance(r, str)) if isinstance(read_regions, list) else (),
-        plan=upstash_plan(body),
+        plan=plan,
+        plan_observable=plan_observable,
         eviction=bool(body.get("eviction", False)),
         tls=tls,
         state=_str(body.get("state")) or "active",
@@ -272,16 +299,22 @@ def _unix_time(value: Any) -> datetime.datetime | None:
     return datetime.datetime.fromtimestamp(value, datetime.UTC)
 
 
-def upstash_plan(body: Mapping[str, Any]) -> str:
-    """Canonical plan: the local provider's ``plan``, else ``database_type`` ("Fixed 1GB"), else ``type``."""
-    raw_values = [_str(body.get(key)) for key in ("plan", "database_type", "type")]
-    for raw in raw_values:
-        if raw:
-            canonical = catalog.canonical_plan_name(ProviderType.UPSTASH, raw)
-            if canonical:
-                return canonical
-    # "paid"/"pro" alone say nothing about size; report the raw value rather than guess one.
-    return next((raw for raw in raw_values if raw), "")
+# ``Database.type`` in the OpenAPI: free | payg | pro | paid. Only the first two name a plan.
+_OBSERVABLE_TYPES = {"free": "free", "payg": "payg"}
+
+
+def upstash_plan(body: Mapping[str, Any]) -> tuple[str, bool]:
+    """(plan, observable). ``database_type`` ("Fixed 1GB"; older answers and Terraform) when it names a plan, else
+    ``type`` when it is ``free`` or ``payg``; ``paid``/``pro`` say nothing about the size (an old docs example shows
+    ``paid`` for pay-as-you-go), so that raw word is reported and marked unobservable (reference section 6)."""
+    database_type = _str(body.get("database_type"))
+    canonical = catalog.canonical_plan_name(ProviderType.UPSTASH, database_type) if database_type else None
+    if canonical:
+        return canonical, True
+    type_ = _str(body.get("type")).lower()
+    if type_ in _OBSERVABLE_TYPES:
+        return _OBSERVABLE_TYPES[type_], True
+    return type_ or database_type, False
 
 
 def _str(value: Any) -> str:

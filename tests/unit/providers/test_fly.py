@@ -18,6 +18,7 @@ from redisdb_operator.providers.base import (
     InvalidRequestError,
     NotFoundError,
     ProviderClient,
+    ProviderError,
     RateLimitedError,
     UnauthorizedError,
     UnavailableError,
@@ -117,7 +118,7 @@ def test_implements_protocol() -> None:
         ([{"message": "Name has already been taken"}], AlreadyExistsError),
         ([{"message": "name is taken"}], AlreadyExistsError),
         ([{"message": "region xyz is invalid"}], InvalidRequestError),
-        (["not even an object"], InvalidRequestError),
+        (["not even an object"], ProviderError),
     ],
 )
 def test_graphql_error_classification(errors: list[Any], expected: type[Exception]) -> None:
@@ -264,7 +265,7 @@ async def test_update_is_one_mutation_with_edited_options(fly: FlyClient, graphq
         "addOnId": "addon-1",
         "planId": PAYG_PLAN_ID,
         "readRegions": ["ams"],
-        "options": {"auto_upgrade": True},
+        "options": {"eviction": False},  # auto_upgrade is for fixed plans only; false is sent explicitly
         "metadata": {"k": "v"},
     }
     updated = await fly.update(observed, DatabaseUpdate(plan="fixed_1gb", read_regions=("ams", "fra"), eviction=True))
@@ -272,7 +273,7 @@ async def test_update_is_one_mutation_with_edited_options(fly: FlyClient, graphq
     variables = graphql.variables("Update")
     assert variables["planId"] == "plan-1g"
     assert variables["readRegions"] == ["ams", "fra"]
-    assert variables["options"] == {"eviction": True, "auto_upgrade": True}
+    assert variables["options"] == {"eviction": True, "auto_upgrade": True}  # a fixed plan keeps auto_upgrade
     calls = len(graphql.calls)
     assert await fly.update(observed, DatabaseUpdate()) is observed
     assert len(graphql.calls) == calls

@@ -95,16 +95,15 @@ def test_parse_database_without_credentials_or_optional_fields() -> None:
 
 
 def test_parse_database_plain_redis_url_and_legacy_name() -> None:
-    body = {"database_id": "d", "name": "legacy", "password": "p", "endpoint": "h", "port": 7, "tls": False}
+    body = {"database_id": "d", "name": "legacy", "password": "p", "endpoint": "h.example", "port": 7, "tls": False}
     database = parse_database(body)
     assert database.name == "legacy"
-    assert database.url == "redis://default:p@h:7"
+    assert database.url == "redis://default:p@h.example:7"
 
 
 @pytest.mark.parametrize(
     ("fields", "plan"),
     [
-        ({"plan": "fixed_1gb", "type": "paid"}, "fixed_1gb"),
         ({"database_type": "Fixed 5GB", "type": "paid"}, "fixed_5gb"),
         ({"database_type": "Pay as You Go"}, "payg"),
         ({"type": "free"}, "free"),
@@ -231,7 +230,7 @@ async def test_change_plan_falls_back_to_the_older_path(client: UpstashClient, s
     old = respx.post(f"{BASE}/redis/change-plan/db-1").mock(return_value=httpx.Response(200, json="OK"))
     await client.update(DB_1, DatabaseUpdate(plan="Fixed 250MB"))
     assert new.call_count == 1
-    assert json.loads(old.calls.last.request.content) == {"plan": "fixed_250mb"}
+    assert json.loads(old.calls.last.request.content) == {"plan_name": "fixed_250mb"}
     await client.update(DB_1, DatabaseUpdate(plan="payg"))  # remembered: straight to the older path
     assert new.call_count == 1 and old.call_count == 2
 
