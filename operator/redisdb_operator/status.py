@@ -140,7 +140,9 @@ def status_changes(current: Mapping[str, Any], rendered: Mapping[str, Any], *, n
     return written
 
 
-def observed_status(database: Database, provider_type: ProviderType | None = None) -> dict[str, Any]:
+def observed_status(
+    database: Database, provider_type: ProviderType | None = None, live_catalog: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The status fields that mirror the provider database (no credentials); with the provider's type also the
     console link, the plan's limits and a priced plan's cost (`billing.py`), so they land in the same write."""
     billing = {}
@@ -151,6 +153,7 @@ def observed_status(database: Database, provider_type: ProviderType | None = Non
             plan_name=database.plan,
             read_regions=len(database.read_regions),
             requests=None,  # pay-as-you-go's cost comes with usage (usage.py)
+            live_catalog=live_catalog,
         )
     return {
         **billing,

@@ -27,8 +27,8 @@ from . import metrics
 from .billing import CURRENCY, static_fields
 from .kube import KubeClient, KubeError, custom_path
 from .models import GROUP, VERSION
-from .provider_registry import ProviderRegistry
-from .providers.base import DatabaseUsage, ProviderError, ProviderType, RateLimitedError
+from .provider_registry import ProviderHandle, ProviderRegistry
+from .providers.base import DatabaseUsage, ProviderError, RateLimitedError
 from .providers.kinds import kind_of
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # How often a database's billing fields are compared with its status (no provider call). The reconcile writes them
 # with the status; this only catches what it leaves as it was (a plan that lost its price, a pay-as-you-go cost).
 STATIC_CHECK_SECONDS = 60.0
-PROVIDER_TYPE_TTL = 60.0  # a RedisProvider's type never changes; a broken one is asked about again after this
+UNRESOLVED_PROVIDER_TTL = 60.0  # a RedisProvider that could not be resolved is asked about again after this
 
 
 # --- pure rules ----------------------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ class UsageRefresher:
         self._clock = clock
         self._rng = rng
         self._buckets: dict[str, TokenBucket] = {}
-        self._types: dict[str, tuple[ProviderType | None, float]] = {}
+        self._unresolved: dict[str, float] = {}  # provider name -> when resolving it last failed
 
     def bucket(self, provider_name: str) -> TokenBucket:
         bucket = self._buckets.get(provider_name)
@@ -186,17 +186,17 @@ class UsageRefresher:
         meta = body.get("metadata") or {}
         spec = body.get("spec") or {}
         provider_name = str((spec.get("providerRef") or {}).get("name") or "default")
-        provider_type = await self._provider_type(provider_name, status)
-        if provider_type is None:
+        handle = await self._provider(provider_name, status)
+        if handle is None:
             return None
         retry_in: float | None = None
         observed: dict[str, Any] = {}
         if read_usage:
-            retry_in, usage = await self._read(provider_name, provider_type, str(status["databaseId"]))
+            retry_in, usage = await self._read(handle, str(status["databaseId"]))
             if usage is not None:
                 observed["usage"] = usage
         current = {**status, **observed}
-        wanted = {**observed, **static_fields(provider_type, current)}
+        wanted = {**observed, **static_fields(handle.provider_type, current, handle.live_catalog)}
         patch = changed_fields(status, wanted)
         if patch:
             path = custom_path(
@@ -209,31 +209,30 @@ class UsageRefresher:
         metrics.USAGE_TOTALS.set(str(meta.get("uid")), provider=provider_name, status={**status, **wanted})
         return retry_in
 
-    async def _provider_type(self, provider_name: str, status: Mapping[str, Any]) -> ProviderType | None:
-        """The RedisProvider's type, remembered for a while (also when it cannot be resolved), so that the static
-        check of many databases does not read the RedisProvider and its Secret again and again."""
+    async def _provider(self, provider_name: str, status: Mapping[str, Any]) -> ProviderHandle | None:
+        """The RedisProvider's handle (the registry caches it); one that cannot be resolved is remembered for a while,
+        so that the checks of many databases do not read a broken RedisProvider and its Secret again and again."""
         if not status.get("databaseId"):
             return None
-        known = self._types.get(provider_name)
-        if known is not None and self._clock() - known[1] < PROVIDER_TYPE_TTL:
-            return known[0]
+        failed_at = self._unresolved.get(provider_name)
+        if failed_at is not None and self._clock() - failed_at < UNRESOLVED_PROVIDER_TTL:
+            return None
         try:
-            provider_type: ProviderType | None = (await self._registry.get(provider_name)).provider_type
+            handle = await self._registry.get(provider_name)
         except Exception:  # the reconcile reports what is wrong with the provider; usage just waits
-            provider_type = None
-        self._types[provider_name] = (provider_type, self._clock())
-        return provider_type
+            self._unresolved[provider_name] = self._clock()
+            return None
+        self._unresolved.pop(provider_name, None)
+        return handle
 
-    async def _read(
-        self, provider_name: str, provider_type: ProviderType, database_id: str
-    ) -> tuple[float, dict[str, Any] | None]:
+    async def _read(self, handle: ProviderHandle, database_id: str) -> tuple[float, dict[str, Any] | None]:
         """(when to read again, the new `status.usage` or None)."""
+        provider_name = handle.name
         interval = self._config.interval
         later = interval * (0.05 + 0.1 * self._rng())  # a skipped read comes back soon, spread out
         if not self.bucket(provider_name).take():
             metrics.USAGE_READS.inc(provider=provider_name, outcome="rate_capped")
             return later, None
-        handle = await self._registry.get(provider_name)
         observed_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         try:
             usage = await handle.client.usage(database_id)
@@ -248,5 +247,5 @@ class UsageRefresher:
             metrics.USAGE_READS.inc(provider=provider_name, outcome="unknown_shape")
             return interval, None
         metrics.USAGE_READS.inc(provider=provider_name, outcome="ok")
-        label = kind_of(provider_type).display_name
+        label = kind_of(handle.provider_type).display_name
         return interval, usage_fields(usage, provider_label=label, observed_at=observed_at)

@@ -3,14 +3,24 @@ writing them with the rest of the status (`status.observed_status`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from redisdb_operator.billing import dashboard_url, estimated_cost, plan_limits, static_fields
+from redisdb_operator.billing import (
+    billing_fields,
+    dashboard_url,
+    estimated_cost,
+    plan_facts,
+    plan_limits,
+    static_fields,
+)
 from redisdb_operator.providers import catalog
 from redisdb_operator.providers.base import Database, ProviderType
 from redisdb_operator.status import observed_status
 
 FLY, UPSTASH = ProviderType.FLY, ProviderType.UPSTASH
+GIB = catalog.GIB
 
 
 def test_the_console_link_is_upstashs_page_and_fly_has_none() -> None:
@@ -78,3 +88,24 @@ def test_the_reconcile_writes_the_billing_fields_with_the_mirror() -> None:
     payg = observed_status(fixed.model_copy(update={"plan": "payg", "id": "u1"}), UPSTASH)
     assert payg["dashboardURL"] == "https://console.upstash.com/redis/u1" and payg["estimatedMonthlyCost"] is None
     assert "planLimits" not in observed_status(fixed)  # without the provider's type: the mirror only
+
+
+def test_the_providers_live_plan_list_wins_for_price_and_size() -> None:
+    one_gb = {"name": "fixed_1gb", "displayName": "Fixed 1GB", "pricePerMonth": 25.0, "maxDataSizeBytes": 2 * GIB}
+    pro = {"name": "pro_2k", "displayName": "Pro 2k", "pricePerMonth": 280, "maxDataSizeBytes": None}
+    live = {"source": "live", "plans": [one_gb, {"name": "fixed_5gb", "pricePerMonth": None}, pro, "not a plan"]}
+
+    def fields(plan: str, read_regions: int) -> dict[str, Any]:
+        return billing_fields(
+            FLY, database_id="a", plan_name=plan, read_regions=read_regions, requests=None, live_catalog=live
+        )
+
+    listed = fields("fixed_1gb", 1)
+    assert listed["planLimits"] == {"maxDataSizeBytes": 2 * GIB}
+    cost = listed["estimatedMonthlyCost"]
+    assert cost["amount"] == 35 and "Fly.io's plan list" in cost["basis"]  # $25 listed + $10 per read region
+    assert fields("fixed_5gb", 0)["estimatedMonthlyCost"]["amount"] == 100  # listed without a price: the static one
+    legacy = fields("pro_2k", 0)
+    assert legacy["estimatedMonthlyCost"]["amount"] == 280 and legacy["planLimits"] == {"maxDataSizeBytes": 3 * GIB}
+    plan, source = plan_facts(FLY, "fixed_1gb", None)
+    assert plan is not None and plan.price_per_month == 20 and "published plan prices" in source
