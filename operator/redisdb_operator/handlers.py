@@ -37,14 +37,8 @@ class _FirstOf(Mapping[str, Mapping[str, Any]]):
         return len(self._index)
 
 
-def register(
-    registry: kopf.OperatorRegistry,
-    *,
-    resync_interval: float,
-    webhook: bool = True,
-    webhook_ignore_failures: bool = True,
-) -> None:
-    """Register every handler in `registry`; intervals come from configuration, hence no module-level decorators."""
+def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: float) -> None:
+    """The leader's handlers: reconcile, delete and the timers. Intervals come from configuration."""
 
     async def on_redisdatabase_change(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
@@ -78,7 +72,9 @@ def register(
 
     kopf.on.create(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
     kopf.on.update(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
-    kopf.on.resume(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
+    # Resume: nothing changed since the last handled configuration (a restart, or a standby taking over), so
+    # the shared provider snapshot (one list per provider) is fresh enough; a spec change comes as an update.
+    kopf.on.resume(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_resync)
     kopf.timer(*DATABASES, id="resync", interval=resync_interval, initial_delay=resync_interval, registry=registry)(
         on_redisdatabase_resync
     )
@@ -104,8 +100,13 @@ def register(
         initial_delay=provider_check_interval,
         registry=registry,
     )(on_redisprovider_recheck)
-    if not webhook:
-        return  # kopf refuses admission handlers without a server; the indexes only serve the webhook
+
+
+def register_admission(registry: kopf.OperatorRegistry, *, webhook_ignore_failures: bool = True) -> None:
+    """Every replica's handlers: the validating webhook and the indexes it reads (no writes at all).
+
+    Only with a webhook server: kopf refuses admission handlers without one, and the indexes serve only it.
+    """
 
     # Coroutines, not plain functions: kopf runs a plain function in its thread pool, a hop that costs more than
     # these microsecond checks and, under 50 concurrent admission reviews, queues them behind a few threads.

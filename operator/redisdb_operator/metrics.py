@@ -321,6 +321,9 @@ _USAGE_GAUGES = {
     ),
 }
 USAGE_TOTALS = ProviderTotals(_USAGE_GAUGES)
+LEADER = REGISTRY.register(
+    Gauge("redisdb_leader", "1 while this replica holds the leader Lease and reconciles; 0 on a standby.")
+)
 
 
 # --- the HTTP endpoint --------------------------------------------------------------------------------------

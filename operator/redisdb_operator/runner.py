@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import contextvars
 import datetime
 import json
 import logging
 import os
-from collections.abc import Sequence
+import signal
+import weakref
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import kopf
@@ -16,12 +20,26 @@ import uvloop
 
 from . import metrics
 from .controller import ControllerConfig, DatabaseController
-from .handlers import register
+from .handlers import register_admission, register_reconcilers
 from .kube import KubeClient
+from .leader import (
+    DEFAULT_LEASE_NAME,
+    LEADER_WORK,
+    ElectionConfig,
+    GatedKubeClient,
+    GatedProviderClient,
+    LeaderElector,
+    install_kopf_write_gate,
+    namespace_from_environment,
+)
 from .models import GROUP
 from .provider_registry import ProviderRegistry
+from .providers.base import ProviderClient
+from .providers.factory import make_client
+from .tls import DEFAULT_VALIDITY
 from .usage import UsageConfig, UsageRefresher
-from .webhook_bootstrap import bootstrap, plan_from_args
+from .webhook_bootstrap import bootstrap, keep_renewed, plan_from_args
+from .webhook_server import ReloadingWebhookServer
 
 
 def _env_float(name: str, default: float) -> float:
@@ -55,9 +73,36 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="kopf liveness endpoint URL, or empty to disable (env REDISDB_LIVENESS)",
     )
     parser.add_argument(
-        "--peering",
-        default=os.environ.get("REDISDB_PEERING", ""),
-        help="kopf peering name for several replicas (one active); empty: standalone (env REDISDB_PEERING)",
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("REDISDB_LEADER_ELECTION", "").lower() in ("1", "true", "yes"),
+        help="hold a coordination.k8s.io Lease to reconcile; every replica serves the webhook "
+        "(env REDISDB_LEADER_ELECTION=true; the Helm chart always sets it)",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("REDISDB_LEADER_ELECTION_NAMESPACE", ""),
+        help="namespace of the Lease; default: POD_NAMESPACE or the ServiceAccount's namespace",
+    )
+    parser.add_argument(
+        "--leader-election-name",
+        default=os.environ.get("REDISDB_LEADER_ELECTION_NAME", DEFAULT_LEASE_NAME),
+        help=f"name of the Lease (default {DEFAULT_LEASE_NAME})",
+    )
+    parser.add_argument(
+        "--leader-election-identity",
+        default=os.environ.get("REDISDB_LEADER_ELECTION_IDENTITY", ""),
+        help="holder identity; default: POD_NAME (downward API), else host name and process id",
+    )
+    parser.add_argument("--leader-election-lease-duration", type=float, default=15.0, help="seconds (default 15)")
+    parser.add_argument(
+        "--leader-election-renew-deadline",
+        type=float,
+        default=10.0,
+        help="seconds after its last renewal the leader stops writing and exits (default 10)",
+    )
+    parser.add_argument(
+        "--leader-election-retry-period", type=float, default=1.0, help="seconds between attempts (default 1)"
     )
     parser.add_argument(
         "--webhook-listen",
@@ -103,6 +148,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="ValidatingWebhookConfiguration (owned by the chart) whose caBundle gets the CA of --webhook-cert-secret",
     )
     parser.add_argument(
+        "--webhook-cert-validity",
+        type=float,
+        default=_env_float("REDISDB_WEBHOOK_CERT_VALIDITY", DEFAULT_VALIDITY.total_seconds()),
+        help="seconds a self-managed serving certificate is valid (default one year); it is renewed with a "
+        "third of that left, the CA lives five times as long (env REDISDB_WEBHOOK_CERT_VALIDITY)",
+    )
+    parser.add_argument(
+        "--webhook-cert-check-interval",
+        type=float,
+        default=_env_float("REDISDB_WEBHOOK_CERT_CHECK_INTERVAL", 10.0),
+        help="seconds between checks of the certificate files (cert-manager renewals) and of the "
+        "--webhook-cert-secret (default 10)",
+    )
+    parser.add_argument(
         "--metrics-listen",
         default=os.environ.get("REDISDB_METRICS_LISTEN", ""),
         help="serve Prometheus metrics at GET /metrics on ADDR:PORT (e.g. 0.0.0.0:9090; env REDISDB_METRICS_LISTEN); "
@@ -138,20 +197,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def webhook_server(args: argparse.Namespace) -> kopf.WebhookServer | None:
+def webhook_server(args: argparse.Namespace) -> ReloadingWebhookServer | None:
     if not args.webhook_listen:
         return None
     addr, _, port = args.webhook_listen.rpartition(":")
     cert_dir = args.webhook_cert_dir
     if not cert_dir:
         raise SystemExit("--webhook-listen needs --webhook-cert-dir (tls.crt, tls.key, ca.crt)")
-    return kopf.WebhookServer(
+    return ReloadingWebhookServer(
         addr=addr or None,
         port=int(port),
         host=args.webhook_host or None,
         certfile=os.path.join(cert_dir, "tls.crt"),
         pkeyfile=os.path.join(cert_dir, "tls.key"),
         cafile=os.path.join(cert_dir, "ca.crt"),
+        file_check_interval=args.webhook_cert_check_interval,
     )
 
 
@@ -174,7 +234,14 @@ class OwnPrefixBlindDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         return essence
 
 
-def build_settings(settings: kopf.OperatorSettings, args: argparse.Namespace) -> None:
+# The webhook side's kopf never handles a change, so kopf would strip a finalizer "no handler requires" from
+# every object it sees: it gets a finalizer name that no object carries.
+ADMISSION_SIDE_FINALIZER = f"{GROUP}/admission-side-never-set"
+
+
+def build_settings(
+    settings: kopf.OperatorSettings, args: argparse.Namespace, server: kopf.WebhookServer | None = None
+) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # kopf's bookkeeping under its own prefix: kopf leaves every annotation of its storage prefix out of the
     # change detection, and the user's redisdb.dev/rotate-password annotation must trigger a reconcile.
@@ -186,21 +253,13 @@ def build_settings(settings: kopf.OperatorSettings, args: argparse.Namespace) ->
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    server = webhook_server(args)
     if server is not None:
         settings.admission.server = server
         settings.admission.managed = args.webhook_managed or None
+        settings.persistence.finalizer = ADMISSION_SIDE_FINALIZER
 
 
-async def run_operator(args: argparse.Namespace) -> None:
-    registry = kopf.OperatorRegistry()
-    register(
-        registry,
-        resync_interval=args.resync_interval,
-        webhook=bool(args.webhook_listen),
-        webhook_ignore_failures=args.webhook_failure_policy == "Ignore",
-    )
-
+def _login(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(
@@ -208,59 +267,292 @@ async def run_operator(args: argparse.Namespace) -> None:
         )
         return info
 
-    @kopf.on.startup(registry=registry)
-    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-        build_settings(settings, args)
-        info = kopf.login_with_service_account(settings=settings, logger=logger) or kopf.login_with_kubeconfig(
-            settings=settings, logger=logger
-        )
-        if info is None:
-            raise kopf.PermanentError("no Kubernetes credentials: set KUBECONFIG or run in a pod")
-        kube = KubeClient(info, relogin=lambda: kopf.login_with_service_account(settings=settings, logger=logger))
-        memo["kube"] = kube
-        plan = plan_from_args(
-            args.webhook_cert_secret, args.webhook_service, args.webhook_configuration, args.webhook_cert_dir
-        )
-        if plan is not None:
-            await bootstrap(kube, plan, logger)
-        provider_registry = ProviderRegistry(kube)
-        memo["controller"] = DatabaseController(
-            kube,
-            provider_registry,
-            ControllerConfig(
-                resync_interval=args.resync_interval, max_concurrent_reconciles=args.max_concurrent_reconciles
-            ),
-        )
-        memo["usage"] = UsageRefresher(
-            kube,
-            provider_registry,
-            UsageConfig(interval=args.usage_interval, calls_per_minute=args.usage_calls_per_minute),
-        )
-        if args.metrics_listen and "metrics" not in memo:
-            try:
-                memo["metrics"] = await metrics.start_server(args.metrics_listen)
-            except (OSError, ValueError) as error:
-                raise kopf.PermanentError(f"--metrics-listen {args.metrics_listen}: {error}") from None
 
-    @kopf.on.cleanup(registry=registry)
-    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-        if "metrics" in memo:
-            await memo["metrics"].cleanup()
-        if "controller" in memo:
-            await memo["controller"].registry.aclose()
-        if "kube" in memo:
-            await memo["kube"].aclose()
-
-    namespaces = list(args.namespace)
-    await kopf.operator(
-        registry=registry,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        standalone=not args.peering,
-        peering_name=args.peering or None,
-        liveness_endpoint=args.liveness or None,
-        memo=kopf.Memo(),
+def _connection(settings: kopf.OperatorSettings, logger: Any) -> kopf.ConnectionInfo:
+    info = kopf.login_with_service_account(settings=settings, logger=logger) or kopf.login_with_kubeconfig(
+        settings=settings, logger=logger
     )
+    if info is None:
+        raise kopf.PermanentError("no Kubernetes credentials: set KUBECONFIG or run in a pod")
+    return info
+
+
+def election_config(args: argparse.Namespace) -> ElectionConfig | None:
+    if not args.leader_election:
+        return None
+    return ElectionConfig(
+        namespace=args.leader_election_namespace or namespace_from_environment(),
+        name=args.leader_election_name,
+        identity=args.leader_election_identity,
+        lease_duration=args.leader_election_lease_duration,
+        renew_deadline=args.leader_election_renew_deadline,
+        retry_period=args.leader_election_retry_period,
+    )
+
+
+# Which half of the process created a task: kopf's run_tasks cancels every task that appeared after it started
+# ("hung" ones) when it stops, which would take the other half's tasks (and the shutdown) with it.
+_SIDE: contextvars.ContextVar[str] = contextvars.ContextVar("redisdb_side", default="")
+_TASK_SIDES: weakref.WeakKeyDictionary[asyncio.Task[Any], str] = weakref.WeakKeyDictionary()
+
+
+def _task_factory(
+    loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None, **kwargs: Any
+) -> asyncio.Task[Any]:
+    task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, context=context, **kwargs)
+    side = context.run(_SIDE.get) if context is not None else _SIDE.get()
+    if side:
+        _TASK_SIDES[task] = side
+    return task
+
+
+class _OtherSides(Collection[asyncio.Task[Any]]):
+    """For kopf.run_tasks(ignored=...): every task that is not this side's."""
+
+    def __init__(self, side: str) -> None:
+        self._side = side
+
+    def __contains__(self, task: object) -> bool:
+        return not isinstance(task, asyncio.Task) or _TASK_SIDES.get(task) != self._side
+
+    def __iter__(self) -> Iterator[asyncio.Task[Any]]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+class Operator:
+    """Two kopf operators in one process: the admission side on every replica, the reconciling side on the leader.
+
+    The admission side (validating webhook, the indexes it reads, liveness, metrics, certificate renewal) starts
+    at once and never writes a RedisDatabase. The reconciling side (create/update/resume/delete handlers and the
+    timers) starts only once this process holds the Lease, and then lists everything as a restart would: kopf
+    resumes each object, from the shared provider snapshot. Every request it sends that is not a read passes
+    the leader's write gate (LEADER_WORK). Without --leader-election it starts at once, ungated.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.memo = kopf.Memo()
+        self.server = webhook_server(args)
+        self.election = election_config(args)
+        self.elector: LeaderElector | None = None
+        self.admission_stop = asyncio.Event()
+        self.leading_stop = asyncio.Event()
+        self.stopping = False
+        self.leading_task: asyncio.Task[None] | None = None
+        self.plan = plan_from_args(
+            args.webhook_cert_secret,
+            args.webhook_service,
+            args.webhook_configuration,
+            args.webhook_cert_dir,
+            validity=datetime.timedelta(seconds=args.webhook_cert_validity),
+            managed_host=(args.webhook_host or "127.0.0.1") if args.webhook_managed else "",
+        )
+
+    # --- the admission side (every replica) -----------------------------------------------------------
+
+    def admission_registry(self) -> kopf.OperatorRegistry:
+        registry = kopf.OperatorRegistry()
+        if self.server is not None:
+            register_admission(registry, webhook_ignore_failures=self.args.webhook_failure_policy == "Ignore")
+        _login(registry)
+        args = self.args
+
+        @kopf.on.startup(registry=registry)
+        async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+            info = _connection(settings, logger)
+            kube = KubeClient(info, relogin=lambda: kopf.login_with_service_account(settings=settings, logger=logger))
+            memo["kube"] = kube
+            if self.plan is not None:
+                await bootstrap(kube, self.plan, logger)
+                memo["cert_renewal"] = asyncio.create_task(
+                    keep_renewed(kube, self.plan, logger, min(args.webhook_cert_check_interval, 60.0)),
+                    name="webhook certificate renewal",
+                )
+            if args.metrics_listen and "metrics" not in memo:
+                try:
+                    memo["metrics"] = await metrics.start_server(args.metrics_listen)
+                except (OSError, ValueError) as error:
+                    raise kopf.PermanentError(f"--metrics-listen {args.metrics_listen}: {error}") from None
+
+        @kopf.on.cleanup(registry=registry)
+        async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+            if "cert_renewal" in memo:
+                memo["cert_renewal"].cancel()
+            if "metrics" in memo:
+                await memo["metrics"].cleanup()
+            if "kube" in memo:
+                await memo["kube"].aclose()
+
+        return registry
+
+    # --- the reconciling side (the leader) ------------------------------------------------------------
+
+    def leading_registry(self) -> kopf.OperatorRegistry:
+        registry = kopf.OperatorRegistry()
+        register_reconcilers(registry, resync_interval=self.args.resync_interval)
+        _login(registry)
+        args, elector = self.args, self.elector
+
+        def gated_client(*factory_args: Any) -> ProviderClient:
+            client = make_client(*factory_args)
+            if elector is None:
+                return client
+            gated: ProviderClient = GatedProviderClient(client, elector)
+            return gated
+
+        @kopf.on.startup(registry=registry)
+        async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+            info = _connection(settings, logger)
+
+            def relogin() -> kopf.ConnectionInfo | None:
+                return kopf.login_with_service_account(settings=settings, logger=logger)
+
+            kube = (
+                KubeClient(info, relogin=relogin)
+                if elector is None
+                else GatedKubeClient(info, relogin=relogin, elector=elector)
+            )
+            memo["controller_kube"] = kube
+            provider_registry = ProviderRegistry(kube, client_factory=gated_client)
+            memo["controller"] = DatabaseController(
+                kube,
+                provider_registry,
+                ControllerConfig(
+                    resync_interval=args.resync_interval, max_concurrent_reconciles=args.max_concurrent_reconciles
+                ),
+            )
+            # Usage shares the leader's provider clients (one 429 hold per account) and its gated status writes.
+            memo["usage"] = UsageRefresher(
+                kube,
+                provider_registry,
+                UsageConfig(interval=args.usage_interval, calls_per_minute=args.usage_calls_per_minute),
+            )
+
+        @kopf.on.cleanup(registry=registry)
+        async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+            if "controller" in memo:
+                await memo["controller"].registry.aclose()
+            if "controller_kube" in memo:
+                await memo["controller_kube"].aclose()
+
+        return registry
+
+    # --- running ----------------------------------------------------------------------------------------
+
+    async def _run_kopf(
+        self,
+        registry: kopf.OperatorRegistry,
+        settings: kopf.OperatorSettings,
+        stop: asyncio.Event,
+        liveness: str | None,
+    ) -> None:
+        namespaces = list(self.args.namespace)
+        side = _SIDE.get()
+        tasks = await kopf.spawn_tasks(
+            registry=registry,
+            settings=settings,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            liveness_endpoint=liveness,
+            stop_flag=stop,
+            memo=self.memo,
+        )
+        self._install_signal_handlers()  # kopf's own would stop only the operator that installed them last
+        await kopf.run_tasks(tasks, ignored=_OtherSides(side))
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        logging.getLogger(__name__).info("%s: handing over and stopping", signal.Signals(signum).name)
+        asyncio.get_running_loop().create_task(self.shutdown(), context=contextvars.Context())
+
+    async def shutdown(self) -> None:
+        """SIGTERM: stop writing, release the Lease (a standby takes over within its retry period), then stop."""
+        if self.elector is not None:
+            await self.elector.release()
+        self.leading_stop.set()
+        if self.leading_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.leading_task
+        self.admission_stop.set()
+
+    async def _lead(self) -> None:
+        """Wait for the Lease (when electing), then run the reconciling operator; exit if it ends unasked."""
+        if self.elector is not None:
+            await self.elector.acquire()
+            if self.stopping:  # SIGTERM while a candidate (or just as it won): hand back what it may hold
+                await self.elector.release()
+                return
+            self.elector.install_sigcont_check()
+            keeper = asyncio.create_task(self.elector.keep(), name="leader lease renewal")
+            LEADER_WORK.set(self.elector)
+        else:
+            metrics.LEADER.set(1)
+        settings = kopf.OperatorSettings()
+        build_settings(settings, self.args)
+        try:
+            await self._run_kopf(self.leading_registry(), settings, self.leading_stop, None)
+        finally:
+            if self.elector is not None:
+                keeper.cancel()
+                if not self.stopping:
+                    self.elector.lost("the reconciling operator stopped")
+
+    async def run(self) -> None:
+        install_kopf_write_gate()
+        if self.election is not None:
+            settings = kopf.OperatorSettings()
+            logger = logging.getLogger(__name__)
+            self.elector = LeaderElector(
+                KubeClient(
+                    _connection(settings, logger),
+                    timeout=min(5.0, self.election.renew_deadline / 2),
+                    relogin=lambda: kopf.login_with_service_account(settings=settings, logger=logger),
+                ),
+                self.election,
+            )
+        settings = kopf.OperatorSettings()
+        build_settings(settings, self.args, self.server)
+        asyncio.get_running_loop().set_task_factory(_task_factory)
+        admission_context, leading_context = contextvars.copy_context(), contextvars.copy_context()
+        admission_context.run(_SIDE.set, "admission")
+        leading_context.run(_SIDE.set, "leading")
+        admission = asyncio.create_task(
+            self._run_kopf(self.admission_registry(), settings, self.admission_stop, self.args.liveness or None),
+            name="admission side",
+            context=admission_context,
+        )
+        self.leading_task = leading = asyncio.create_task(
+            self._lead(), name="reconciling side", context=leading_context
+        )
+        await asyncio.wait({admission, leading}, return_when=asyncio.FIRST_COMPLETED)
+        signalled = self.stopping
+        if not signalled:
+            # One side ended unasked: hand the Lease over and stop the other (Kubernetes restarts the pod).
+            self.stopping = True
+            await self.shutdown()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await leading
+        self.admission_stop.set()
+        await admission
+        if not signalled and not leading.cancelled() and leading.exception() is not None:
+            raise RuntimeError("the reconciling operator failed") from leading.exception()
+        if not signalled:
+            raise RuntimeError("the operator stopped unasked")
+
+
+async def run_operator(args: argparse.Namespace) -> None:
+    await Operator(args).run()
 
 
 class _RoutineSuccesses(logging.Filter):

@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # Valid from an hour ago (clock skew between processes is irrelevant here, but cheap to allow).
 _BACKDATE = datetime.timedelta(hours=1)
-_VALIDITY = datetime.timedelta(days=365)
+DEFAULT_VALIDITY = datetime.timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,12 @@ def _name(common_name: str, organizations: Sequence[str] = ()) -> x509.Name:
     return x509.Name(attributes)
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    validity: datetime.timedelta = DEFAULT_VALIDITY,
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
@@ -76,16 +81,16 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurve
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_after(now + validity)
     )
 
 
-def new_ca(common_name: str) -> CertKey:
+def new_ca(common_name: str, validity: datetime.timedelta = DEFAULT_VALIDITY) -> CertKey:
     """A self-signed CA that may sign leaf certificates only (path length 0)."""
     key = new_private_key()
     name = _name(common_name)
     cert = (
-        _builder(name, name, key.public_key())
+        _builder(name, name, key.public_key(), validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -107,11 +112,17 @@ def new_ca(common_name: str) -> CertKey:
     return CertKey(cert.public_bytes(serialization.Encoding.PEM), private_key_pem(key))
 
 
-def _issue(ca: CertKey, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> CertKey:
+def _issue(
+    ca: CertKey,
+    subject: x509.Name,
+    usage: x509.ObjectIdentifier,
+    sans: list[x509.GeneralName],
+    validity: datetime.timedelta = DEFAULT_VALIDITY,
+) -> CertKey:
     key = new_private_key()
     ca_cert = ca.cert
     builder = (
-        _builder(subject, ca_cert.subject, key.public_key())
+        _builder(subject, ca_cert.subject, key.public_key(), validity)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -148,7 +159,9 @@ def _general_names(hosts: Iterable[str]) -> list[x509.GeneralName]:
     return names
 
 
-def issue_serving_cert(ca: CertKey, hosts: Iterable[str]) -> tuple[bytes, bytes]:
+def issue_serving_cert(
+    ca: CertKey, hosts: Iterable[str], validity: datetime.timedelta = DEFAULT_VALIDITY
+) -> tuple[bytes, bytes]:
     """A TLS server certificate signed by `ca` for 127.0.0.1 plus `hosts` (IPs or DNS names).
 
     Returns (cert_pem, key_pem); give the apiserver `ca.cert_pem` as the webhook's caBundle.
@@ -156,7 +169,7 @@ def issue_serving_cert(ca: CertKey, hosts: Iterable[str]) -> tuple[bytes, bytes]
     host_list = ["127.0.0.1", *hosts]
     # Hosts are verified against SANs only; the CN is informational and X.509 caps it at 64 characters.
     common_name = next((host for host in hosts if len(host) <= 64), "redisdb-operator-webhook")
-    issued = _issue(ca, _name(common_name), ExtendedKeyUsageOID.SERVER_AUTH, _general_names(host_list))
+    issued = _issue(ca, _name(common_name), ExtendedKeyUsageOID.SERVER_AUTH, _general_names(host_list), validity)
     return issued.cert_pem, issued.key_pem
 
 

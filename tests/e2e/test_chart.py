@@ -166,7 +166,8 @@ def test_pod_options_render_from_values(cluster: Cluster) -> None:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert "--log-format=text" in container["args"] and "env" not in container
+    assert "--log-format=text" in container["args"]
+    assert [item["name"] for item in container["env"]] == ["POD_NAME", "POD_NAMESPACE"]  # no extraEnv by default
     assert {"--usage-interval=3600", "--usage-calls-per-minute=60"} <= set(container["args"])  # hourly, capped
     assert not by_kind(render("redisdb-system"), "NetworkPolicy")
     assert not by_kind(render("redisdb-system"), "PrometheusRule")
@@ -174,7 +175,7 @@ def test_pod_options_render_from_values(cluster: Cluster) -> None:
     pod = by_kind(render("redisdb-system", "-f", str(PLATFORM_VALUES)), "Deployment")[0]["spec"]["template"]["spec"]
     assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     container = pod["containers"][0]
-    assert container["env"][0] == {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"}
+    assert container["env"][2] == {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"}
     assert container["args"][-2:] == ["--log-format=json", "--max-concurrent-reconciles=8"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
@@ -420,7 +421,11 @@ def test_install_then_upgrade(cluster: Cluster, installed: Path, release_namespa
     assert deployment is not None
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["replicas"] == 2
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {"--leader-election", f"--leader-election-namespace={release_namespace}"} <= set(container["args"])
+    assert get_json("poddisruptionbudget", FULLNAME, release_namespace) is not None
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["resources"]["requests"]
@@ -495,6 +500,7 @@ def start_as_chart_service_account(
     bootstrap_flags = [arg for arg in args if arg.split("=")[0] in ("--webhook-cert-secret", "--webhook-service")]
     bootstrap_flags += [arg for arg in args if arg.startswith("--webhook-configuration=")]
     assert len(bootstrap_flags) == 3, args
+    bootstrap_flags += [arg for arg in args if arg.split("=")[0].startswith("--leader-election")]
     webhook_port = free_port()
     operator = start_operator(
         cluster,
@@ -510,6 +516,48 @@ def start_as_chart_service_account(
     )
     operator.env["WEBHOOK_PORT"] = str(webhook_port)
     return operator
+
+
+def test_two_replicas_under_the_chart_service_account_elect_one_leader(
+    cluster: Cluster,
+    installed: Path,
+    release_namespace: str,
+    namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The chart's Role is enough for the Lease: one of two processes leads, the other waits; both stay healthy."""
+    sa_kubeconfig = service_account_kubeconfig(cluster, release_namespace, FULLNAME, tmp_path / "sa.kubeconfig")
+    first = start_as_chart_service_account(cluster, release_namespace, tmp_path / "a", sa_kubeconfig)
+    request.node.stash[PROCESS_RUNNERS] = first.runner
+    second = start_as_chart_service_account(cluster, release_namespace, tmp_path / "b", sa_kubeconfig)
+    try:
+        lease = f"{FULLNAME}-leader"
+
+        def holder() -> str:
+            spec = (get_json("lease", lease, release_namespace) or {}).get("spec") or {}
+            return str(spec.get("holderIdentity") or "")
+
+        leader = wait_for(holder, 60, message=f"Lease {release_namespace}/{lease} held")
+        pids = {first.process.popen.pid: first, second.process.popen.pid: second}
+        leading = [operator for pid, operator in pids.items() if leader.endswith(f"-{pid}")]
+        assert len(leading) == 1, (leader, list(pids))
+        standby = second if leading[0] is first else first
+        assert "acquired the leader Lease" in leading[0].log()
+        assert "acquired the leader Lease" not in standby.log()
+        assert standby.process.alive and leading[0].process.alive
+        route_webhook_to(int(standby.env["WEBHOOK_PORT"]))  # the standby serves admission too
+        with pytest.raises(KubectlError, match="no-such-provider"):
+            apply(database("bad", providerRef={"name": "no-such-provider"}), namespace)
+        apply(database("elected"), namespace)
+        wait_ready("elected", namespace)
+        kubectl("delete", "redisdatabase", "elected", "-n", namespace, "--timeout=60s")
+    finally:
+        route_webhook_to(None, release_namespace)
+        second.runner.stop_all()
+        first.runner.stop_all()
+    for operator in (first, second):
+        assert rbac_denials(operator.log()) == [], operator.log()[-3000:]
 
 
 def route_webhook_to(port: int | None, release_namespace: str = "") -> None:
