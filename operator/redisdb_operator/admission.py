@@ -20,6 +20,7 @@ from .desired import DesiredDatabase, catalog_problem
 from .models import NAME_FORMAT, NAME_MAX_LENGTH, NAME_PATTERN, RedisDatabaseSpec, RedisProviderSpec
 from .providers import catalog
 from .providers.base import ProviderType
+from .tenancy import namespace_problem
 
 _NAME = re.compile(NAME_PATTERN)
 
@@ -63,14 +64,17 @@ def validate_redisdatabase(
     old_spec: Mapping[str, Any] | None,
     providers: Mapping[str, Mapping[str, Any]],
     claims: Mapping[str, Collection[str]],
+    namespace_labels: Mapping[str, str] | None = None,
 ) -> str | None:
     """Return why the object must be refused, or None to admit it.
 
     `providers` maps RedisProvider names to their spec; `claims` maps provider/name claims to the
-    `namespace/name` of the RedisDatabases holding them.
+    `namespace/name` of the RedisDatabases holding them; `namespace_labels` are the labels of the object's
+    namespace (None: not in the index yet; the reconcile checks allowedNamespaces again). For a DELETE, `spec` is
+    the object being deleted.
     """
     if operation == "DELETE":
-        return None
+        return deletion_problem(spec, namespace, name)
     try:
         parsed = RedisDatabaseSpec.model_validate(dict(spec))
     except ValidationError as error:
@@ -91,6 +95,9 @@ def validate_redisdatabase(
         provider = RedisProviderSpec.model_validate(dict(provider_spec))
     except ValidationError:
         return f"spec.providerRef.name: RedisProvider {provider_name} has an invalid spec; fix the RedisProvider first"
+    tenancy = namespace_problem(provider_name, provider.allowed_namespaces, namespace, namespace_labels)
+    if tenancy:
+        return f"spec.providerRef.name: {tenancy}"
     desired = DesiredDatabase.from_spec(parsed, namespace=namespace, metadata_name=name)
     # The same catalog check the reconciler makes before any provider call, in the same words.
     problem = name_problem(parsed, desired.name) or catalog_problem(provider.type, desired)
@@ -105,6 +112,18 @@ def validate_redisdatabase(
             f"RedisDatabase {sorted(holders)[0]}; set a different spec.name"
         )
     return None
+
+
+def deletion_problem(spec: Mapping[str, Any], namespace: str, name: str) -> str | None:
+    """A RedisDatabase with spec.deletionProtection: true is not deleted; the message gives the way out."""
+    if spec.get("deletionProtection") is not True:
+        return None
+    return (
+        f"RedisDatabase {namespace}/{name} has spec.deletionProtection: true and cannot be deleted; to delete it, "
+        f"first set deletionProtection to false: kubectl patch rdb {name} -n {namespace} --type=merge -p "
+        '\'{"spec":{"deletionProtection":false}}\' (deletionPolicy then decides whether the provider '
+        "database is deleted or kept)"
+    )
 
 
 def name_problem(parsed: RedisDatabaseSpec, effective_name: str) -> str | None:

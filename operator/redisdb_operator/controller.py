@@ -24,13 +24,14 @@ from .desired import CreateAction, UpdateAction
 from .errors import backoff_delay, classify_error
 from .kube import KubeClient
 from .ledger import ObjectLedger
-from .models import RedisDatabaseSpec
+from .models import DeletionPolicy, RedisDatabaseSpec
 from .provider_registry import ProviderHandle, ProviderRegistry
 from .providers.base import AlreadyExistsError, Database, NotFoundError, UnauthorizedError, UnavailableError
 from .reconcile import (
     Delete,
     Facts,
     GiveUp,
+    Hold,
     KubeEvent,
     LookUp,
     Observation,
@@ -45,7 +46,7 @@ from .reconcile import (
     Wait,
 )
 from .secrets import SecretPublisher, SecretTarget
-from .status import condition, parse_timestamp, waiting_for_spec_change
+from .status import SUSPENDED_REASONS, condition, parse_timestamp, waiting_for_spec_change
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 # Every event settles in a few steps (look up, confirm, create or adopt, update, reset, publish); a decision that
@@ -59,6 +60,8 @@ class ControllerConfig:
     max_concurrent_reconciles: int = 32
     # How long a create that timed out may still land at the provider: the client's 30 s budget plus a margin.
     uncertain_create_window: float = 90.0
+    # deletionPolicy for RedisDatabases that set none (`redisdb-operator run --default-deletion-policy`)
+    default_deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
 
 
 def resource_of(body: kopf.Body) -> Resource:
@@ -86,7 +89,17 @@ def provider_facts(handle: ProviderHandle | None) -> ProviderFacts | None:
     """What the decision needs to know about the resolved provider (None: the spec named none that parses)."""
     if handle is None:
         return None
-    return ProviderFacts(handle.name, handle.provider_type, handle.client.names_are_unique, handle.live_catalog)
+    return ProviderFacts(
+        handle.name,
+        handle.provider_type,
+        handle.client.names_are_unique,
+        handle.live_catalog,
+        allowed_namespaces=handle.allowed_namespaces,
+    )
+
+
+class HeldDeletion(kopf.TemporaryError):
+    """A deletion kept until a person releases it (deletionProtection, a pause): kopf looks again after the delay."""
 
 
 def now() -> datetime.datetime:
@@ -111,7 +124,14 @@ class DatabaseController:
     # --- reconcile ------------------------------------------------------------------------------------------
 
     async def reconcile(
-        self, body: kopf.Body, *, fresh: bool, patch: kopf.Patch, logger: Logger, retry: int = 0
+        self,
+        body: kopf.Body,
+        *,
+        fresh: bool,
+        patch: kopf.Patch,
+        logger: Logger,
+        retry: int = 0,
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> None:
         resource = resource_of(body)
         if not fresh and waiting_for_spec_change(resource.status, resource.generation):
@@ -124,7 +144,9 @@ class DatabaseController:
             started, result = time.monotonic(), "success"
             status: dict[str, Any] = {}  # written to the patch once, whatever happens
             try:
-                await self._reconcile(body, resource, fresh=fresh, status=status, logger=logger)
+                await self._reconcile(
+                    body, resource, fresh=fresh, status=status, logger=logger, namespace_labels=namespace_labels
+                )
             except kopf.TemporaryError:
                 result = "temporary_error"
                 raise
@@ -148,11 +170,21 @@ class DatabaseController:
                 )
 
     async def _reconcile(
-        self, body: kopf.Body, resource: Resource, *, fresh: bool, status: dict[str, Any], logger: Logger
+        self,
+        body: kopf.Body,
+        resource: Resource,
+        *,
+        fresh: bool,
+        status: dict[str, Any],
+        logger: Logger,
+        namespace_labels: Mapping[str, str] | None,
     ) -> None:
         """Ask `decide`, do what it says, feed the outcome back, until it says publish or refuse."""
-        handle = await self._registry.get(resource.provider_name) if resource.provider_name else None
+        handle = None
+        if resource.provider_name and resource.needs_provider():
+            handle = await self._registry.get(resource.provider_name)
         facts = Facts(
+            namespace_labels=namespace_labels,
             resource=resource,
             provider=provider_facts(handle),
             fresh=fresh,
@@ -218,7 +250,8 @@ class DatabaseController:
         return await handle.client.find_by_name(action.name)
 
     async def _publish(self, body: kopf.Body, resource: Resource, action: Publish, handle: ProviderHandle) -> None:
-        target = SecretTarget(action.secret_name, resource.namespace, resource.name, resource.uid)
+        shape = resource.spec.connection_secret if resource.spec is not None else None
+        target = SecretTarget(action.secret_name, resource.namespace, resource.name, resource.uid, shape)
         outcome = await self._secrets.publish(
             target,
             action.database,
@@ -253,7 +286,9 @@ class DatabaseController:
         """Count the reconcile, and place the database in `redisdb_databases` by the Ready condition it now has."""
         synced = condition(written, "Synced")
         if result == "success" and synced is not None and synced.get("status") == "False":
-            result = "permanent_error"  # reported without raising: an invalid spec or a conflict
+            # reported without raising: an invalid spec or a conflict; or a person said hands off (not an error:
+            # the alert on permanent errors must not fire for every paused database at every resync)
+            result = "held" if synced.get("reason") in SUSPENDED_REASONS else "permanent_error"
         metrics.RECONCILES.inc(trigger=trigger, result=result)
         metrics.RECONCILE_DURATION.observe(time.monotonic() - started, trigger=trigger)
         if resource.provider_name is None:
@@ -270,6 +305,9 @@ class DatabaseController:
         try:
             await self._delete(body, resource, patch=patch, retry=retry)
             result = "success"
+        except HeldDeletion:
+            result = "held"  # not an error for the metrics and alerts: a person decides
+            raise
         finally:
             metrics.RECONCILES.inc(trigger="delete", result=result)
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started, trigger="delete")
@@ -284,11 +322,18 @@ class DatabaseController:
             now=now(),
             create_pending_in_memory=self._ledger.create_pending(resource.uid),
             uncertain_create_window=self._config.uncertain_create_window,
+            default_deletion_policy=self._config.default_deletion_policy,
         )
         plan = reconcile.decide_deletion(facts, Observation.first(resource))
         if isinstance(plan.action, Release):
             _post(body, plan.events)  # kept by policy: no provider, no lock
             return
+        if isinstance(plan.action, Hold):
+            # deletion protection or a pause: the finalizer stays, nothing at the provider is touched
+            _post(body, plan.events)
+            for key, value in plan.status.items():
+                patch.status[key] = value
+            raise HeldDeletion(plan.action.message, delay=plan.action.delay)
         wait: Wait | None = None
         async with self._ledger.lock(resource.uid):
             try:

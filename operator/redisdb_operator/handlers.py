@@ -11,11 +11,12 @@ import kopf
 from .admission import admission_warnings, claim_of, validate_redisdatabase
 from .controller import DatabaseController
 from .models import GROUP, VERSION
-from .provider_checks import ProviderChecker
+from .provider_checks import ProviderChecker, ProviderDeletion
 from .usage import UsageRefresher
 
 DATABASES = (GROUP, VERSION, "redisdatabases")
 PROVIDERS = (GROUP, VERSION, "redisproviders")
+NAMESPACES = ("", "v1", "namespaces")
 Logger: TypeAlias = logging.Logger | logging.LoggerAdapter[Any]
 
 
@@ -30,11 +31,34 @@ class _FirstOf(Mapping[str, Mapping[str, Any]]):
             return value
         raise KeyError(key)
 
+    def get_value(self, key: str) -> Mapping[str, Any] | None:
+        try:
+            return self[key]
+        except KeyError:
+            return None
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)
 
     def __len__(self) -> int:
         return len(self._index)
+
+
+# The namespace labels (spec.allowedNamespaces, at admission and at reconcile) and the users of each provider (its
+# deletion waits for them) are indexes, so neither costs an API call per event. Coroutines, not plain functions:
+# kopf runs a plain function in its thread pool, a hop that costs more than these microsecond checks.
+async def index_namespaces(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, Mapping[str, str]]:
+    return {name: dict(labels)}
+
+
+async def index_provider_users(namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any) -> dict[str, str]:
+    provider = (spec.get("providerRef") or {}).get("name") or "default"
+    return {str(provider): f"{namespace}/{name}"}
+
+
+def labels_of_namespace(namespace: str, kwargs: Mapping[str, Any]) -> dict[str, str] | None:
+    namespaces: kopf.Index[str, Mapping[str, Any]] = kwargs["namespaces"]
+    return _labels(_FirstOf(namespaces).get_value(namespace))
 
 
 def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: float) -> None:
@@ -44,13 +68,27 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
     ) -> None:
         controller: DatabaseController = memo["controller"]
-        await controller.reconcile(body, fresh=True, patch=patch, logger=logger, retry=kwargs.get("retry", 0))
+        await controller.reconcile(
+            body,
+            fresh=True,
+            patch=patch,
+            logger=logger,
+            retry=kwargs.get("retry", 0),
+            namespace_labels=labels_of_namespace(str(body.meta.namespace), kwargs),
+        )
 
     async def on_redisdatabase_resync(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
     ) -> None:
         controller: DatabaseController = memo["controller"]
-        await controller.reconcile(body, fresh=False, patch=patch, logger=logger, retry=kwargs.get("retry", 0))
+        await controller.reconcile(
+            body,
+            fresh=False,
+            patch=patch,
+            logger=logger,
+            retry=kwargs.get("retry", 0),
+            namespace_labels=labels_of_namespace(str(body.meta.namespace), kwargs),
+        )
 
     async def on_redisdatabase_delete(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
@@ -69,6 +107,10 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
     async def on_redisprovider_recheck(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
         checker = ProviderChecker(memo["controller"].registry)
         await checker.check(body, patch=patch, retry=kwargs.get("retry", 0), fresh=False, max_age=resync_interval)
+
+    async def on_redisprovider_delete(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+        users: kopf.Index[str, str] = kwargs["provider_users"]
+        await ProviderDeletion().check(body, patch=patch, users=list(users.get(str(body.meta.name), ())))
 
     kopf.on.create(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
     kopf.on.update(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
@@ -100,6 +142,9 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
         initial_delay=provider_check_interval,
         registry=registry,
     )(on_redisprovider_recheck)
+    kopf.index(*NAMESPACES, id="namespaces", registry=registry)(index_namespaces)
+    kopf.index(*DATABASES, id="provider_users", registry=registry)(index_provider_users)
+    kopf.on.delete(*PROVIDERS, id="in-use", registry=registry)(on_redisprovider_delete)
 
 
 def register_admission(registry: kopf.OperatorRegistry, *, webhook_ignore_failures: bool = True) -> None:
@@ -127,14 +172,16 @@ def register_admission(registry: kopf.OperatorRegistry, *, webhook_ignore_failur
         providers: kopf.Index[str, Mapping[str, Any]] = kwargs["providers"]
         claims: kopf.Index[str, str] = kwargs["claims"]
         meta = body.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "")
         problem = validate_redisdatabase(
             operation=str(kwargs.get("operation")),
-            namespace=str(meta.get("namespace") or ""),
+            namespace=namespace,
             name=str(meta.get("name") or meta.get("generateName") or ""),
             spec=body.get("spec") or {},
             old_spec=(old or {}).get("spec") if old else None,
             providers=_FirstOf(providers),
             claims=claims,
+            namespace_labels=labels_of_namespace(namespace, kwargs),
         )
         if problem:
             raise kopf.AdmissionError(problem, code=422)
@@ -148,10 +195,15 @@ def register_admission(registry: kopf.OperatorRegistry, *, webhook_ignore_failur
 
     kopf.index(*PROVIDERS, id="providers", registry=registry)(index_providers)
     kopf.index(*DATABASES, id="claims", registry=registry)(index_claims)
+    kopf.index(*NAMESPACES, id="namespaces", registry=registry)(index_namespaces)
     kopf.on.validate(
         *DATABASES,
         id="validate-redisdatabase",
-        operations=["CREATE", "UPDATE"],
+        operations=["CREATE", "UPDATE", "DELETE"],
         ignore_failures=webhook_ignore_failures,
         registry=registry,
     )(validate_redisdatabase_admission)
+
+
+def _labels(value: Mapping[str, Any] | None) -> dict[str, str] | None:
+    return {str(key): str(label) for key, label in value.items()} if value is not None else None

@@ -239,7 +239,8 @@ RECONCILES = REGISTRY.register(
     Counter(
         "redisdb_reconcile_total",
         "Reconciles of RedisDatabases by trigger (change, resync, delete) and result "
-        "(success, temporary_error: retried with backoff, permanent_error: waits for a spec change).",
+        "(success, temporary_error: retried with backoff, permanent_error: waits for a spec change, held: paused "
+        "or a deletion held by deletionProtection, waiting for a person).",
         ("trigger", "result"),
     )
 )

@@ -27,6 +27,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 ANNOTATION_ROTATE_PASSWORD = f"{GROUP}/rotate-password"
 ANNOTATION_FORCE_ORPHAN = f"{GROUP}/force-orphan"
 ANNOTATION_ADOPT = f"{GROUP}/adopt"
+ANNOTATION_PAUSED = f"{GROUP}/paused"
 LABEL_DATABASE = f"{GROUP}/database"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER_NAME = "redisdb-operator"
@@ -126,8 +127,44 @@ class ProviderReference(CamelModel):
     )
 
 
+# The connection fields a Secret key's template may name, as {field}; {{ and }} are literal braces.
+SECRET_TEMPLATE_FIELDS = ("url", "host", "port", "password", "restUrl", "restToken", "readOnlyRestToken")
+SECRET_TEMPLATE_PATTERN = r"^([^{}]|\{\{|\}\}|\{(" + "|".join(SECRET_TEMPLATE_FIELDS) + r")\})*$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+SECRET_KEY_MAX_LENGTH = 253
+SECRET_TEMPLATE_MAX_LENGTH = 1024
+SECRET_TEMPLATE_HELP = (
+    "a template of literal text and the fields "
+    + ", ".join("{" + f + "}" for f in SECRET_TEMPLATE_FIELDS)
+    + " (write {{ and }} for literal braces), e.g. redis://{host}:{port}"
+)
+SECRET_KEY_HELP = "a Secret key: letters, digits, -, _ and ., e.g. SPRING_DATA_REDIS_URL"
+
+
+def secret_template_problem(key: str, template: str) -> str | None:
+    """Why one spec.connectionSecret.keys entry is refused (None: fine); the CRD's CEL rule says the same."""
+    field = f"spec.connectionSecret.keys.{key}"
+    if not re.fullmatch(SECRET_KEY_PATTERN, key) or len(key) > SECRET_KEY_MAX_LENGTH:
+        return f"{field}: {key!r} is not {SECRET_KEY_HELP}; rename the key"
+    if not re.fullmatch(SECRET_TEMPLATE_PATTERN, template):
+        return f"{field}: {template!r} is not {SECRET_TEMPLATE_HELP}; fix the template"
+    return None
+
+
+def _valid_secret_keys(keys: dict[str, str] | None) -> dict[str, str] | None:
+    for key, template in (keys or {}).items():
+        problem = secret_template_problem(key, template)
+        if problem:
+            raise ValueError(problem)
+    return keys
+
+
+_KEY_OK = f"k.size() <= {SECRET_KEY_MAX_LENGTH} && k.matches({_cel_string(SECRET_KEY_PATTERN)})"
+_TEMPLATE_OK = f"self[k].matches({_cel_string(SECRET_TEMPLATE_PATTERN)})"
+
+
 class ConnectionSecretSpec(CamelModel):
-    """Where the connection details are written."""
+    """Where the connection details are written, under which keys, with which labels and annotations."""
 
     name: str | None = Field(
         default=None,
@@ -135,8 +172,57 @@ class ConnectionSecretSpec(CamelModel):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
         description="Name of the Secret (in the database's namespace) that receives REDIS_URL, REDIS_HOST, "
         "REDIS_PORT, REDIS_PASSWORD and, where the provider gives them, UPSTASH_REDIS_REST_URL and "
-        "UPSTASH_REDIS_REST_TOKEN. Defaults to `<metadata.name>-redis`.",
+        "UPSTASH_REDIS_REST_TOKEN (plus any `keys`). Defaults to `<metadata.name>-redis`.",
     )
+    labels: dict[str, str] | None = Field(
+        default=None,
+        max_length=64,
+        description="Labels put on the Secret, on top of the operator's own (app.kubernetes.io/managed-by, "
+        "redisdb.dev/database, which win). Labels others add to the Secret are kept when it is rewritten.",
+    )
+    annotations: dict[str, str] | None = Field(
+        default=None,
+        max_length=64,
+        description="Annotations put on the Secret (e.g. for a reloader), on top of the operator's own "
+        "(redisdb.dev/content-hash). Annotations others add to the Secret are kept when it is rewritten.",
+    )
+    keys: Annotated[dict[str, str] | None, AfterValidator(_valid_secret_keys)] = Field(
+        default=None,
+        max_length=64,
+        description="Extra Secret keys, each a template of literal text and the connection fields {url}, {host}, "
+        "{port}, {password}, {restUrl}, {restToken}, {readOnlyRestToken} (`{{` and `}}` are literal braces), e.g. "
+        '`SPRING_DATA_REDIS_URL: "{url}"` or `CELERY_BROKER_URL: "rediss://:{password}@{host}:{port}/0"`. A key '
+        "naming a REST field the provider does not give is left out. With defaultKeys: false these are the only "
+        "keys (to rename the defaults).",
+        json_schema_extra={
+            "additionalProperties": {"type": "string", "maxLength": SECRET_TEMPLATE_MAX_LENGTH},
+            "x-kubernetes-validations": [
+                _cel(
+                    f"self.all(k, {_KEY_OK} && {_TEMPLATE_OK})",
+                    f"spec.connectionSecret.keys: every key must be {SECRET_KEY_HELP}, and every value "
+                    f"{SECRET_TEMPLATE_HELP}",
+                    message_expression=(
+                        f"self.exists(k, !({_KEY_OK})) ? 'spec.connectionSecret.keys.' + "
+                        f"self.filter(k, !({_KEY_OK}))[0] + "
+                        f"{_cel_string(' is not ' + SECRET_KEY_HELP + '; rename the key')}"
+                        f" : 'spec.connectionSecret.keys.' + self.filter(k, !({_TEMPLATE_OK}))[0] + ': ' + "
+                        f"self[self.filter(k, !({_TEMPLATE_OK}))[0]] + "
+                        f"{_cel_string(' is not ' + SECRET_TEMPLATE_HELP + '; fix the template')}"
+                    ),
+                )
+            ],
+        },
+    )
+    default_keys: bool | None = Field(
+        default=None,
+        description="Write the default keys (REDIS_URL, REDIS_HOST, ...). Default true; false writes only `keys`, "
+        "which is how a default key is renamed.",
+    )
+
+
+class ManagementPolicy(enum.StrEnum):
+    MANAGE = "Manage"
+    OBSERVE = "Observe"
 
 
 class DeletionPolicy(enum.StrEnum):
@@ -307,8 +393,21 @@ class RedisDatabaseSpec(CamelModel):
     )
     deletion_policy: DeletionPolicy | None = Field(
         default=None,
-        description="`Delete` (default) destroys the provider database when this resource is deleted; "
-        "`Orphan` keeps it.",
+        description="`Delete` destroys the provider database when this resource is deleted; `Orphan` keeps it. "
+        "Unset: the operator's default (`redisdb-operator run --default-deletion-policy`, chart value "
+        "`operator.defaultDeletionPolicy`; `Delete` unless set).",
+    )
+    management_policy: ManagementPolicy | None = Field(
+        default=None,
+        description="`Manage` (default): create, repair and (by deletionPolicy) delete the provider database. "
+        "`Observe`: adopt the existing database of this name read-only: publish its Secret and status, never "
+        "create, change, rotate or delete it (even one that predates this resource).",
+    )
+    deletion_protection: bool | None = Field(
+        default=None,
+        description="When true, deleting this resource is refused (by the webhook) and, should a delete get "
+        "through (webhook down, namespace deletion), the finalizer holds it and the provider database is "
+        "untouched until this is set to false.",
     )
 
     def effective_provider_name(self) -> str:
@@ -322,8 +421,12 @@ class RedisDatabaseSpec(CamelModel):
             return self.connection_secret.name
         return f"{metadata_name}-redis"
 
-    def effective_deletion_policy(self) -> DeletionPolicy:
-        return self.deletion_policy or DeletionPolicy.DELETE
+    def effective_deletion_policy(self, default: DeletionPolicy = DeletionPolicy.DELETE) -> DeletionPolicy:
+        return self.deletion_policy or default
+
+    @property
+    def observe_only(self) -> bool:
+        return self.management_policy is ManagementPolicy.OBSERVE
 
 
 ConditionType = Literal["Ready", "Synced"]
@@ -462,6 +565,25 @@ class CredentialsSecretReference(CamelModel):
     )
 
 
+class LabelSelectorRequirement(CamelModel):
+    """One requirement of a label selector, as in a Deployment's selector."""
+
+    key: str = Field(min_length=1, max_length=317, description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="`In`, `NotIn` (with values), `Exists` or `DoesNotExist` (without)."
+    )
+    values: list[str] | None = Field(default=None, max_length=64, description="Values for In and NotIn.")
+
+
+class LabelSelector(CamelModel):
+    """A Kubernetes label selector: every matchLabels pair and every matchExpressions requirement must hold."""
+
+    match_labels: dict[str, str] | None = Field(default=None, max_length=64, description="Labels that must be equal.")
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        default=None, max_length=32, description="Requirements that must all hold."
+    )
+
+
 class RedisProviderSpec(CamelModel):
     """One provider account: a Fly.io organization or a native Upstash account."""
 
@@ -491,6 +613,12 @@ class RedisProviderSpec(CamelModel):
         default=None, max_length=63, description="Fly.io organization slug (type fly only)."
     )
     credentials_secret_ref: CredentialsSecretReference = Field(description="Where the credentials are.")
+    allowed_namespaces: LabelSelector | None = Field(
+        default=None,
+        description="Namespaces whose RedisDatabases may use this provider (and its account and bill), as a "
+        "label selector on the Namespace, e.g. `matchLabels: {team: shop}`. Unset: every namespace. Enforced by "
+        "the webhook and at every reconcile (Synced=False NamespaceNotAllowed).",
+    )
 
 
 class ProviderCondition(CamelModel):
@@ -560,6 +688,11 @@ class RedisProviderStatus(CamelModel):
     last_check_time: str | None = Field(default=None, description="When the account was last checked (RFC 3339).")
     catalog: ProviderCatalog | None = Field(
         default=None, description="The regions and plans this account offers (kubectl plugin and clients read it)."
+    )
+    used_by: list[str] | None = Field(
+        default=None,
+        description="The RedisDatabases (`namespace/name`) still using this provider, written while a deletion of "
+        "the RedisProvider waits for them to go.",
     )
 
 

@@ -18,6 +18,7 @@ from .errors import backoff_delay, classify_error
 from .provider_registry import ProviderHandle, ProviderRegistry
 from .providers import catalog
 from .status import condition, set_condition
+from .tenancy import provider_in_use_message
 
 # Reasons a RedisProvider (and every RedisDatabase on it) is not Ready that the operator keeps retrying but only a
 # person can end: the credentials Secret is missing, lacks a key, or the provider refuses it. Argo CD shows them as
@@ -107,3 +108,20 @@ class ProviderChecker:
         patch.status["observedGeneration"] = generation
         patch.status["databases"] = count
         patch.status["lastCheckTime"] = now
+
+
+class ProviderDeletion:
+    """A RedisProvider in use is not deleted: its finalizer holds while RedisDatabases reference it (they need it
+    to delete their own provider databases), with an Event and `status.usedBy` naming them."""
+
+    async def check(self, body: kopf.Body, *, patch: kopf.Patch, users: list[str], delay: float = 10.0) -> None:
+        if not users:
+            return  # kopf removes the finalizer
+        name = str(body.meta.name)
+        users = sorted(set(users))
+        message = provider_in_use_message(name, users)
+        status: Mapping[str, Any] = body.get("status") or {}
+        if status.get("usedBy") != users:
+            kopf.event(body, type="Warning", reason="InUse", message=message)
+            patch.status["usedBy"] = users
+        raise kopf.TemporaryError(message, delay=delay)

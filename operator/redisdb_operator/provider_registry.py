@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .kube import KubeClient, custom_path, secret_path
-from .models import GROUP, VERSION, RedisProviderSpec
+from .models import GROUP, VERSION, LabelSelector, RedisProviderSpec
 from .providers.base import Database, ProviderClient, ProviderType
 from .providers.factory import make_client
 from .providers.kinds import kind_of
@@ -30,6 +30,7 @@ class ProviderHandle:
     provider_type: ProviderType
     client: ProviderClient
     version_key: tuple[str, str]
+    allowed_namespaces: LabelSelector | None = None  # spec.allowedNamespaces
     observer: ProviderObserver = field(init=False)
     # The provider's own regions and plans from the last provider check (Fly; RedisProvider.status.catalog's shape):
     # a create is refused in a region or on a plan it no longer offers, naming what it does offer.
@@ -173,7 +174,7 @@ class ProviderRegistry:
                 f"RedisProvider {provider_name!r}: spec.organization is required for type {kind.type.value}",
             )
         client = self._factory(spec.type, spec.url, credentials, spec.organization)
-        handle = ProviderHandle(provider_name, spec.type, client, version_key)
+        handle = ProviderHandle(provider_name, spec.type, client, version_key, spec.allowed_namespaces)
         self._handles[provider_name] = handle
         self._checked_at[provider_name] = time.monotonic()
         if old is not None:

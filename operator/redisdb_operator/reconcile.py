@@ -28,8 +28,10 @@ from .desired import (
 from .models import (
     ANNOTATION_ADOPT,
     ANNOTATION_FORCE_ORPHAN,
+    ANNOTATION_PAUSED,
     ANNOTATION_ROTATE_PASSWORD,
     DeletionPolicy,
+    LabelSelector,
     RedisDatabaseSpec,
 )
 from .providers import catalog
@@ -44,6 +46,7 @@ from .status import (
     succeeded_conditions,
     uncertain_create_remaining,
 )
+from .tenancy import namespace_problem
 
 # --- whose database is it -----------------------------------------------------------------------------------
 
@@ -125,6 +128,19 @@ class Resource:
     def adopt(self) -> bool:
         return self.annotations.get(ANNOTATION_ADOPT) == "true"
 
+    @property
+    def paused(self) -> bool:
+        """`redisdb.dev/paused: "true"`: hands off: no provider call, no Secret write, until it is removed."""
+        return self.annotations.get(ANNOTATION_PAUSED) == "true"
+
+    @property
+    def observe_only(self) -> bool:
+        return self.spec is not None and self.spec.observe_only
+
+    def needs_provider(self) -> bool:
+        """Whether this event's decision can use the provider at all (the shell resolves it only then)."""
+        return self.spec is not None and not self.paused
+
 
 @dataclasses.dataclass(frozen=True)
 class ProviderFacts:
@@ -134,6 +150,7 @@ class ProviderFacts:
     # The provider's own regions and plans from the last provider check (RedisProvider.status.catalog's shape), or
     # None: a create is refused in a region or on a plan the provider no longer offers.
     live_catalog: Mapping[str, Any] | None = None
+    allowed_namespaces: LabelSelector | None = None  # the RedisProvider's spec.allowedNamespaces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +163,8 @@ class Facts:
     now: datetime.datetime
     create_pending_in_memory: float = 0.0  # seconds a timed-out create may still land, by the shell's ledger
     uncertain_create_window: float = 90.0
+    namespace_labels: Mapping[str, str] | None = None  # the namespace's labels (None: not known yet)
+    default_deletion_policy: DeletionPolicy = DeletionPolicy.DELETE  # the operator's --default-deletion-policy
 
     def create_pending(self) -> float:
         """Seconds a timed-out create of this resource may still land for, by memory or by the status marker."""
@@ -153,7 +172,9 @@ class Facts:
         return max(self.create_pending_in_memory, by_status)
 
     def stranger(self, found: Database) -> ConflictAction | None:
-        return stranger_database(found, resource_created=self.resource.created, adopt=self.resource.adopt)
+        """Observe adopts read-only by design: a database that predates the resource is what it is for."""
+        adopt = self.resource.adopt or self.resource.observe_only
+        return stranger_database(found, resource_created=self.resource.created, adopt=adopt)
 
 
 class Step(enum.StrEnum):
@@ -259,7 +280,19 @@ class Wait:
     delay: float
 
 
-PlanAction = LookUp | CreateAction | UpdateAction | ResetPassword | Publish | Refuse | GiveUp | Delete | Release | Wait
+@dataclasses.dataclass(frozen=True)
+class Hold:
+    """Keep the finalizer and touch nothing at the provider until a person changes something (the plan's status
+    says what); look again after `delay`."""
+
+    reason: str
+    message: str
+    delay: float = 10.0
+
+
+PlanAction = (
+    LookUp | CreateAction | UpdateAction | ResetPassword | Publish | Refuse | GiveUp | Delete | Release | Wait | Hold
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,7 +384,14 @@ def _decide(facts: Facts, seen: Observation) -> Plan:
     resource = facts.resource
     if resource.spec is None:
         return refuse(facts, seen, "InvalidSpec", resource.spec_problem)
+    if resource.paused:
+        return refuse(facts, seen, "Paused", paused_message(resource))
     assert facts.provider is not None
+    tenancy = namespace_problem(
+        facts.provider.name, facts.provider.allowed_namespaces, resource.namespace, facts.namespace_labels
+    )
+    if tenancy:
+        return refuse(facts, seen, "NamespaceNotAllowed", tenancy)
     desired = resource.desired()
     problem = catalog_problem(facts.provider.type, desired)
     if problem:
@@ -359,7 +399,8 @@ def _decide(facts: Facts, seen: Observation) -> Plan:
     if seen.step is Step.START:
         return _first_look(facts, seen, desired)
     if seen.step in (Step.SNAPSHOT, Step.GOT_BY_ID, Step.FOUND_BY_NAME, Step.CONFIRMED_BY_ID):
-        if seen.step is Step.CONFIRMED_BY_ID and seen.database is None:
+        gone_by_id = seen.step is Step.CONFIRMED_BY_ID or (seen.step is Step.GOT_BY_ID and resource.observe_only)
+        if gone_by_id and seen.database is None:
             return Plan(LookUp(Step.CONFIRMED_BY_NAME, desired.name), seen)
         return _observed(facts, seen, desired)
     if seen.step in (Step.CONFIRMED_BY_NAME, Step.NAME_TAKEN):
@@ -367,6 +408,8 @@ def _decide(facts: Facts, seen: Observation) -> Plan:
             return _adopt(facts, seen, desired, seen.database)
         if seen.step is Step.NAME_TAKEN:
             return Plan(GiveUp(), seen)  # taken outside this organization or account: nothing of ours to adopt
+        if resource.observe_only:
+            return _nothing_to_observe(facts, seen, desired)
         return Plan(CreateAction(desired.create_request(), recreate=seen.known_id is not None), seen)
     if seen.step is Step.CREATE_TIMED_OUT:
         # The provider may still create it: remember, in memory and in the status, and never send it again
@@ -395,7 +438,14 @@ def _first_look(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Pl
     if seen.known_id is None and facts.create_pending() > 0:
         # An earlier create timed out and may still land: look for it, never create a second one meanwhile.
         return Plan(LookUp(Step.FOUND_BY_NAME, desired.name), seen)
-    if facts.fresh and seen.known_id is None and facts.provider.names_are_unique and creation_refusal(facts) is None:
+    observe_only = facts.resource.observe_only  # never creates: the create cannot be the lookup
+    if (
+        facts.fresh
+        and seen.known_id is None
+        and facts.provider.names_are_unique
+        and not observe_only
+        and creation_refusal(facts) is None
+    ):
         # Nothing recorded yet and the provider refuses duplicate names: the create is keyed by the name, so its
         # answer is the observation (a taken name is looked up then), saving a call per create.
         return _observed(facts, dataclasses.replace(seen, step=Step.CREATE_IS_THE_LOOKUP), desired)
@@ -424,9 +474,23 @@ def _observed(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Plan
             return Plan(LookUp(Step.CONFIRMED_BY_ID, desired.name, seen.known_id), seen)
         return Plan(LookUp(Step.CONFIRMED_BY_NAME, desired.name), seen)
     if isinstance(action, CreateAction):
+        if facts.resource.observe_only:
+            return _nothing_to_observe(facts, seen, desired)
         return Plan(action, seen)
     assert database is not None
+    if facts.resource.observe_only and database.id != seen.known_id:
+        return _adopt(facts, seen, desired, database)  # found by name: record it (read-only)
     return _converge(facts, seen, desired, database, _Consequences(), action)
+
+
+def _nothing_to_observe(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Plan:
+    """Observe never creates: say so and look again at the resync (the database may appear)."""
+    message = (
+        f"spec.managementPolicy is Observe but the provider has no database named {desired.name}; Observe never "
+        f"creates one: create it at the provider (it is picked up at the next resync), fix spec.name, or set "
+        f"managementPolicy: Manage to have it created"
+    )
+    return refuse(facts, seen, "ObservedDatabaseNotFound", message)
 
 
 def _adopt(facts: Facts, seen: Observation, desired: DesiredDatabase, found: Database) -> Plan:
@@ -438,12 +502,12 @@ def _adopt(facts: Facts, seen: Observation, desired: DesiredDatabase, found: Dat
         return refuse(facts, seen, stranger.reason, stranger.message)
     done = _Consequences()
     progress = seen
-    if found.primary_region == desired.primary_region:
+    observe_only = facts.resource.observe_only
+    if found.primary_region == desired.primary_region or observe_only:
         if seen.known_id is None:
-            done = _Consequences(
-                events=(KubeEvent("Normal", "Adopted", f"adopted the existing provider database {found.name}"),),
-                counted=("adopt",),
-            )
+            how = "read-only (managementPolicy Observe)" if observe_only else ""
+            message = f"adopted the existing provider database {found.name} {how}".strip()
+            done = _Consequences(events=(KubeEvent("Normal", "Adopted", message),), counted=("adopt",))
         done = dataclasses.replace(done, status=_record_id(facts, found.id), remember=found)
         progress = dataclasses.replace(seen, known_id=found.id)
     return _converge(facts, progress, desired, found, done, plan_action(desired, found, found.id))
@@ -505,8 +569,14 @@ def _converge(
     done: _Consequences,
     action: Action | None = None,
 ) -> Plan:
-    """With the database known: repair what differs, rotate the password if asked, else publish."""
-    if action is None:
+    """With the database known: repair what differs, rotate the password if asked, else publish.
+
+    Observe only publishes: no repair, no rotation, whatever differs (the status shows the provider's values).
+    """
+    observe_only = facts.resource.observe_only
+    if observe_only:
+        action = NoAction()
+    elif action is None:
         action = plan_action(desired, database, seen.known_id)
     if isinstance(action, ConflictAction):
         failed = refuse(facts, seen, action.reason, action.message)
@@ -523,7 +593,7 @@ def _converge(
     resource = facts.resource
     rotation = resource.annotations.get(ANNOTATION_ROTATE_PASSWORD)
     handled_rotation = resource.status.get("lastHandledRotation")
-    rotation_asked = bool(rotation) and rotation != handled_rotation
+    rotation_asked = bool(rotation) and rotation != handled_rotation and not observe_only
     # A database created in this event has a fresh password already: only later changes of the annotation ask.
     if rotation_asked and not seen.password_reset and not (seen.created and handled_rotation is None):
         return done.plan(ResetPassword(database.id), seen)
@@ -589,18 +659,32 @@ def refuse(facts: Facts, seen: Observation, reason: str, message: str, *, retry_
 
 
 def decide_deletion(facts: Facts, seen: Observation) -> Plan:
-    """Keep or destroy the provider database of a RedisDatabase being deleted (`facts.provider` is not needed)."""
+    """Keep or destroy the provider database of a RedisDatabase being deleted (`facts.provider` is not needed).
+
+    In this order: deletion protection holds everything (whatever the policy); Observe never deletes; the
+    force-orphan annotation keeps the database; a paused resource waits; then deletionPolicy (the resource's, else
+    the operator's default).
+    """
     resource = facts.resource
     if resource.spec is None:
         event = KubeEvent("Warning", "Orphaned", "the spec is invalid; nothing was deleted at the provider")
         return Plan(Release(), seen, events=(event,))
     if seen.step is Step.START:
-        if resource.spec.effective_deletion_policy() is DeletionPolicy.ORPHAN:
-            event = KubeEvent("Normal", "Orphaned", "deletionPolicy is Orphan: the provider database is kept")
+        if resource.spec.deletion_protection:
+            return hold(facts, seen, "DeletionProtected", deletion_protected_message(resource))
+        if resource.observe_only:
+            message = "managementPolicy is Observe: the provider database is never deleted"
+            event = KubeEvent("Normal", "Orphaned", message)
             return Plan(Release(), seen, events=(event,))
         if resource.annotations.get(ANNOTATION_FORCE_ORPHAN) == "true":
             event = KubeEvent("Warning", "Orphaned", f"{ANNOTATION_FORCE_ORPHAN} is set: the database is kept")
             return Plan(Release(), seen, events=(event,))
+        policy = resource.spec.effective_deletion_policy(facts.default_deletion_policy)
+        if policy is DeletionPolicy.ORPHAN:
+            event = KubeEvent("Normal", "Orphaned", "deletionPolicy is Orphan: the provider database is kept")
+            return Plan(Release(), seen, events=(event,))
+        if resource.paused:
+            return hold(facts, seen, "Paused", paused_deletion_message(resource))
         if seen.known_id is not None:
             return Plan(Delete(seen.known_id), seen)
         return Plan(LookUp(Step.FOUND_BY_NAME, resource.desired().name), seen)
@@ -627,6 +711,41 @@ def decide_deletion(facts: Facts, seen: Observation) -> Plan:
         event = KubeEvent("Normal", "Deleted", f"deleted provider database {seen.known_id}")
         return Plan(Release(), seen, events=(event,), counted=("delete",))
     raise AssertionError(f"no deletion decision after {seen.step}")
+
+
+def hold(facts: Facts, seen: Observation, reason: str, message: str) -> Plan:
+    """Synced=False with the reason (a Warning Event when it is new), the finalizer kept, nothing done."""
+    failed = failure_status(facts.resource, reason, message, facts.now)
+    return dataclasses.replace(failed, action=Hold(reason, message), progress=seen)
+
+
+def _kubectl_target(resource: Resource) -> str:
+    return f"rdb {resource.name} -n {resource.namespace}"
+
+
+def paused_message(resource: Resource) -> str:
+    return (
+        f"reconciliation is paused ({ANNOTATION_PAUSED}=true): no provider calls and no Secret writes; changes at "
+        f"the provider are kept. To resume: kubectl annotate {_kubectl_target(resource)} {ANNOTATION_PAUSED}-"
+    )
+
+
+def paused_deletion_message(resource: Resource) -> str:
+    return (
+        f"the deletion waits: the resource is paused ({ANNOTATION_PAUSED}=true) and deletionPolicy Delete needs "
+        f"the provider. Unpause to delete the provider database (kubectl annotate {_kubectl_target(resource)} "
+        f"{ANNOTATION_PAUSED}-), or keep it and let the resource go (kubectl annotate "
+        f"{_kubectl_target(resource)} {ANNOTATION_FORCE_ORPHAN}=true)"
+    )
+
+
+def deletion_protected_message(resource: Resource) -> str:
+    return (
+        "the deletion is held: spec.deletionProtection is true, so the resource stays and the provider database is "
+        "untouched. To let the deletion proceed (by deletionPolicy), release it: kubectl patch "
+        f"{_kubectl_target(resource)} --type=merge -p "
+        '\'{"spec":{"deletionProtection":false}}\''
+    )
 
 
 def deletion_failure_message(message: str) -> str:

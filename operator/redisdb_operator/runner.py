@@ -32,7 +32,7 @@ from .leader import (
     install_kopf_write_gate,
     namespace_from_environment,
 )
-from .models import GROUP
+from .models import GROUP, DeletionPolicy
 from .provider_registry import ProviderRegistry
 from .providers.base import ProviderClient
 from .providers.factory import make_client
@@ -180,6 +180,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=_env_float("REDISDB_USAGE_CALLS_PER_MINUTE", 60.0),
         help="most usage reads per minute per RedisProvider (a token bucket; reads over it are skipped, never "
         "queued, so reconciles keep the account's quota; env REDISDB_USAGE_CALLS_PER_MINUTE; default 60)",
+    )
+    parser.add_argument(
+        "--default-deletion-policy",
+        choices=[policy.value for policy in DeletionPolicy],
+        default=os.environ.get("REDISDB_DEFAULT_DELETION_POLICY", DeletionPolicy.DELETE.value),
+        help="deletionPolicy of RedisDatabases that set none: Delete (default) or Orphan (env "
+        "REDISDB_DEFAULT_DELETION_POLICY)",
     )
     parser.add_argument("--verbose", action="store_true", default=bool(os.environ.get("REDISDB_VERBOSE")))
     parser.add_argument(
@@ -421,7 +428,9 @@ class Operator:
                 kube,
                 provider_registry,
                 ControllerConfig(
-                    resync_interval=args.resync_interval, max_concurrent_reconciles=args.max_concurrent_reconciles
+                    resync_interval=args.resync_interval,
+                    max_concurrent_reconciles=args.max_concurrent_reconciles,
+                    default_deletion_policy=DeletionPolicy(args.default_deletion_policy),
                 ),
             )
             # Usage shares the leader's provider clients (one 429 hold per account) and its gated status writes.

@@ -10,39 +10,97 @@ import base64
 import dataclasses
 import enum
 import hashlib
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
 
 from .errors import ConfigurationError
 from .kube import KubeClient, KubeConflict, secret_path
-from .models import API_VERSION, LABEL_DATABASE, LABEL_MANAGED_BY, MANAGER_NAME
+from .models import API_VERSION, LABEL_DATABASE, LABEL_MANAGED_BY, MANAGER_NAME, ConnectionSecretSpec
 from .providers.base import Database
 
 SECRET_TYPE = "Opaque"
 ANNOTATION_CONTENT_HASH = "redisdb.dev/content-hash"
 
 
-def connection_data(database: Database) -> dict[str, str]:
-    """Plain-text key -> value; REST keys only where the provider gives them."""
-    data = {
-        "REDIS_URL": database.url,
-        "REDIS_HOST": database.host,
-        "REDIS_PORT": str(database.port),
-        "REDIS_PASSWORD": database.password,
+def template_fields(database: Database) -> dict[str, str]:
+    """The values a `spec.connectionSecret.keys` template may name (models.SECRET_TEMPLATE_FIELDS)."""
+    return {
+        "url": database.url,
+        "host": database.host,
+        "port": str(database.port) if database.port else "",
+        "password": database.password,
+        "restUrl": database.rest_url,
+        "restToken": database.rest_token,
+        "readOnlyRestToken": database.read_only_rest_token,
     }
-    if database.rest_url and database.rest_token:
-        data["UPSTASH_REDIS_REST_URL"] = database.rest_url
-        data["UPSTASH_REDIS_REST_TOKEN"] = database.rest_token
+
+
+_TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{(\w+)\}|[^{}]+")
+
+
+def render_template(template: str, fields: Mapping[str, str]) -> str | None:
+    """`{field}` replaced by its value, `{{`/`}}` by a brace; None when a named field is empty (a REST field the
+    provider does not give), so the key is left out rather than written half-empty. The CRD's CEL rule and the
+    model refuse anything else at admission; a token that still does not parse is kept literally."""
+    out: list[str] = []
+    position = 0
+    for match in _TEMPLATE_TOKEN.finditer(template):
+        if match.start() != position:
+            out.append(template[position : match.start()])
+        position = match.end()
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            out.append(token[0])
+        elif match.group(1) is not None:
+            value = fields.get(match.group(1))
+            if value is None:
+                out.append(token)
+            elif not value:
+                return None
+            else:
+                out.append(value)
+        else:
+            out.append(token)
+    out.append(template[position:])
+    return "".join(out)
+
+
+def connection_data(database: Database, shape: ConnectionSecretSpec | None = None) -> dict[str, str]:
+    """Plain-text key -> value: the default keys (REST keys only where the provider gives them, none with
+    defaultKeys: false), then the spec's templated `keys` (which win over a default key of the same name)."""
+    data: dict[str, str] = {}
+    if shape is None or shape.default_keys is not False:
+        data = {
+            "REDIS_URL": database.url,
+            "REDIS_HOST": database.host,
+            "REDIS_PORT": str(database.port),
+            "REDIS_PASSWORD": database.password,
+        }
+        if database.rest_url and database.rest_token:
+            data["UPSTASH_REDIS_REST_URL"] = database.rest_url
+            data["UPSTASH_REDIS_REST_TOKEN"] = database.rest_token
+    if shape is not None and shape.keys:
+        fields = template_fields(database)
+        for key, template in shape.keys.items():
+            value = render_template(template, fields)
+            if value is not None:
+                data[key] = value
     return data
 
 
-def content_hash(data: dict[str, str]) -> str:
-    """A digest of the Secret's content, so a changed credential is noticed without comparing secrets in logs."""
+def content_hash(data: dict[str, str], shape: ConnectionSecretSpec | None = None) -> str:
+    """A digest of the Secret's content and of the labels and annotations the spec asks for, so a changed
+    credential (or a changed spec label) is noticed without comparing secrets in logs. Without spec labels and
+    annotations it is the digest of the data alone, as before they existed (no rewrite on upgrade)."""
     digest = hashlib.sha256()
     for key in sorted(data):
         digest.update(key.encode() + b"\0" + data[key].encode() + b"\0")
+    for section, entries in (("labels", shape and shape.labels), ("annotations", shape and shape.annotations)):
+        for key in sorted(entries or {}):
+            digest.update(f"{section}\0{key}\0{(entries or {})[key]}\0".encode())
     return digest.hexdigest()[:32]
 
 
@@ -53,9 +111,13 @@ def render_connection_secret(
     owner_name: str,
     owner_uid: str,
     database: Database,
+    shape: ConnectionSecretSpec | None = None,
 ) -> dict[str, Any]:
-    """The whole Secret object, owned (and so garbage-collected) by its RedisDatabase."""
-    data = connection_data(database)
+    """The whole Secret object, owned (and so garbage-collected) by its RedisDatabase; the spec's labels and
+    annotations under the operator's own (which win)."""
+    data = connection_data(database, shape)
+    labels = {**((shape and shape.labels) or {}), LABEL_MANAGED_BY: MANAGER_NAME, LABEL_DATABASE: owner_name}
+    annotations = {**((shape and shape.annotations) or {}), ANNOTATION_CONTENT_HASH: content_hash(data, shape)}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -63,8 +125,8 @@ def render_connection_secret(
         "metadata": {
             "name": secret_name,
             "namespace": namespace,
-            "labels": {LABEL_MANAGED_BY: MANAGER_NAME, LABEL_DATABASE: owner_name},
-            "annotations": {ANNOTATION_CONTENT_HASH: content_hash(data)},
+            "labels": labels,
+            "annotations": annotations,
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,
@@ -118,6 +180,19 @@ def secret_action(existing: dict[str, Any] | None, rendered: dict[str, Any] | No
     return SecretAction.REPLACE
 
 
+def keep_foreign_metadata(existing: Mapping[str, Any], rendered: dict[str, Any]) -> dict[str, Any]:
+    """The rendered Secret for a replace, with the labels and annotations others put on the Secret in the cluster
+    (a reloader, a backup tool, a person) kept under the rendered ones: a rewrite replaces the data, not them."""
+    metadata = existing.get("metadata") or {}
+    merged = dict(rendered)
+    merged["metadata"] = {
+        **rendered["metadata"],
+        "labels": {**(metadata.get("labels") or {}), **rendered["metadata"]["labels"]},
+        "annotations": {**(metadata.get("annotations") or {}), **rendered["metadata"]["annotations"]},
+    }
+    return merged
+
+
 @dataclasses.dataclass(frozen=True)
 class SecretTarget:
     """Where the connection Secret of one RedisDatabase goes, and who owns it."""
@@ -126,6 +201,7 @@ class SecretTarget:
     namespace: str
     owner_name: str
     owner_uid: str
+    shape: ConnectionSecretSpec | None = None  # spec.connectionSecret: keys, labels, annotations
 
     def render(self, database: Database) -> dict[str, Any]:
         return render_connection_secret(
@@ -134,6 +210,7 @@ class SecretTarget:
             owner_name=self.owner_name,
             owner_uid=self.owner_uid,
             database=database,
+            shape=self.shape,
         )
 
 
@@ -199,6 +276,7 @@ class SecretPublisher:
                 raise kopf.TemporaryError("the Secret appeared concurrently; retrying", delay=1) from None
             return SecretOutcome.CREATED
         assert existing is not None
+        rendered = keep_foreign_metadata(existing, rendered)
         rendered["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         await self._kube.replace(secret_path(target.namespace, target.name), rendered)
         return SecretOutcome.REPLACED

@@ -66,11 +66,23 @@ def waiting_for_spec_change(status: Mapping[str, Any] | None, generation: int | 
 
 
 PERMANENT_REASONS = frozenset(
-    {"InvalidRequest", "PrimaryRegionMismatch", "DatabaseIdMismatch", "InvalidSpec", "NameTaken"}
+    {
+        "InvalidRequest",
+        "PrimaryRegionMismatch",
+        "DatabaseIdMismatch",
+        "InvalidSpec",
+        "NameTaken",
+        "NamespaceNotAllowed",
+        "ObservedDatabaseNotFound",
+        "DeletionProtected",
+    }
 )
-# Permanent for Argo CD (a human decides) but cheap to look at again from the shared snapshot: the stranger's
-# database may be deleted or renamed at the provider, which no Kubernetes event announces.
-RECHECKED_BY_RESYNC = frozenset({"NameTaken"})
+# Permanent for Argo CD (a human decides) but cheap to look at again: the stranger's database may be deleted or
+# renamed at the provider, the observed one created there, the namespace relabelled or the RedisProvider's
+# allowedNamespaces widened, none of which a Kubernetes event on the RedisDatabase announces.
+RECHECKED_BY_RESYNC = frozenset({"NameTaken", "NamespaceNotAllowed", "ObservedDatabaseNotFound"})
+# Not a failure: a person said hands off (redisdb.dev/paused). Argo CD shows it as Suspended.
+SUSPENDED_REASONS = frozenset({"Paused"})
 
 
 def succeeded_conditions(

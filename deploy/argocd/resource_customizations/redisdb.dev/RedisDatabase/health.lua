@@ -14,6 +14,12 @@ local permanent = {
   PrimaryRegionMismatch = true,
   DatabaseIdMismatch = true,
   NameTaken = true,
+  NamespaceNotAllowed = true,
+  ObservedDatabaseNotFound = true,
+  DeletionProtected = true,
+}
+local suspended = {
+  Paused = true,
 }
 local credentials = {
   Unauthorized = true,
@@ -58,6 +64,12 @@ local function describe(condition)
     text = text .. ": " .. condition.message
   end
   return text
+end
+
+if synced ~= nil and synced.status == "False" and suspended[synced.reason] then
+  hs.status = "Suspended"
+  hs.message = describe(synced)
+  return hs
 end
 
 if synced ~= nil and synced.status == "False" and current(synced)
