@@ -26,7 +26,7 @@ from typing import Any
 from . import metrics
 from .billing import CURRENCY, static_fields
 from .kube import KubeClient, KubeError, custom_path
-from .models import GROUP, VERSION
+from .models import ANNOTATION_PAUSED, GROUP, VERSION
 from .provider_registry import ProviderHandle, ProviderRegistry
 from .providers.base import DatabaseUsage, ProviderError, RateLimitedError
 from .providers.kinds import kind_of
@@ -75,6 +75,12 @@ def _without_none(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {key: _without_none(item) for key, item in value.items() if item is not None} or None
     return value
+
+
+def paused(body: Mapping[str, Any]) -> bool:
+    """`redisdb.dev/paused: "true"` means no provider call at all (docs/policies.md): usage reads wait too."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(ANNOTATION_PAUSED) == "true"
 
 
 def first_offset(uid: str, interval: float) -> float:
@@ -165,7 +171,7 @@ class UsageRefresher:
         try:
             while True:
                 status = dict(body.get("status") or {})
-                ask = self._clock() >= due and bool(status.get("databaseId"))
+                ask = self._clock() >= due and bool(status.get("databaseId")) and not paused(body)
                 try:
                     retry_in = await self.refresh(body, status, read_usage=ask)
                 except asyncio.CancelledError:

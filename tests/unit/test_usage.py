@@ -209,3 +209,24 @@ async def test_a_broken_provider_is_not_asked_about_on_every_check() -> None:
     clock.now += 61
     await usage.refresh(body, body["status"], read_usage=False)
     assert broken.asked == 2
+
+
+async def test_a_paused_database_gets_no_usage_read() -> None:
+    clock = Clock()
+    client = UsageClient([])
+    usage, _ = refresher(client, clock)
+    body = database_body()
+    body["metadata"]["annotations"] = {"redisdb.dev/paused": "true"}
+    waits: list[float] = []
+
+    async def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        clock.now += 7200  # well past any read's due time
+        return len(waits) >= 3
+
+    await usage.run(body, wait)
+    assert client.usage_calls == 0 and len(waits) == 3
+    body["metadata"]["annotations"] = {}
+    waits.clear()
+    await usage.run(body, wait)
+    assert client.usage_calls >= 1
