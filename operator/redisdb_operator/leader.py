@@ -36,7 +36,7 @@ import aiohttp
 
 from . import metrics
 from .kube import KubeClient, KubeConflict, KubeError
-from .providers.base import CreateDatabaseRequest, Database, DatabaseUpdate, ProviderClient
+from .providers.base import CreateDatabaseRequest, Database, DatabaseUpdate, DatabaseUsage, ProviderClient
 
 logger = logging.getLogger(__name__)
 
@@ -377,6 +377,9 @@ class GatedProviderClient:
 
     async def find_by_name(self, name: str) -> Database | None:
         return await self._client.find_by_name(name)
+
+    async def usage(self, database_id: str) -> DatabaseUsage | None:
+        return await self._client.usage(database_id)  # a read: a standby's usage daemon never runs anyway
 
     async def aclose(self) -> None:
         await self._client.aclose()

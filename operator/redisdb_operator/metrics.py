@@ -194,6 +194,43 @@ class DatabaseReadiness:
             self._gauge.dec(provider=before[0], ready=before[1])
 
 
+class ProviderTotals:
+    """Per-provider sums of per-database values (usage, cost): each database counts once, with its latest values,
+    and leaves the sums when it goes. Labels stay per provider, never per database."""
+
+    def __init__(self, gauges: Mapping[str, Gauge]) -> None:
+        self._gauges = gauges  # key in the values -> the gauge summing it
+        self._last: dict[str, tuple[str, dict[str, float]]] = {}
+
+    def set(self, uid: str, *, provider: str, status: Mapping[str, object]) -> None:
+        """Take the database's values from its status: `usage.{requests,dataSizeBytes,bandwidthBytes}` and
+        `estimatedMonthlyCost.amount`."""
+        usage = status.get("usage")
+        cost = status.get("estimatedMonthlyCost")
+        found = {
+            **(
+                {key: usage.get(key) for key in ("requests", "dataSizeBytes", "bandwidthBytes")}
+                if isinstance(usage, Mapping)
+                else {}
+            ),
+            "estimatedMonthlyCost": cost.get("amount") if isinstance(cost, Mapping) else None,
+        }
+        values = {
+            key: float(value) for key, value in found.items() if isinstance(value, int | float) and key in self._gauges
+        }
+        self.forget(uid)
+        for key, value in values.items():
+            self._gauges[key].inc(value, provider=provider)
+        self._last[uid] = (provider, values)
+
+    def forget(self, uid: str) -> None:
+        before = self._last.pop(uid, None)
+        if before is not None:
+            provider, values = before
+            for key, value in values.items():
+                self._gauges[key].dec(value, provider=provider)
+
+
 # --- the operator's metrics ---------------------------------------------------------------------------------
 
 REGISTRY = Registry()
@@ -249,6 +286,42 @@ DRIFT_REPAIRS = REGISTRY.register(
 )
 SECRET_WRITES = REGISTRY.register(Counter("redisdb_secret_writes_total", "Connection Secrets created or rewritten."))
 DATABASE_READINESS = DatabaseReadiness(DATABASES)
+USAGE_READS = REGISTRY.register(
+    Counter(
+        "redisdb_usage_reads_total",
+        "Usage reads (the provider's stats call) by RedisProvider and outcome: ok, rate_capped (the account's "
+        "usage budget was spent: skipped, not sent), held (the account is held after a 429: skipped), "
+        "unknown_shape, error.",
+        ("provider", "outcome"),
+    )
+)
+_USAGE_GAUGES = {
+    "requests": REGISTRY.register(
+        Gauge(
+            "redisdb_usage_requests",
+            "Requests this month so far, summed over the RedisProvider's databases (as the provider last reported).",
+            ("provider",),
+        )
+    ),
+    "dataSizeBytes": REGISTRY.register(
+        Gauge("redisdb_usage_data_size_bytes", "Data stored, summed over the RedisProvider's databases.", ("provider",))
+    ),
+    "bandwidthBytes": REGISTRY.register(
+        Gauge(
+            "redisdb_usage_bandwidth_bytes",
+            "Network bytes this month so far, summed over the RedisProvider's databases.",
+            ("provider",),
+        )
+    ),
+    "estimatedMonthlyCost": REGISTRY.register(
+        Gauge(
+            "redisdb_estimated_monthly_cost_usd",
+            "status.estimatedMonthlyCost summed over the RedisProvider's databases (those a source prices).",
+            ("provider",),
+        )
+    ),
+}
+USAGE_TOTALS = ProviderTotals(_USAGE_GAUGES)
 LEADER = REGISTRY.register(
     Gauge("redisdb_leader", "1 while this replica holds the leader Lease and reconciles; 0 on a standby.")
 )

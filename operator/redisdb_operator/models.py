@@ -455,6 +455,32 @@ class Condition(CamelModel):
     last_transition_time: str | None = Field(default=None, description=_CONDITION_TRANSITION)
 
 
+class PlanLimits(CamelModel):
+    """The plan's limits, only those a source gives (the provider's plan list or the catalog)."""
+
+    max_data_size_bytes: int | None = Field(default=None, description="Most data the plan holds, in bytes.")
+    max_daily_commands: int | None = Field(default=None, description="Most commands a day the plan allows.")
+    max_request_size_bytes: int | None = Field(default=None, description="Largest single request, in bytes.")
+
+
+class Cost(CamelModel):
+    """An amount of money and where it comes from."""
+
+    amount: float = Field(description="The amount, in `currency`.")
+    currency: Literal["USD"] = Field(default="USD", description="Always `USD`: every source prices in dollars.")
+    basis: str = Field(description="How the amount was reached and from which source, e.g. the plan's price.")
+
+
+class DatabaseUsage(CamelModel):
+    """What the provider reports the database used this month so far (its own counters, refreshed hourly)."""
+
+    requests: int | None = Field(default=None, description="Commands served this month so far.")
+    data_size_bytes: int | None = Field(default=None, description="Data stored now, in bytes.")
+    bandwidth_bytes: int | None = Field(default=None, description="Network bytes this month so far.")
+    cost: Cost | None = Field(default=None, description="The provider's own bill this month so far, where it says.")
+    observed_at: str | None = Field(default=None, description="When the provider was asked (RFC 3339).")
+
+
 class RedisDatabaseStatus(CamelModel):
     """Observed state, written only by the operator."""
 
@@ -497,6 +523,24 @@ class RedisDatabaseStatus(CamelModel):
         default=None,
         description="When a create whose outcome is unknown (a timeout) was sent. Until it has had time to land, "
         "the name is looked up instead of created again, and deletion waits for it.",
+    )
+    dashboard_url: str | None = Field(
+        default=None,
+        alias="dashboardURL",
+        description="The provider's web console page of this database (Upstash). Never a sign-on link: Fly's "
+        "`ssoLink` is a credential, so Fly databases have none.",
+    )
+    plan_limits: PlanLimits | None = Field(default=None, description="Limits of the plan in status.plan.")
+    estimated_monthly_cost: Cost | None = Field(
+        default=None,
+        description="This month's cost, only from prices a source gives: a fixed plan's monthly price (and its "
+        "read regions'), or pay-as-you-go's $0.20 per 100k requests times the requests counted so far. Unset "
+        "where no source prices the plan.",
+    )
+    usage: DatabaseUsage | None = Field(
+        default=None,
+        description="Usage the provider reports, refreshed on the operator's usage interval (default hourly). "
+        "Unset where the provider has no stats call.",
     )
 
 

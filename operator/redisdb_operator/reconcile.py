@@ -625,7 +625,7 @@ def _ready_status(
         synced_message=synced_message,
     )
     rendered: dict[str, Any] = {
-        **observed_status(database),
+        **observed_status(database, facts.provider.type, facts.provider.live_catalog),
         "provider": facts.provider.name,
         "secretName": secret_name,
         "observedGeneration": resource.generation,

@@ -37,6 +37,7 @@ from .provider_registry import ProviderRegistry
 from .providers.base import ProviderClient
 from .providers.factory import make_client
 from .tls import DEFAULT_VALIDITY
+from .usage import UsageConfig, UsageRefresher
 from .webhook_bootstrap import bootstrap, keep_renewed, plan_from_args
 from .webhook_server import ReloadingWebhookServer
 
@@ -167,6 +168,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "empty: off",
     )
     parser.add_argument(
+        "--usage-interval",
+        type=float,
+        default=_env_float("REDISDB_USAGE_INTERVAL", 3600.0),
+        help="seconds between usage reads of each database (status.usage), spread over the interval; 0: off "
+        "(env REDISDB_USAGE_INTERVAL; default 3600)",
+    )
+    parser.add_argument(
+        "--usage-calls-per-minute",
+        type=float,
+        default=_env_float("REDISDB_USAGE_CALLS_PER_MINUTE", 60.0),
+        help="most usage reads per minute per RedisProvider (a token bucket; reads over it are skipped, never "
+        "queued, so reconciles keep the account's quota; env REDISDB_USAGE_CALLS_PER_MINUTE; default 60)",
+    )
+    parser.add_argument(
         "--default-deletion-policy",
         choices=[policy.value for policy in DeletionPolicy],
         default=os.environ.get("REDISDB_DEFAULT_DELETION_POLICY", DeletionPolicy.DELETE.value),
@@ -181,7 +196,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="text (one readable line per record) or json (one JSON object per line, for log pipelines; env "
         "REDISDB_LOG_FORMAT)",
     )
-    return parser.parse_args(list(argv))
+    args = parser.parse_args(list(argv))
+    if args.usage_interval < 0:
+        parser.error(f"--usage-interval must be 0 (off) or a number of seconds, not {args.usage_interval:g}")
+    if args.usage_calls_per_minute <= 0:
+        parser.error(f"--usage-calls-per-minute must be above 0, not {args.usage_calls_per_minute:g}")
+    return args
 
 
 def webhook_server(args: argparse.Namespace) -> ReloadingWebhookServer | None:
@@ -403,14 +423,21 @@ class Operator:
                 else GatedKubeClient(info, relogin=relogin, elector=elector)
             )
             memo["controller_kube"] = kube
+            provider_registry = ProviderRegistry(kube, client_factory=gated_client)
             memo["controller"] = DatabaseController(
                 kube,
-                ProviderRegistry(kube, client_factory=gated_client),
+                provider_registry,
                 ControllerConfig(
                     resync_interval=args.resync_interval,
                     max_concurrent_reconciles=args.max_concurrent_reconciles,
                     default_deletion_policy=DeletionPolicy(args.default_deletion_policy),
                 ),
+            )
+            # Usage shares the leader's provider clients (one 429 hold per account) and its gated status writes.
+            memo["usage"] = UsageRefresher(
+                kube,
+                provider_registry,
+                UsageConfig(interval=args.usage_interval, calls_per_minute=args.usage_calls_per_minute),
             )
 
         @kopf.on.cleanup(registry=registry)

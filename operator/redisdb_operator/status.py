@@ -9,8 +9,9 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from .billing import billing_fields
 from .models import Condition
-from .providers.base import Database
+from .providers.base import Database, ProviderType
 
 Status = Literal["True", "False", "Unknown"]
 
@@ -151,9 +152,23 @@ def status_changes(current: Mapping[str, Any], rendered: Mapping[str, Any], *, n
     return written
 
 
-def observed_status(database: Database) -> dict[str, Any]:
-    """The status fields that mirror the provider database (no credentials)."""
+def observed_status(
+    database: Database, provider_type: ProviderType | None = None, live_catalog: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The status fields that mirror the provider database (no credentials); with the provider's type also the
+    console link, the plan's limits and a priced plan's cost (`billing.py`), so they land in the same write."""
+    billing = {}
+    if provider_type is not None:
+        billing = billing_fields(
+            provider_type,
+            database_id=database.id,
+            plan_name=database.plan,
+            read_regions=len(database.read_regions),
+            requests=None,  # pay-as-you-go's cost comes with usage (usage.py)
+            live_catalog=live_catalog,
+        )
     return {
+        **billing,
         "databaseId": database.id,
         "providerName": database.name,
         "endpoint": database.host or None,

@@ -168,6 +168,7 @@ def test_pod_options_render_from_values(cluster: Cluster) -> None:
     }
     assert "--log-format=text" in container["args"]
     assert [item["name"] for item in container["env"]] == ["POD_NAME", "POD_NAMESPACE"]  # no extraEnv by default
+    assert {"--usage-interval=3600", "--usage-calls-per-minute=60"} <= set(container["args"])  # hourly, capped
     assert not by_kind(render("redisdb-system"), "NetworkPolicy")
     assert not by_kind(render("redisdb-system"), "PrometheusRule")
 

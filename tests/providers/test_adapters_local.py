@@ -378,3 +378,21 @@ async def test_rest_credentials(
             assert (await http.post(reset.rest_url, json=["GET", "k"], headers=fresh)).json() == {"result": "v"}
     finally:
         await adapter.delete(created.id)
+
+
+async def test_usage_counts_the_commands_sent(adapter: ProviderClient, placement: Placement, unique_name: str) -> None:
+    """Both adapters read usage from the stats call (Upstash `GET /v2/redis/stats/{id}`, Fly `AddOn.stats`):
+    the commands a client sends show up in the request count."""
+    created = await adapter.create(CreateDatabaseRequest(name=unique_name, primary_region=placement.primary))
+    try:
+        before = await adapter.usage(created.id)
+        assert before is not None and before.requests is not None
+        client = connect(created.url)
+        for index in range(25):
+            client.set(f"k{index}", "v" * 50)
+        after = await adapter.usage(created.id)
+        assert after is not None and after.requests is not None
+        assert after.requests - before.requests >= 25
+        assert after.data_size_bytes and after.bandwidth_bytes and after.cost_usd is not None
+    finally:
+        await adapter.delete(created.id)

@@ -78,6 +78,8 @@ def test_the_reconcile_core_does_no_io(module: str) -> None:
         (f"{PACKAGE}.secrets", f"{PACKAGE}.reconcile"),
         (f"{PACKAGE}.secrets", f"{PACKAGE}.controller"),
         (f"{PACKAGE}.admission", f"{PACKAGE}.controller"),
+        (f"{PACKAGE}.usage", f"{PACKAGE}.reconcile"),
+        (f"{PACKAGE}.usage", f"{PACKAGE}.controller"),
         (f"{PACKAGE}.providers.base", f"{PACKAGE}.reconcile"),
         (f"{PACKAGE}.providers.fly", f"{PACKAGE}.kube"),
         (f"{PACKAGE}.providers.upstash", f"{PACKAGE}.kube"),

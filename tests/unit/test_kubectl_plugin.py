@@ -126,6 +126,9 @@ def test_dashboard_link_never_carries_a_credential() -> None:
     assert render.dashboard_link(upstash, "upstash")[0] == "https://console.upstash.com/redis/db-1"
     link, why = render.dashboard_link(database(databaseId="x"), "fly")
     assert link is None and "status.dashboardURL" in why
+    assert "flyctl redis dashboard" in why and "sso" not in why.lower()
+    link, why = render.dashboard_link(database(), "upstash")
+    assert link is None and "not published" in why
 
 
 def test_status_view_and_text_show_every_part_and_degrade_without_the_new_fields() -> None:
@@ -166,12 +169,13 @@ def test_status_view_and_text_show_every_part_and_degrade_without_the_new_fields
             "dataSizeBytes": 2048,
             "bandwidthBytes": 1048576,
             "observedAt": "2026-11-30T11:00:00Z",
+            "cost": {"amount": 1.5, "currency": "USD", "basis": "reported by Upstash for this month so far"},
         },
         "estimatedMonthlyCost": {"amount": 0.25, "currency": "USD", "basis": "payg: $0.20 per 100k requests"},
         "planLimits": {"maxDataSizeBytes": 10 * 1024**3, "maxDailyCommands": None, "maxRequestSizeBytes": 10 * 1024**2},
     }
     text = render.status_text(render.status_view(obj, provider_type="fly", secret=secret, events=[], now=NOW))
-    for expected in ("1234", "2 KiB", "1 MiB", "$0.25 (payg", "10 GiB", "https://console.example/redis/abc"):
+    for expected in ("1234", "2 KiB", "1 MiB", "$0.25 (payg", "10 GiB", "https://console.example/redis/abc", "$1.50"):
         assert expected in text, expected
 
 
@@ -185,7 +189,12 @@ def test_catalog_falls_back_to_the_static_one_and_says_so() -> None:
     assert mad["deprecated"] and "deprecated" in render.regions_table([mad])
     plans = render.plan_rows("local-fly", "fly", doc)
     assert {row["name"] for row in plans} == set(catalog.PLANS[ProviderType.FLY])
-    assert all(row["pricePerMonth"] is None for row in plans)  # no price invented where no source gives one
+    # only the prices a source gives (Fly's published fixed-plan prices); none invented for the others
+    prices = {row["name"]: row["pricePerMonth"] for row in plans}
+    assert prices["fixed_1gb"] == 20 and prices["free"] == 0 and prices["payg"] is None
+    assert "$0.20/100k requests" in render.plans_table(plans) and "$20.00/mo" in render.plans_table(plans)
+    upstash = render.plan_rows("u", "upstash", render.provider_catalog({"spec": {"type": "upstash"}}))
+    assert all(row["pricePerMonth"] is None for row in upstash if row["name"].startswith("fixed_"))
 
 
 def test_published_catalog_wins_and_marks_prices_legacy_and_excluded() -> None:

@@ -138,6 +138,11 @@ def test_the_operator_registry_has_every_documented_family() -> None:
         "redisdb_provider_actions_total": "counter",
         "redisdb_databases": "gauge",
         "redisdb_drift_repairs_total": "counter",
+        "redisdb_usage_reads_total": "counter",
+        "redisdb_usage_requests": "gauge",
+        "redisdb_usage_data_size_bytes": "gauge",
+        "redisdb_usage_bandwidth_bytes": "gauge",
+        "redisdb_estimated_monthly_cost_usd": "gauge",
         "redisdb_secret_writes_total": "counter",
         "redisdb_leader": "gauge",
     }

@@ -128,6 +128,7 @@ def test_a_fresh_create_on_a_unique_name_provider_goes_straight_to_the_provider(
     status = plan.action.status
     assert status["databaseId"] == "db-1" and status["secretName"] == "cache-redis"
     assert condition(status["conditions"], "Ready")["reason"] == "Available"  # type: ignore[index]
+    assert status["planLimits"]  # the billing fields land with Ready, in the same write (billing.py)
 
 
 @pytest.mark.parametrize(

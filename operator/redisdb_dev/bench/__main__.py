@@ -236,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                 workdir / "operator",
                 resync_interval=args.resync_interval,
                 max_concurrent_reconciles=args.max_concurrent_reconciles,
-                extra_args=args.operator_arg,
+                # Usage reads off: their own budget (--usage-calls-per-minute) is not the resync's one list per
+                # provider per interval measured here; `--operator-arg=--usage-interval=3600` turns them back on.
+                extra_args=["--usage-interval", "0", *args.operator_arg],
             ) as operator:
                 try:
                     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -185,6 +185,11 @@ def dashboard_link(obj: Mapping[str, Any], provider_type: str | None) -> tuple[s
     database_id = status.get("databaseId")
     if provider_type == ProviderType.UPSTASH.value and database_id:
         return UPSTASH_CONSOLE.format(database_id=database_id), "Upstash console (from status.databaseId)"
+    if provider_type == ProviderType.FLY.value:
+        return None, (
+            "Fly.io has no console link without a credential in it (its sign-on link is one), so "
+            "status.dashboardURL stays unset; run `flyctl redis dashboard <org>`"
+        )
     return None, "not published: the operator has not written status.dashboardURL"
 
 
@@ -334,6 +339,9 @@ def status_text(view: Mapping[str, Any]) -> str:
         lines.append(f"  Data Size:           {format_bytes(usage.get('dataSizeBytes'))}")
         lines.append(f"  Bandwidth:           {format_bytes(usage.get('bandwidthBytes'))}")
         lines.append(f"  Observed At:         {cell_text(usage.get('observedAt'))}")
+        billed = usage.get("cost") or {}
+        if billed:
+            lines.append(f"  Billed So Far:       {format_money(billed.get('amount'), billed.get('currency', 'USD'))}")
     else:
         lines.append("  <not reported yet>")
     if cost:
@@ -407,7 +415,7 @@ def static_catalog(provider_type: str) -> dict[str, Any]:
             {
                 "name": plan.name,
                 "displayName": plan.display_name,
-                "pricePerMonth": None,
+                "pricePerMonth": plan.price_per_month,
                 "maxDataSizeBytes": plan.max_data_size_bytes,
                 "maxReadRegions": plan.max_read_regions,
                 "legacy": False,

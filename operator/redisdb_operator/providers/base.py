@@ -91,6 +91,24 @@ class DatabaseUpdate(BaseModel):
         return database.model_copy(update={key: value for key, value in changed.items() if value is not None})
 
 
+class DatabaseUsage(BaseModel):
+    """What a provider reports a database has used this month so far; ``None`` where it reports nothing.
+
+    Counters are the provider's own (Upstash's ``total_monthly_*``): they restart with the billing month.
+    ``cost_usd`` is the provider's own bill so far (Upstash ``total_monthly_billing``), not an estimate of ours.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    requests: int | None = None
+    data_size_bytes: int | None = None
+    bandwidth_bytes: int | None = None
+    cost_usd: float | None = None
+
+    def is_empty(self) -> bool:
+        return self.requests is None and self.data_size_bytes is None and self.bandwidth_bytes is None
+
+
 class ProviderError(Exception):
     """Base of every error an adapter raises. Messages never contain credentials."""
 
@@ -188,6 +206,11 @@ class ProviderClient(Protocol):
 
     async def delete(self, database_id: str) -> None:
         """Destroy the database; a database that is already gone is not an error."""
+        ...
+
+    async def usage(self, database_id: str) -> DatabaseUsage | None:
+        """One database's usage from the provider's stats call, sent once (no retry: a missed read waits for the
+        next interval rather than spend the account's quota). None when the answer has no shape we know."""
         ...
 
     async def aclose(self) -> None:

@@ -39,6 +39,10 @@ class Plan:
     # No longer offered for new databases, but existing ones may stay on it (Fly's seed-era plans; section 6).
     legacy: bool = False
     price_per_month: float | None = None  # US dollars, when a source states it
+    # Only what a source states (provider-apis.md section 3.5, the seed); None means no source gives it.
+    price_per_read_region: float | None = None  # US dollars a month for each read region on a fixed plan
+    max_request_size_bytes: int | None = None
+    max_daily_commands: int | None = None
 
 
 _FLY_CURRENT = {
@@ -120,9 +124,13 @@ REGIONS: dict[ProviderType, dict[str, Region]] = {
     },
 }
 
+# Pay-as-you-go, as the seed and Fly's docs state it: $0.20 per 100k requests, a 10 MB request.
+PAYG_USD_PER_100K_REQUESTS = 0.20
+_PAYG_MAX_REQUEST_SIZE = 10 * MIB
+
 _UPSTASH_PLANS = (
     Plan("free", "Free", 256 * MIB, 0, False),
-    Plan("payg", "Pay as You Go", 10 * GIB, None, False),
+    Plan("payg", "Pay as You Go", 10 * GIB, None, False, max_request_size_bytes=_PAYG_MAX_REQUEST_SIZE),
     Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True),
     Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True),
     Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True),
@@ -133,14 +141,14 @@ _UPSTASH_PLANS = (
 )
 # Fly sells a subset; its display names are the ones `flyctl redis plans` prints.
 _FLY_PLANS = (
-    # Prices: Fly's docs (reference section 3.5), before read-region surcharges; pay-as-you-go is per request.
+    # Prices: Fly's docs (reference section 3.5), and each read region's surcharge; pay-as-you-go is per request.
     Plan("free", "Free", 100 * MIB, 0, False, price_per_month=0.0),
-    Plan("payg", "Pay-as-you-go", 10 * GIB, None, False),
-    Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True, price_per_month=10.0),
-    Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True, price_per_month=20.0),
-    Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True, price_per_month=100.0),
-    Plan("fixed_10gb", "Fixed 10GB", 10 * GIB, None, True, price_per_month=200.0),
-    Plan("fixed_50gb", "Fixed 50GB", 50 * GIB, None, True, price_per_month=400.0),
+    Plan("payg", "Pay-as-you-go", 10 * GIB, None, False, max_request_size_bytes=_PAYG_MAX_REQUEST_SIZE),
+    Plan("fixed_250mb", "Fixed 250MB", 250 * MIB, None, True, price_per_month=10.0, price_per_read_region=5.0),
+    Plan("fixed_1gb", "Fixed 1GB", 1 * GIB, None, True, price_per_month=20.0, price_per_read_region=10.0),
+    Plan("fixed_5gb", "Fixed 5GB", 5 * GIB, None, True, price_per_month=100.0, price_per_read_region=50.0),
+    Plan("fixed_10gb", "Fixed 10GB", 10 * GIB, None, True, price_per_month=200.0, price_per_read_region=100.0),
+    Plan("fixed_50gb", "Fixed 50GB", 50 * GIB, None, True, price_per_month=400.0, price_per_read_region=200.0),
     # flyctl's create refuses these display names for new databases (internal/command/redis/create.go); sizes are
     # the seed's. They stay known so that databases already on them are still managed.
     Plan("starter", "Starter", 100 * MIB, 0, True, legacy=True),

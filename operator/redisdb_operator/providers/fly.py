@@ -22,6 +22,7 @@ from .base import (
     CreateDatabaseRequest,
     Database,
     DatabaseUpdate,
+    DatabaseUsage,
     InvalidRequestError,
     NotFoundError,
     ProviderError,
@@ -30,6 +31,7 @@ from .base import (
     UnauthorizedError,
 )
 from .http import DEFAULT_RETRY, DEFAULT_TIMEOUTS, HttpTransport, RetryPolicy, Timeouts, redact
+from .stats import parse_stats
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ DELETE_MUTATION = (
     'mutation Delete($name: String) { deleteAddOn(input: {name: $name, provider: "upstash_redis"}) '
     "{ deletedAddOnName } }"
 )
+# `AddOn.stats` is JSON ("Redis database statistics") whose shape no source documents: read as Upstash's stats.
+STATS_QUERY = "query Stats($id: ID) { addOn(id: $id) { id stats } }"
 RESET_MUTATION = (
     "mutation Reset($name: String!) { resetAddOnPassword(input: {name: $name}) { addOn { ...AddOn } } }" + (_FRAGMENT)
 )
@@ -92,6 +96,7 @@ _METRIC_OPERATIONS = {
     UPDATE_MUTATION: "graphql:updateAddOn",
     DELETE_MUTATION: "graphql:deleteAddOn",
     RESET_MUTATION: "graphql:resetAddOnPassword",
+    STATS_QUERY: "graphql:addOn.stats",
     CATALOG_QUERY: "graphql:catalog",
 }
 
@@ -263,6 +268,18 @@ class FlyClient:
             )
         except NotFoundError:
             log.debug("fly add-on %s was already gone", database_id)
+
+    async def usage(self, database_id: str) -> DatabaseUsage | None:
+        data = await self._graphql(
+            STATS_QUERY,
+            {"id": database_id},
+            operation=f"read stats of add-on {database_id}",
+            idempotent=False,  # one attempt: a missed read waits for the next interval, not spend the quota
+        )
+        add_on = data.get("addOn")
+        if not isinstance(add_on, Mapping):
+            raise NotFoundError(f"fly read stats of add-on {database_id}: not found")
+        return parse_stats(add_on.get("stats"))
 
     async def catalog(self, observed_at: str) -> dict[str, Any]:
         """Regions and plans as Fly offers them now, in RedisProvider.status.catalog's shape (source "live")."""

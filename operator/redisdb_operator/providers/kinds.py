@@ -36,6 +36,9 @@ class ProviderKind:
     # only when a client is made, so this table (and the pure core reading labels and catalogs from it) stays free
     # of HTTP code.
     adapter: str
+    # The provider's web console page of one database, with no credential in it ({database_id} filled in); None
+    # where no such link exists (Fly's `ssoLink` signs its holder in: a credential, never published).
+    console_url: str | None = None
 
     @property
     def label(self) -> str:
@@ -74,6 +77,7 @@ _KINDS = (
         requires_organization=False,
         default_organization=None,
         adapter=f"{__package__}.upstash",
+        console_url="https://console.upstash.com/redis/{database_id}",
     ),
 )
 

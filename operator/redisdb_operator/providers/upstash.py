@@ -21,12 +21,14 @@ from .base import (
     CreateDatabaseRequest,
     Database,
     DatabaseUpdate,
+    DatabaseUsage,
     InvalidRequestError,
     NotFoundError,
     ProviderError,
     ProviderType,
 )
 from .http import DEFAULT_RETRY, DEFAULT_TIMEOUTS, HttpTransport, RetryPolicy, Timeouts, json_or_none
+from .stats import parse_stats
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +189,16 @@ class UpstashClient:
             )
         except NotFoundError:
             log.debug("upstash database %s was already gone", database_id)
+
+    async def usage(self, database_id: str) -> DatabaseUsage | None:
+        response = await self._http.request(
+            "GET",
+            f"/redis/stats/{_segment(database_id)}",
+            operation=f"read stats of {database_id}",
+            idempotent=False,  # one attempt: a missed read waits for the next interval, not spend the quota
+            metric_operation="stats",
+        )
+        return parse_stats(json_or_none(response))
 
     async def _update_regions(self, database_id: str, read_regions: Sequence[str]) -> None:
         await self._http.request(
