@@ -478,8 +478,10 @@ def _observed(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Plan
             return _nothing_to_observe(facts, seen, desired)
         return Plan(action, seen)
     assert database is not None
-    if facts.resource.observe_only and database.id != seen.known_id:
-        return _adopt(facts, seen, desired, database)  # found by name: record it (read-only)
+    if seen.known_id is None or (facts.resource.observe_only and database.id != seen.known_id):
+        # Found by name with nothing recorded (a create whose answer was lost, a timed-out create that landed,
+        # Observe): a take-over, recorded, announced and counted as one.
+        return _adopt(facts, seen, desired, database)
     return _converge(facts, seen, desired, database, _Consequences(), action)
 
 

@@ -116,7 +116,11 @@ def render_connection_secret(
     """The whole Secret object, owned (and so garbage-collected) by its RedisDatabase; the spec's labels and
     annotations under the operator's own (which win)."""
     data = connection_data(database, shape)
-    labels = {**((shape and shape.labels) or {}), LABEL_MANAGED_BY: MANAGER_NAME, LABEL_DATABASE: owner_name}
+    labels = {
+        **((shape and shape.labels) or {}),
+        LABEL_MANAGED_BY: MANAGER_NAME,
+        LABEL_DATABASE: label_value(owner_name),
+    }
     annotations = {**((shape and shape.annotations) or {}), ANNOTATION_CONTENT_HASH: content_hash(data, shape)}
     return {
         "apiVersion": "v1",
@@ -280,3 +284,15 @@ class SecretPublisher:
         rendered["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         await self._kube.replace(secret_path(target.namespace, target.name), rendered)
         return SecretOutcome.REPLACED
+
+
+LABEL_VALUE_MAX_LENGTH = 63
+
+
+def label_value(name: str) -> str:
+    """A RedisDatabase name as a label value: names may have 253 characters, label values 63. A longer name keeps
+    its first 52 characters and gets a digest of the whole, so distinct names stay distinct."""
+    if len(name) <= LABEL_VALUE_MAX_LENGTH:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[:52].rstrip('-.')}-{digest}"

@@ -171,6 +171,24 @@ def test_a_taken_name_is_adopted_when_ours_and_refused_when_a_strangers() -> Non
     assert isinstance(decide(f, create.observe(Step.NAME_TAKEN, None)).action, GiveUp)
 
 
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_database_found_by_name_with_nothing_recorded_is_a_take_over(fresh: bool) -> None:
+    """A create whose answer was lost (or that timed out and landed), met again by name: adopted, announced and
+    counted as such, not silently recorded."""
+    f = facts(fresh=fresh, names_are_unique=False)
+    look = decide(f, Observation.first(f.resource))
+    assert isinstance(look.action, LookUp) and look.action.database_id is None
+    step = Step.FOUND_BY_NAME if fresh else Step.SNAPSHOT
+    found = decide(f, look.observe(step, ours(created_at=T0 + datetime.timedelta(seconds=3))))
+    assert [event.reason for event in found.events] == ["Adopted"] and found.counted == ("adopt",)
+    assert found.status == {"databaseId": "db-1"} and isinstance(found.action, Publish)
+    recorded = facts(fresh=fresh, names_are_unique=False, status={"databaseId": "db-1", "observedGeneration": 1})
+    again = decide(
+        recorded, Observation.first(recorded.resource).__class__(step=step, database=ours(), known_id="db-1")
+    )
+    assert again.events == () and again.counted == ()  # known by its id: nothing to announce
+
+
 def test_an_adopted_database_that_differs_is_then_updated() -> None:
     f = facts(spec={"primaryRegion": "cdg", "readRegions": ["ams", "fra"]})
     plan = decide(f, Observation(step=Step.NAME_TAKEN, database=ours()))

@@ -3,6 +3,7 @@ missing or changed (secret_action), never over a Secret someone else owns."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from redisdb_operator.secrets import (
     connection_data,
     decode_data,
     is_owned_by,
+    label_value,
     render_connection_secret,
     secret_action,
 )
@@ -159,3 +161,17 @@ async def test_the_publisher_creates_first_after_a_create_and_reads_credentials_
     outcome = await publisher.publish(target, without_password, likely_absent=False, read_credentials=read_credentials)
     assert outcome is SecretOutcome.CREATED and reads == ["get"]
     assert decode_data(kube.objects["/api/v1/namespaces/shop/secrets/cache-redis"])["REDIS_PASSWORD"] == "rotated"
+
+
+def test_a_name_longer_than_a_label_value_is_shortened_and_stays_distinct() -> None:
+    """RedisDatabase names may have 253 characters, label values 63: the Secret's label must still be valid."""
+    longest = "a" * 250 + "-xy"
+    other = "a" * 250 + "-xz"
+    value = label_value(longest)
+    assert len(value) <= 63 and re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", value)
+    assert value != label_value(other)
+    assert label_value("cache") == "cache"
+    secret = render_connection_secret(
+        secret_name="s", namespace="shop", owner_name=longest, owner_uid="uid-1", database=DATABASE
+    )
+    assert secret["metadata"]["labels"]["redisdb.dev/database"] == value
