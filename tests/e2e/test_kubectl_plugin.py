@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from redisdb_operator import tls
+from redisdb_operator.models import ANNOTATION_FORCE_ORPHAN
 from tests.harness.cluster import Cluster, apply, bin_dir, get_json, kubectl, tool, wait_for
 from tests.harness.local_provider import FLY_ORG, TLS_CA_FILE, LocalProvider, redis_from_url
 from tests.harness.operator import (
@@ -101,6 +102,16 @@ def broken_provider(cluster: Cluster, local_provider: LocalProvider, operator: O
         }
     )
     yield name
+    # Its databases never reached a provider, and without credentials their deletion cannot ask one: release them
+    # (the condition's own way out), so no RedisDatabase is left behind for later suites.
+    listed = json.loads(kubectl("get", "redisdatabases", "--all-namespaces", "-o", "json").stdout)["items"]
+    for item in listed:
+        if (item["spec"].get("providerRef") or {}).get("name") == name:
+            where = ("-n", item["metadata"]["namespace"])
+            kubectl(
+                "annotate", "rdb", item["metadata"]["name"], *where, f"{ANNOTATION_FORCE_ORPHAN}=true", "--overwrite"
+            )
+            kubectl("delete", "rdb", item["metadata"]["name"], *where, "--wait=false", "--ignore-not-found")
     kubectl("delete", "redisprovider", name, "--ignore-not-found", "--wait=false")
 
 
