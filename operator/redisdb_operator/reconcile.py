@@ -35,7 +35,8 @@ from .models import (
     RedisDatabaseSpec,
 )
 from .providers import catalog
-from .providers.base import Database, ProviderType
+from .providers.base import Database, DatabaseUpdate, ProviderType
+from .providers.kinds import kind_of
 from .status import (
     UNCERTAIN_CREATE_FIELD,
     condition,
@@ -590,6 +591,8 @@ def _converge(
             counted=done.counted,
             drift_repaired=done.drift_repaired,
         )
+    if not observe_only and not database.plan_observable and seen.step is not Step.UPDATED:
+        action = _apply_plan_change_unseen(facts, seen, desired, database, action)
     if isinstance(action, UpdateAction | CreateAction):
         return done.plan(action, seen)
     resource = facts.resource
@@ -609,6 +612,32 @@ def _converge(
     return done.plan(publish, seen, forget_uncertain_create=True)
 
 
+def last_applied_plan(facts: Facts, seen: Observation, desired: DesiredDatabase, database: Database) -> str | None:
+    """The plan the database is on: as the provider says it, or, when its answer does not say (Upstash `type:
+    paid`), the plan this operator last set — the one it created the database with, or status.plan as written."""
+    if database.plan_observable:
+        return database.plan
+    if seen.created:
+        return desired.plan
+    recorded = facts.resource.status.get("plan")
+    assert facts.provider is not None
+    return recorded if isinstance(recorded, str) and recorded in kind_of(facts.provider.type).plans else None
+
+
+def _apply_plan_change_unseen(
+    facts: Facts, seen: Observation, desired: DesiredDatabase, database: Database, action: Action
+) -> Action:
+    """A spec.plan change on a database whose plan the provider does not report is sent once: judged against the
+    plan last set (status.plan), never against the provider's unreadable word, so it can never loop."""
+    last = last_applied_plan(facts, seen, desired, database)
+    if last is None or last == desired.plan or not isinstance(action, NoAction | UpdateAction):
+        return action
+    change = FieldChange("plan", last, desired.plan)
+    if isinstance(action, UpdateAction):
+        return UpdateAction(action.update.model_copy(update={"plan": desired.plan}), (*action.changes, change))
+    return UpdateAction(DatabaseUpdate(plan=desired.plan), (change,))
+
+
 def _ready_status(
     facts: Facts, seen: Observation, database: Database, handled_rotation: str | None, synced_message: str = ""
 ) -> dict[str, Any]:
@@ -626,8 +655,11 @@ def _ready_status(
         state_message=database.state_message,
         synced_message=synced_message,
     )
+    shown = database
+    if not database.plan_observable and (last := last_applied_plan(facts, seen, resource.desired(), database)):
+        shown = database.model_copy(update={"plan": last})  # what we set, not the provider's unreadable word
     rendered: dict[str, Any] = {
-        **observed_status(database, facts.provider.type, facts.provider.live_catalog),
+        **observed_status(shown, facts.provider.type, facts.provider.live_catalog),
         "provider": facts.provider.name,
         "secretName": secret_name,
         "observedGeneration": resource.generation,

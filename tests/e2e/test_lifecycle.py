@@ -117,6 +117,14 @@ def test_edit_read_regions_plan_and_eviction_in_place(
         lists = local_provider.admin.counters().get("upstash:list", 0)
         wait_for(lambda: local_provider.admin.counters().get("upstash:list", 0) >= lists + 2, 120, message="resyncs")
         assert local_provider.admin.counters().get("upstash:change-plan", 0) == plan_calls_before + 1
+        assert (get_json("redisdatabase", "cache", namespace=namespace) or {})["status"]["plan"] == case["plan"]
+        # A later spec.plan change is still sent, once: judged against the plan last set, not the provider's word.
+        apply(database("cache", case, readRegions=[], plan="fixed_5gb", eviction=False), namespace)
+        assert wait_ready("cache", namespace, generation=5)["status"]["plan"] == "fixed_5gb"
+        assert local_provider.admin.database(database_id)["plan"] == "fixed_5gb"
+        lists = local_provider.admin.counters().get("upstash:list", 0)
+        wait_for(lambda: local_provider.admin.counters().get("upstash:list", 0) >= lists + 2, 120, message="resyncs")
+        assert local_provider.admin.counters().get("upstash:change-plan", 0) == plan_calls_before + 2
     client.close()
     replica.close()
 

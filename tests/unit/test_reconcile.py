@@ -339,3 +339,30 @@ def test_deletion_keeps_a_strangers_database_and_waits_for_a_create_that_may_lan
     pending = facts(pending=40.0)
     plan = decide_deletion(pending, Observation(step=Step.FOUND_BY_NAME, database=None))
     assert isinstance(plan.action, Wait) and plan.action.delay == 11.0
+
+
+def test_a_plan_change_the_provider_cannot_show_is_sent_once_against_the_plan_last_set() -> None:
+    """Upstash answers `type: paid` for every fixed plan: the spec is judged against status.plan (what we set)."""
+    unreadable = ours(plan="paid", plan_observable=False)
+    status = {"databaseId": "db-1", "observedGeneration": 1, "plan": "fixed_1gb"}
+    changed = facts(spec={"primaryRegion": "cdg", "readRegions": ["ams"], "plan": "fixed_5gb"}, status=status)
+    plan = decide(changed, Observation(step=Step.GOT_BY_ID, database=unreadable, known_id="db-1"))
+    assert isinstance(plan.action, UpdateAction) and plan.action.update.plan == "fixed_5gb"
+    assert [change.describe() for change in plan.action.changes] == ["plan: fixed_1gb -> fixed_5gb"]
+    updated = decide(changed, plan.observe(Step.UPDATED, plan.action.update.applied_to(unreadable)))
+    assert isinstance(updated.action, Publish) and updated.action.status["plan"] == "fixed_5gb"
+
+    settled = facts(
+        spec={"primaryRegion": "cdg", "readRegions": ["ams"], "plan": "fixed_5gb"},
+        status={**status, "plan": "fixed_5gb"},
+        fresh=False,
+    )
+    again = decide(settled, Observation(step=Step.SNAPSHOT, database=unreadable, known_id="db-1"))
+    assert isinstance(again.action, Publish)  # the provider still says "paid": no change-plan, ever again
+    assert again.action.status.get("plan", "fixed_5gb") == "fixed_5gb"
+
+
+def test_a_database_created_on_a_plan_the_provider_cannot_show_records_the_plan_asked_for() -> None:
+    f = facts(spec={"primaryRegion": "cdg", "readRegions": ["ams"], "plan": "fixed_1gb"}, names_are_unique=False)
+    created = decide(f, Observation(step=Step.CREATED, database=ours(plan="paid", plan_observable=False)))
+    assert isinstance(created.action, Publish) and created.action.status["plan"] == "fixed_1gb"
