@@ -16,6 +16,7 @@ from . import metrics
 from .controller import ControllerConfig, DatabaseController
 from .handlers import register
 from .kube import KubeClient
+from .listeners import HeldPortWebhookServer, bound_port, liveness_port, start_liveness_server, write_ports_file
 from .models import GROUP
 from .provider_registry import ProviderRegistry
 from .webhook_bootstrap import bootstrap, plan_from_args
@@ -49,7 +50,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--liveness",
         default=os.environ.get("REDISDB_LIVENESS", "http://0.0.0.0:8080/healthz"),
-        help="kopf liveness endpoint URL, or empty to disable (env REDISDB_LIVENESS)",
+        help="kopf liveness endpoint URL, or empty to disable (env REDISDB_LIVENESS); port 0: the OS picks one "
+        "(see --ports-file)",
     )
     parser.add_argument(
         "--peering",
@@ -105,18 +107,24 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="serve Prometheus metrics at GET /metrics on ADDR:PORT (e.g. 0.0.0.0:9090; env REDISDB_METRICS_LISTEN); "
         "empty: off",
     )
+    parser.add_argument(
+        "--ports-file",
+        default=os.environ.get("REDISDB_PORTS_FILE", ""),
+        help="once listening, write the liveness, webhook and metrics ports here as JSON (env REDISDB_PORTS_FILE); "
+        "with port 0 in --liveness, --webhook-listen or --metrics-listen the OS picks the port, bound once",
+    )
     parser.add_argument("--verbose", action="store_true", default=bool(os.environ.get("REDISDB_VERBOSE")))
     return parser.parse_args(list(argv))
 
 
-def webhook_server(args: argparse.Namespace) -> kopf.WebhookServer | None:
+def webhook_server(args: argparse.Namespace) -> HeldPortWebhookServer | None:
     if not args.webhook_listen:
         return None
     addr, _, port = args.webhook_listen.rpartition(":")
     cert_dir = args.webhook_cert_dir
     if not cert_dir:
         raise SystemExit("--webhook-listen needs --webhook-cert-dir (tls.crt, tls.key, ca.crt)")
-    return kopf.WebhookServer(
+    return HeldPortWebhookServer(
         addr=addr or None,
         port=int(port),
         host=args.webhook_host or None,
@@ -163,6 +171,21 @@ def build_settings(settings: kopf.OperatorSettings, args: argparse.Namespace) ->
         settings.admission.managed = args.webhook_managed or None
 
 
+def listening_ports(args: argparse.Namespace, settings: kopf.OperatorSettings, memo: kopf.Memo) -> dict[str, int]:
+    """The ports this process listens on, for --ports-file; kopf's own liveness server counts by its URL."""
+    ports: dict[str, int] = {}
+    if args.liveness and liveness_port(args.liveness):
+        ports["liveness"] = liveness_port(args.liveness) or 0
+    if "liveness" in memo:
+        ports["liveness"] = bound_port(memo["liveness"])
+    if "metrics" in memo:
+        ports["metrics"] = bound_port(memo["metrics"])
+    server = settings.admission.server
+    if isinstance(server, HeldPortWebhookServer):
+        ports["webhook"] = server.bound_port
+    return ports
+
+
 async def run_operator(args: argparse.Namespace) -> None:
     registry = kopf.OperatorRegistry()
     register(
@@ -206,9 +229,15 @@ async def run_operator(args: argparse.Namespace) -> None:
                 memo["metrics"] = await metrics.start_server(args.metrics_listen)
             except (OSError, ValueError) as error:
                 raise kopf.PermanentError(f"--metrics-listen {args.metrics_listen}: {error}") from None
+        if args.liveness and liveness_port(args.liveness) == 0 and "liveness" not in memo:
+            memo["liveness"] = await start_liveness_server(args.liveness)
+        if args.ports_file:
+            write_ports_file(args.ports_file, listening_ports(args, settings, memo))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        if "liveness" in memo:
+            await memo["liveness"].cleanup()
         if "metrics" in memo:
             await memo["metrics"].cleanup()
         if "controller" in memo:
@@ -223,7 +252,8 @@ async def run_operator(args: argparse.Namespace) -> None:
         namespaces=namespaces,
         standalone=not args.peering,
         peering_name=args.peering or None,
-        liveness_endpoint=args.liveness or None,
+        # port 0: the endpoint started in startup() stands in for kopf's (which reads port 0 as 80)
+        liveness_endpoint=args.liveness if args.liveness and liveness_port(args.liveness) != 0 else None,
         memo=kopf.Memo(),
     )
 

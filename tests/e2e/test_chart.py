@@ -34,7 +34,7 @@ from tests.harness.cluster import (
     wait_for,
 )
 from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, UPSTASH_API_KEY, UPSTASH_EMAIL, LocalProvider
-from tests.harness.operator import REPO, OperatorProcess, free_port, secret_data, start_operator, wait_gone, wait_ready
+from tests.harness.operator import REPO, OperatorProcess, secret_data, start_operator, wait_gone, wait_ready
 
 CHART = REPO / "charts" / "redisdb-operator"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -222,23 +222,35 @@ def test_install_then_upgrade(cluster: Cluster, installed: Path, release_namespa
     for kind, name in [("redisprovider", "chart-fly"), ("redisprovider", "chart-upstash")]:
         assert get_json(kind, name) is not None
 
-    result = helm(
-        "upgrade",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        release_namespace,
-        "-f",
-        str(installed),
-        "--set",
-        "operator.resyncInterval=60",
-    )
-    assert "STATUS: deployed" in result.stdout and "REVISION: 2" in result.stdout
-    deployment = get_json("deployment", FULLNAME, release_namespace)
-    assert deployment is not None
-    assert "--resync-interval=60" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    revision_before = helm_revision(release_namespace)
+    try:
+        result = helm(
+            "upgrade",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            release_namespace,
+            "-f",
+            str(installed),
+            "--set",
+            "operator.resyncInterval=60",
+        )
+        assert "STATUS: deployed" in result.stdout and f"REVISION: {revision_before + 1}" in result.stdout
+        deployment = get_json("deployment", FULLNAME, release_namespace)
+        assert deployment is not None
+        assert "--resync-interval=60" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        history = json.loads(helm("history", RELEASE, "--namespace", release_namespace, "-o", "json").stdout)
+        assert [entry["status"] for entry in history][-2:] == ["superseded", "deployed"]
+        assert history[-1]["revision"] == revision_before + 1
+    finally:
+        # back to the installed values, whatever failed above: later tests read the Deployment's flags
+        helm("upgrade", RELEASE, str(CHART), "--namespace", release_namespace, "-f", str(installed))
+
+
+def helm_revision(release_namespace: str) -> int:
+    """The release's current revision (tests assert on the revisions they add, not on absolute numbers)."""
     history = json.loads(helm("history", RELEASE, "--namespace", release_namespace, "-o", "json").stdout)
-    assert [entry["status"] for entry in history] == ["superseded", "deployed"]
+    return int(history[-1]["revision"])
 
 
 def deployment_args(release_namespace: str) -> list[str]:
@@ -256,7 +268,7 @@ def start_as_chart_service_account(
     bootstrap_flags = [arg for arg in args if arg.split("=")[0] in ("--webhook-cert-secret", "--webhook-service")]
     bootstrap_flags += [arg for arg in args if arg.startswith("--webhook-configuration=")]
     assert len(bootstrap_flags) == 3, args
-    webhook_port = free_port()
+    # port 0: the operator binds a port the OS picks and holds it; operator.ports()["webhook"] reads it back
     operator = start_operator(
         cluster,
         workdir,
@@ -264,12 +276,11 @@ def start_as_chart_service_account(
         webhook=False,
         kubeconfig=kubeconfig,
         extra_args=[
-            f"--webhook-listen=127.0.0.1:{webhook_port}",
+            "--webhook-listen=127.0.0.1:0",
             f"--webhook-cert-dir={workdir / 'webhook-certs'}",
             *bootstrap_flags,
         ],
     )
-    operator.env["WEBHOOK_PORT"] = str(webhook_port)
     return operator
 
 
@@ -330,7 +341,7 @@ def test_least_privilege_lifecycle(
         configuration = get_json("validatingwebhookconfiguration", FULLNAME)
         assert configuration is not None
         assert base64.b64decode(configuration["webhooks"][0]["clientConfig"]["caBundle"]).decode() == cert["ca.crt"]
-        port = int(operator.env["WEBHOOK_PORT"])
+        port = operator.ports()["webhook"]
         context = ssl.create_default_context(cadata=cert["ca.crt"])
         service_host = f"{FULLNAME}-webhook.{release_namespace}.svc"
         with (
@@ -369,6 +380,7 @@ def test_least_privilege_lifecycle(
         assert database_id not in {item["id"] for item in local_provider.admin.databases()}
     finally:
         operator.runner.stop_all()
+        route_webhook_to(None, release_namespace)  # failurePolicy Fail at a stopped process would refuse everything
     assert rbac_denials(operator.log()) == [], operator.log()[-3000:]
 
 
@@ -392,7 +404,7 @@ def test_a_missing_rule_breaks_it(
     operator = start_as_chart_service_account(cluster, release_namespace, tmp_path / "op", sa_kubeconfig)
     request.node.stash[_RUNNERS] = operator.runner
     try:
-        route_webhook_to(int(operator.env["WEBHOOK_PORT"]))
+        route_webhook_to(operator.ports()["webhook"])
         apply(database("broken"), namespace)
         wait_for(lambda: rbac_denials(operator.log()), 60, message="a 403 in the operator log")
         with pytest.raises(AssertionError, match="timed out"):
@@ -407,8 +419,6 @@ def test_a_missing_rule_breaks_it(
             release_namespace,
             "-f",
             str(installed),
-            "--set",
-            "operator.resyncInterval=61",
         )
         restored = get_json("clusterrole", FULLNAME)
         assert restored is not None and len(restored["rules"]) == len(original)
@@ -416,6 +426,11 @@ def test_a_missing_rule_breaks_it(
         kubectl("delete", "redisdatabase", "broken", "-n", namespace, "--timeout=60s")
     finally:
         operator.runner.stop_all()
+        route_webhook_to(None, release_namespace)
+        current = get_json("clusterrole", FULLNAME)
+        if current is not None and current["rules"] != original:
+            current["rules"] = original  # the upgrade above did not run: put the rule back for later tests
+            kubectl("replace", "-f", "-", input=json.dumps(current))
 
 
 def _leaf_keys(values: dict[str, Any], prefix: str = "") -> set[str]:
