@@ -256,7 +256,8 @@ async def test_calls_are_counted_and_faults_do_not_apply(local_provider: LocalPr
     assert calls["rest:command"] == 1 and calls["rest:pipeline"] == 1 and calls["rest:multi-exec"] == 1
 
 
-async def test_tokens_and_data_survive_a_provider_restart(local_provider: LocalProvider) -> None:
+async def test_tokens_and_data_survive_a_provider_restart(own_local_provider: LocalProvider) -> None:
+    local_provider = own_local_provider  # restarted below: not the session's provider
     async with upstash(local_provider) as api:
         body = {"database_name": unique("rest-restart"), "region": "global", "primary_region": "eu-west-1"}
         database = rest_database((await api.post("/redis/database", json=body)).json())
