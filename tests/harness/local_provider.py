@@ -138,9 +138,13 @@ class Admin:
         with self._client() as client:
             client.delete("/admin/holds").raise_for_status()
 
-    def calls(self, *, name: str | None = None, api: str | None = None) -> list[dict[str, Any]]:
-        """The management call log (optionally one database name's, one API's), oldest first."""
-        params = {key: value for key, value in {"name": name, "api": api}.items() if value is not None}
+    def calls(
+        self, *, name: str | None = None, api: str | None = None, account: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The management call log (optionally one database name's, one API's, one account's), oldest first."""
+        params = {
+            key: value for key, value in {"name": name, "api": api, "account": account}.items() if value is not None
+        }
         with self._client() as client:
             return client.get("/admin/calls", params=params).raise_for_status().json()  # type: ignore[no-any-return]
 

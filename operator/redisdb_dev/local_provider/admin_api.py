@@ -208,12 +208,15 @@ class AdminApi:
 
     async def calls(self, request: web.Request) -> web.StreamResponse:
         """Every management call, in order: api, operation, the database name (ids resolved), status, outcome;
-        `?name=` keeps one database's calls, `?api=` one API's."""
+        `?name=` keeps one database's calls, `?api=` one API's, `?account=` one Upstash account's (email) or
+        Fly organization's (slug, for the calls that name one)."""
         entries = self.gate.crash_points.calls
         if "name" in request.query:
             entries = [entry for entry in entries if entry["name"] == request.query["name"]]
         if "api" in request.query:
             entries = [entry for entry in entries if entry["api"] == request.query["api"]]
+        if "account" in request.query:
+            entries = [entry for entry in entries if entry["account"] == request.query["account"]]
         return web.json_response(entries)
 
     async def clear_calls(self, request: web.Request) -> web.StreamResponse:

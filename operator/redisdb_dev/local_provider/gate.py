@@ -7,6 +7,7 @@ prove it survives latency, 503s and 429s with Retry-After.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import random
@@ -125,6 +126,7 @@ class WireCall:
     operations: list[str]
     name: str | None = None
     database_id: str | None = None
+    account: str | None = None  # the Upstash account's email, or the Fly organization slug when the call names one
 
     @property
     def is_create(self) -> bool:
@@ -168,6 +170,16 @@ class Hold:
 
 async def describe_call(request: web.Request) -> WireCall | None:
     """The wire call a request makes (Upstash v2 or Fly GraphQL); None for the admin API and the REST data plane."""
+    call = await _describe_call(request)
+    if call is not None and call.api == "upstash":
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                call.account = base64.b64decode(encoded.strip()).decode().partition(":")[0] or None
+    return call
+
+
+async def _describe_call(request: web.Request) -> WireCall | None:
     path = request.path
     if path.startswith("/v2/redis/"):
         parts = path.removeprefix("/v2/redis/").split("/")
@@ -203,6 +215,8 @@ async def describe_call(request: web.Request) -> WireCall | None:
             for source in (given, given.get("input") if isinstance(given.get("input"), dict) else {}):
                 if isinstance(source.get("name"), str):
                     call.name = source["name"]
+                if isinstance(source.get("slug"), str):
+                    call.account = source["slug"]
                 for key in ("id", "addOnId"):
                     if isinstance(source.get(key), str):
                         call.database_id = source[key]
@@ -269,6 +283,7 @@ class CrashPoints:
             "operation": ",".join(call.operations),
             "name": call.name or (self.name_of(call.database_id) if call.database_id else None),
             "id": call.database_id,
+            "account": call.account,
             "status": None,
             "outcome": "in-flight",
         }
