@@ -4,6 +4,8 @@ what the crash-safety and clock-skew end-to-end tests stand on, proven against t
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -144,4 +146,27 @@ async def test_creation_time_set_to_the_second(local_provider: LocalProvider) ->
         async with httpx.AsyncClient(base_url=local_provider.url) as http:
             future = {"creation_time": int(time.time()) + 3600}
             assert (await http.post(f"/admin/databases/{database_id}/drift", json=future)).status_code == 400
+        await api.delete(f"/redis/database/{database_id}")
+
+
+async def test_a_reset_that_misses_a_replica_is_an_error(local_provider: LocalProvider) -> None:
+    """A replica that cannot take the new password (stopped here) makes the reset fail, not succeed quietly."""
+    async with upstash(local_provider) as api:
+        body = {
+            "database_name": unique("reset-replica"),
+            "region": "global",
+            "primary_region": "us-east-1",
+            "read_regions": ["eu-west-1"],
+        }
+        database_id = (await api.post("/redis/database", json=body)).json()["database_id"]
+        [replica] = local_provider.admin.database(database_id)["replicas"]
+        os.kill(replica["pid"], signal.SIGSTOP)
+        try:
+            response = await api.post(f"/redis/reset-password/{database_id}")
+        finally:
+            os.kill(replica["pid"], signal.SIGCONT)
+        assert response.status_code == 503, response.text
+        assert "eu-west-1" in response.text and "reset it again" in response.text
+        retried = await api.post(f"/redis/reset-password/{database_id}")
+        assert retried.status_code == 200, retried.text
         await api.delete(f"/redis/database/{database_id}")
