@@ -49,12 +49,32 @@ def diff(obj: dict[str, Any], namespace: str, *flags: str) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
+TESTDATA = (
+    Path(__file__).resolve().parents[2] / "deploy/argocd/resource_customizations/redisdb.dev/RedisDatabase/testdata"
+)
+
+
+def shape(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a live object of this state always has, whatever the run: its metadata and status fields, its
+    conditions (type, status, reason, in order) and the health Argo CD gives it."""
+    status = obj.get("status") or {}
+    return {
+        "metadata": sorted(key for key in obj["metadata"] if key != "managedFields"),
+        "status": sorted(status),
+        "conditions": [(c["type"], c["status"], c["reason"]) for c in status.get("conditions") or []],
+        "health": health_of(obj)["status"],
+    }
+
+
 def save_testdata(obj: dict[str, Any], name: str) -> None:
+    """With REDISDB_ARGOCD_TESTDATA=<dir>, write the live object as the health check's testdata; always check the
+    committed testdata has the live object's shape, so a hand-written or stale file fails here."""
     directory = os.environ.get("REDISDB_ARGOCD_TESTDATA")
-    if not directory:
-        return
     clean = {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "managedFields"}}
-    Path(directory, f"{name}.yaml").write_text(yaml.safe_dump(clean, sort_keys=False))
+    if directory:
+        Path(directory, f"{name}.yaml").write_text(yaml.safe_dump(clean, sort_keys=False))
+    committed = yaml.safe_load((TESTDATA / f"{name}.yaml").read_text())
+    assert shape(committed) == shape(clean), f"testdata/{name}.yaml is not what the apiserver returns today"
 
 
 def test_server_side_reapply_and_diff_are_clean(
