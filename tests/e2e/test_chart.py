@@ -453,3 +453,61 @@ def test_every_value_is_in_the_schema_and_the_readme() -> None:
         for part in key.split("."):
             node = node["properties"][part]
         assert f"`{key}`" in readme, f"{key} is missing from the chart README's values table"
+
+
+def test_namespaced_mode_under_its_own_rbac(
+    cluster: Cluster,
+    crds: None,
+    providers: None,
+    local_provider: LocalProvider,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A second release watching one namespace, its operator run under that release's own ServiceAccount with the
+    Deployment's flags: a database in the watched namespace becomes Ready; one in another namespace is never
+    touched (no finalizer, no status), and no request of the operator is refused."""
+    suffix = secrets.token_hex(3)
+    release, release_namespace = f"ns{suffix}", f"redisdb-ns-{suffix}"
+    watched, other = f"team-a-{suffix}", f"team-b-{suffix}"
+    for name in (release_namespace, watched, other):
+        cluster.kubectl("create", "namespace", name)
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "crds": {"install": False},
+                "operator": {"watchNamespaces": [watched], "resyncInterval": 300},
+                "webhook": {"timeoutSeconds": 5},
+            }
+        )
+    )
+    operator: OperatorProcess | None = None
+    try:
+        helm("install", release, str(CHART), "--namespace", release_namespace, "-f", str(values))
+        fullname = f"{release}-redisdb-operator"
+        deployment = get_json("deployment", fullname, release_namespace)
+        assert deployment is not None
+        args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert f"--namespace={watched}" in args
+        kept = [arg for arg in args if arg.startswith(("--namespace=", "--resync-interval="))]
+        sa_kubeconfig = service_account_kubeconfig(cluster, release_namespace, fullname, tmp_path / "sa.kubeconfig")
+        operator = start_operator(cluster, tmp_path / "op", webhook=False, kubeconfig=sa_kubeconfig, extra_args=kept)
+        request.node.stash[_RUNNERS] = operator.runner
+        manifest = database("cache", providerRef={"name": "local-fly"})  # the session's, not this module's
+        apply(manifest, watched)
+        apply(manifest, other)
+        obj = wait_ready("cache", watched, timeout=120)
+        assert obj["status"]["databaseId"]
+        untouched = get_json("redisdatabase", "cache", other)
+        assert untouched is not None and not untouched.get("status") and not untouched["metadata"].get("finalizers")
+        assert not [d for d in local_provider.admin.databases() if d["name"] == f"{other}-cache"]
+        kubectl("delete", "redisdatabase", "cache", "-n", watched, "--timeout=60s")
+        wait_gone("redisdatabase", "cache", watched)
+        assert rbac_denials(operator.log()) == [], operator.log()[-3000:]
+    finally:
+        if operator is not None:
+            operator.runner.stop_all()
+        kubectl("delete", "redisdatabase", "cache", "-n", other, "--ignore-not-found", "--wait=false", check=False)
+        helm("uninstall", release, "--namespace", release_namespace, "--wait=false", check=False)
+        for name in (release_namespace, watched, other):
+            cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
