@@ -22,7 +22,16 @@ def in_real_process_suite(nodeid: str) -> bool:
     return any(f"/tests/{suite}/" in path for suite in REAL_PROCESS_SUITES)
 
 
+# Scans everything the session produced for leaked secrets: it runs last whatever the file order or selection.
+SESSION_END_MODULES = ("tests/e2e/test_zz_secret_hygiene.py",)
+
+
+def runs_at_session_end(item: pytest.Item) -> bool:
+    return any(item.nodeid.startswith(module) or f"/{module}" in str(item.fspath) for module in SESSION_END_MODULES)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=runs_at_session_end)  # stable: every other test keeps its order
     for item in items:
         if in_real_process_suite(item.nodeid) or any(
             f"/tests/{suite}/" in str(item.fspath) for suite in REAL_PROCESS_SUITES

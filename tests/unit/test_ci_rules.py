@@ -43,3 +43,17 @@ def test_unit_skips_and_local_runs_are_allowed(pytester: pytest.Pytester, monkey
     _suite(pytester, HOLES)
     monkeypatch.delenv("CI")
     assert pytester.runpytest_inprocess("-p", "tests.harness.ci_rules").ret == pytest.ExitCode.OK
+
+
+def test_the_secret_hygiene_scan_runs_last(pytester: pytest.Pytester) -> None:
+    _suite(
+        pytester,
+        {
+            "tests/e2e/test_zz_secret_hygiene.py": "def test_scan(): pass\n",
+            "tests/e2e/test_a.py": "def test_a(): pass\n",
+            "tests/zz_later/test_b.py": "def test_b(): pass\n",
+        },
+    )
+    result = pytester.runpytest_inprocess("-p", "tests.harness.ci_rules", "--collect-only", "-q")
+    collected = [line for line in result.stdout.lines if "::" in line]
+    assert collected[-1] == "tests/e2e/test_zz_secret_hygiene.py::test_scan", collected
