@@ -3,6 +3,7 @@ and an operator killed in the middle of a create. Each converges by itself, with
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,8 +26,21 @@ from tests.harness.operator import (
     database,
     delete_at_provider,
     secret_data,
+    wait_gone,
     wait_ready,
 )
+
+
+def delete_databases_of(provider: str) -> None:
+    """Delete every RedisDatabase of `provider` and wait until they are gone: run before its credentials Secret
+    goes, since without credentials a deletion waits (CredentialsNotFound) and the provider stays in use."""
+    listed = json.loads(kubectl("get", "redisdatabases", "-A", "-o", "json").stdout)["items"]
+    ours = [item for item in listed if item["spec"]["providerRef"]["name"] == provider]
+    names = [(item["metadata"]["name"], item["metadata"]["namespace"]) for item in ours]
+    for name, namespace in names:
+        kubectl("delete", "redisdatabase", name, "-n", namespace, "--ignore-not-found", "--wait=false")
+    for name, namespace in names:
+        wait_gone("redisdatabase", name, namespace, timeout=120)
 
 
 def synced_reason(name: str, namespace: str) -> str | None:
@@ -51,6 +65,7 @@ def late_provider(cluster: Cluster, local_provider: LocalProvider, operator: Ope
         }
     )
     yield "late-fly"
+    delete_databases_of("late-fly")
     kubectl("delete", "secret", "late-fly-credentials", "-n", SYSTEM_NAMESPACE, "--ignore-not-found")
     kubectl("delete", "redisprovider", "late-fly", "--ignore-not-found", "--wait=false")
 
@@ -97,6 +112,7 @@ def outage_provider(cluster: Cluster, local_provider: LocalProvider, operator: O
         )
     )
     yield "outage-upstash"
+    delete_databases_of("outage-upstash")
     kubectl("delete", "redisprovider", "outage-upstash", "--ignore-not-found", "--wait=false")
     kubectl("delete", "secret", "outage-upstash-credentials", "-n", SYSTEM_NAMESPACE, "--ignore-not-found")
 
