@@ -66,8 +66,9 @@ demo: deps tools
 demo-down: venv
 	$(PY) -m redisdb_dev.cli demo down
 
+# ARGS are passed through, e.g. make bench ARGS="--quick --check" (--check: exit 1 when a target is missed).
 bench: deps tools
-	$(PY) -m redisdb_dev.bench
+	$(PY) -m redisdb_dev.bench $(ARGS)
 
 # The long chaos soak (issue 9): >= 200 mixed ops with operator kills, provider faults, control-plane and
 # provider restarts, bad input and a secret scan; counts per fault are printed and written to .run/chaos-report.json.

@@ -22,6 +22,8 @@ WEBHOOK_CONFIGURATION = "redisdb.dev"
 
 
 def free_port() -> int:
+    """A port free right now (bound and released: another process may take it before it is used; prefer
+    `operator_argv(ports_file=...)`, where the operator binds port 0 and reports what it got)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -82,12 +84,19 @@ def _provider(name: str, spec: dict[str, Any], namespace: str, secret_name: str)
 
 def operator_argv(
     *,
-    health_port: int,
+    health_port: int | None = None,
     resync_interval: float,
     webhook_cert_dir: Path | None,
     extra_args: list[str] | tuple[str, ...] = (),
+    ports_file: Path | None = None,
 ) -> list[str]:
-    """`redisdb-operator run` for a local process; with `webhook_cert_dir`, the webhook on 127.0.0.1, managed."""
+    """`redisdb-operator run` for a local process; with `webhook_cert_dir`, the webhook on 127.0.0.1, managed.
+
+    With `ports_file` the operator binds its liveness and webhook ports itself (port 0, the OS's choice, held
+    for its whole life) and writes them to that file; without it, free ports are picked here.
+    """
+    if health_port is None:
+        health_port = 0 if ports_file is not None else free_port()
     argv = [
         sys.executable,
         "-m",
@@ -101,7 +110,7 @@ def operator_argv(
     if webhook_cert_dir is not None:
         argv += [
             "--webhook-listen",
-            f"127.0.0.1:{free_port()}",
+            f"127.0.0.1:{0 if ports_file is not None else free_port()}",
             "--webhook-cert-dir",
             str(write_webhook_cert_dir(webhook_cert_dir)),
             "--webhook-host",
@@ -109,4 +118,6 @@ def operator_argv(
             "--webhook-managed",
             WEBHOOK_CONFIGURATION,
         ]
+    if ports_file is not None:
+        argv += ["--ports-file", str(ports_file)]
     return [*argv, *extra_args]

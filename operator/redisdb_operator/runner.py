@@ -32,6 +32,7 @@ from .leader import (
     install_kopf_write_gate,
     namespace_from_environment,
 )
+from .listeners import HeldPortWebhookServer, bound_port, liveness_port, start_liveness_server, write_ports_file
 from .models import GROUP, DeletionPolicy
 from .provider_registry import ProviderRegistry
 from .providers.base import ProviderClient
@@ -39,7 +40,6 @@ from .providers.factory import make_client
 from .tls import DEFAULT_VALIDITY
 from .usage import UsageConfig, UsageRefresher
 from .webhook_bootstrap import bootstrap, keep_renewed, plan_from_args
-from .webhook_server import ReloadingWebhookServer
 
 
 def _env_float(name: str, default: float) -> float:
@@ -70,7 +70,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--liveness",
         default=os.environ.get("REDISDB_LIVENESS", "http://0.0.0.0:8080/healthz"),
-        help="kopf liveness endpoint URL, or empty to disable (env REDISDB_LIVENESS)",
+        help="kopf liveness endpoint URL, or empty to disable (env REDISDB_LIVENESS); port 0: the OS picks one "
+        "(see --ports-file)",
     )
     parser.add_argument(
         "--leader-election",
@@ -188,6 +189,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="deletionPolicy of RedisDatabases that set none: Delete (default) or Orphan (env "
         "REDISDB_DEFAULT_DELETION_POLICY)",
     )
+    parser.add_argument(
+        "--ports-file",
+        default=os.environ.get("REDISDB_PORTS_FILE", ""),
+        help="once listening, write the liveness, webhook and metrics ports here as JSON (env REDISDB_PORTS_FILE); "
+        "with port 0 in --liveness, --webhook-listen or --metrics-listen the OS picks the port, bound once",
+    )
     parser.add_argument("--verbose", action="store_true", default=bool(os.environ.get("REDISDB_VERBOSE")))
     parser.add_argument(
         "--log-format",
@@ -204,14 +211,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def webhook_server(args: argparse.Namespace) -> ReloadingWebhookServer | None:
+def webhook_server(args: argparse.Namespace) -> HeldPortWebhookServer | None:
     if not args.webhook_listen:
         return None
     addr, _, port = args.webhook_listen.rpartition(":")
     cert_dir = args.webhook_cert_dir
     if not cert_dir:
         raise SystemExit("--webhook-listen needs --webhook-cert-dir (tls.crt, tls.key, ca.crt)")
-    return ReloadingWebhookServer(
+    return HeldPortWebhookServer(
         addr=addr or None,
         port=int(port),
         host=args.webhook_host or None,
@@ -264,6 +271,21 @@ def build_settings(
         settings.admission.server = server
         settings.admission.managed = args.webhook_managed or None
         settings.persistence.finalizer = ADMISSION_SIDE_FINALIZER
+
+
+def listening_ports(args: argparse.Namespace, settings: kopf.OperatorSettings, memo: kopf.Memo) -> dict[str, int]:
+    """The ports this process listens on, for --ports-file; kopf's own liveness server counts by its URL."""
+    ports: dict[str, int] = {}
+    if args.liveness and liveness_port(args.liveness):
+        ports["liveness"] = liveness_port(args.liveness) or 0
+    if "liveness" in memo:
+        ports["liveness"] = bound_port(memo["liveness"])
+    if "metrics" in memo:
+        ports["metrics"] = bound_port(memo["metrics"])
+    server = settings.admission.server
+    if isinstance(server, HeldPortWebhookServer):
+        ports["webhook"] = server.bound_port
+    return ports
 
 
 def _login(registry: kopf.OperatorRegistry) -> None:
@@ -383,11 +405,17 @@ class Operator:
                     memo["metrics"] = await metrics.start_server(args.metrics_listen)
                 except (OSError, ValueError) as error:
                     raise kopf.PermanentError(f"--metrics-listen {args.metrics_listen}: {error}") from None
+            if args.liveness and liveness_port(args.liveness) == 0 and "liveness" not in memo:
+                memo["liveness"] = await start_liveness_server(args.liveness)
+            if args.ports_file:
+                write_ports_file(args.ports_file, listening_ports(args, settings, memo))
 
         @kopf.on.cleanup(registry=registry)
         async def cleanup(memo: kopf.Memo, **_: Any) -> None:
             if "cert_renewal" in memo:
                 memo["cert_renewal"].cancel()
+            if "liveness" in memo:
+                await memo["liveness"].cleanup()
             if "metrics" in memo:
                 await memo["metrics"].cleanup()
             if "kube" in memo:
@@ -450,6 +478,13 @@ class Operator:
         return registry
 
     # --- running ----------------------------------------------------------------------------------------
+
+    def _kopf_liveness(self) -> str | None:
+        """kopf's liveness endpoint; on port 0 the admission side's own server (started at startup) stands in."""
+        liveness: str = self.args.liveness
+        if not liveness or liveness_port(liveness) == 0:
+            return None
+        return liveness
 
     async def _run_kopf(
         self,
@@ -537,7 +572,7 @@ class Operator:
         admission_context.run(_SIDE.set, "admission")
         leading_context.run(_SIDE.set, "leading")
         admission = asyncio.create_task(
-            self._run_kopf(self.admission_registry(), settings, self.admission_stop, self.args.liveness or None),
+            self._run_kopf(self.admission_registry(), settings, self.admission_stop, self._kopf_liveness()),
             name="admission side",
             context=admission_context,
         )

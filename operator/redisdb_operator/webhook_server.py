@@ -88,7 +88,10 @@ class ReloadingWebhookServer(kopf.WebhookServer):
         await runner.setup()
         try:
             port = self.port or self._allocate_free_port()
-            site = aiohttp.web.TCPSite(runner, self.addr or None, port, ssl_context=listening, reuse_address=True)
+            # On an OS-chosen port (listeners.HeldPortWebhookServer) a placeholder socket holds it with SO_REUSEPORT.
+            site = aiohttp.web.TCPSite(
+                runner, self.addr or None, port, ssl_context=listening, reuse_address=True, reuse_port=not self.port
+            )
             await site.start()
             self.ready = True
             logger.debug("serving admission on port %s", port)

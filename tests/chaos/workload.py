@@ -53,6 +53,16 @@ class Resource:
     primary: str
     settings: Settings
     orphan: bool
+    # what was asked of it, in order: ("create" | "update" | "rotate:<stamp>", wall-clock time it was asked)
+    history: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def last_rotation(self) -> tuple[str, float] | None:
+        """The newest rotation asked (annotation value, when it was asked), or None."""
+        for kind, at in reversed(self.history):
+            if kind.startswith("rotate:"):
+                return kind.removeprefix("rotate:"), at
+        return None
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -117,6 +127,7 @@ class Workload:
             settings=random_settings(self.rng, provider_type, primary),
             orphan=self.rng.random() < self.orphan_rate,
         )
+        resource.history.append(("create", time.time()))
         self._kubectl(lambda: apply(resource.manifest(), self.namespace))
         self.live[resource.name] = resource
         self.counts["create"] += 1
@@ -126,6 +137,7 @@ class Workload:
         resource = self.live[self.rng.choice(sorted(self.live))]
         resource.settings = random_settings(self.rng, resource.provider_type, resource.primary)
         patch = '{"spec": ' + _json(resource.settings.spec()) + "}"
+        resource.history.append(("update", time.time()))
         self._kubectl(
             lambda: kubectl("patch", "redisdatabase", resource.name, "-n", self.namespace, "--type=merge", "-p", patch)
         )
@@ -135,6 +147,7 @@ class Workload:
     def rotate(self) -> str:
         resource = self.live[self.rng.choice(sorted(self.live))]
         stamp = f"rotate-{self.ops}-{time.monotonic_ns()}"
+        resource.history.append((f"rotate:{stamp}", time.time()))  # before the request: any reset it causes is later
         self._kubectl(
             lambda: kubectl(
                 "annotate",
@@ -171,6 +184,14 @@ class Workload:
 
     def live_names(self) -> set[str]:
         return set(self.live)
+
+    def rotations_asked(self) -> dict[str, tuple[str, float]]:
+        """ "namespace/name" -> the newest rotation asked of each live resource (for the audit)."""
+        return {
+            f"{self.namespace}/{name}": rotation
+            for name, resource in self.live.items()
+            if (rotation := resource.last_rotation) is not None
+        }
 
 
 def _json(value: Any) -> str:

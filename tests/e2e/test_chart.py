@@ -35,7 +35,7 @@ from tests.harness.cluster import (
     wait_for,
 )
 from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, UPSTASH_API_KEY, UPSTASH_EMAIL, LocalProvider
-from tests.harness.operator import REPO, OperatorProcess, free_port, secret_data, start_operator, wait_gone, wait_ready
+from tests.harness.operator import REPO, OperatorProcess, secret_data, start_operator, wait_gone, wait_ready
 
 CHART = REPO / "charts" / "redisdb-operator"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -434,23 +434,35 @@ def test_install_then_upgrade(cluster: Cluster, installed: Path, release_namespa
     for kind, name in [("redisprovider", "chart-fly"), ("redisprovider", "chart-upstash")]:
         assert get_json(kind, name) is not None
 
-    result = helm(
-        "upgrade",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        release_namespace,
-        "-f",
-        str(installed),
-        "--set",
-        "operator.resyncInterval=60",
-    )
-    assert "STATUS: deployed" in result.stdout and "REVISION: 2" in result.stdout
-    deployment = get_json("deployment", FULLNAME, release_namespace)
-    assert deployment is not None
-    assert "--resync-interval=60" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    revision_before = helm_revision(release_namespace)
+    try:
+        result = helm(
+            "upgrade",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            release_namespace,
+            "-f",
+            str(installed),
+            "--set",
+            "operator.resyncInterval=60",
+        )
+        assert "STATUS: deployed" in result.stdout and f"REVISION: {revision_before + 1}" in result.stdout
+        deployment = get_json("deployment", FULLNAME, release_namespace)
+        assert deployment is not None
+        assert "--resync-interval=60" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        history = json.loads(helm("history", RELEASE, "--namespace", release_namespace, "-o", "json").stdout)
+        assert [entry["status"] for entry in history][-2:] == ["superseded", "deployed"]
+        assert history[-1]["revision"] == revision_before + 1
+    finally:
+        # back to the installed values, whatever failed above: later tests read the Deployment's flags
+        helm("upgrade", RELEASE, str(CHART), "--namespace", release_namespace, "-f", str(installed))
+
+
+def helm_revision(release_namespace: str) -> int:
+    """The release's current revision (tests assert on the revisions they add, not on absolute numbers)."""
     history = json.loads(helm("history", RELEASE, "--namespace", release_namespace, "-o", "json").stdout)
-    assert [entry["status"] for entry in history] == ["superseded", "deployed"]
+    return int(history[-1]["revision"])
 
 
 def test_namespace_edit_users_manage_redisdatabases(cluster: Cluster, installed: Path, namespace: str) -> None:
@@ -501,7 +513,7 @@ def start_as_chart_service_account(
     bootstrap_flags += [arg for arg in args if arg.startswith("--webhook-configuration=")]
     assert len(bootstrap_flags) == 3, args
     bootstrap_flags += [arg for arg in args if arg.split("=")[0].startswith("--leader-election")]
-    webhook_port = free_port()
+    # port 0: the operator binds a port the OS picks and holds it; operator.ports()["webhook"] reads it back
     operator = start_operator(
         cluster,
         workdir,
@@ -509,12 +521,11 @@ def start_as_chart_service_account(
         webhook=False,
         kubeconfig=kubeconfig,
         extra_args=[
-            f"--webhook-listen=127.0.0.1:{webhook_port}",
+            "--webhook-listen=127.0.0.1:0",
             f"--webhook-cert-dir={workdir / 'webhook-certs'}",
             *bootstrap_flags,
         ],
     )
-    operator.env["WEBHOOK_PORT"] = str(webhook_port)
     return operator
 
 
@@ -546,7 +557,7 @@ def test_two_replicas_under_the_chart_service_account_elect_one_leader(
         assert "acquired the leader Lease" in leading[0].log()
         assert "acquired the leader Lease" not in standby.log()
         assert standby.process.alive and leading[0].process.alive
-        route_webhook_to(int(standby.env["WEBHOOK_PORT"]))  # the standby serves admission too
+        route_webhook_to(standby.ports()["webhook"])  # the standby serves admission too
         with pytest.raises(KubectlError, match="no-such-provider"):
             apply(database("bad", providerRef={"name": "no-such-provider"}), namespace)
         apply(database("elected"), namespace)
@@ -617,7 +628,7 @@ def test_least_privilege_lifecycle(
         configuration = get_json("validatingwebhookconfiguration", FULLNAME)
         assert configuration is not None
         assert base64.b64decode(configuration["webhooks"][0]["clientConfig"]["caBundle"]).decode() == cert["ca.crt"]
-        port = int(operator.env["WEBHOOK_PORT"])
+        port = operator.ports()["webhook"]
         context = ssl.create_default_context(cadata=cert["ca.crt"])
         service_host = f"{FULLNAME}-webhook.{release_namespace}.svc"
         with (
@@ -656,6 +667,7 @@ def test_least_privilege_lifecycle(
         assert database_id not in {item["id"] for item in local_provider.admin.databases()}
     finally:
         operator.runner.stop_all()
+        route_webhook_to(None, release_namespace)  # failurePolicy Fail at a stopped process would refuse everything
     assert rbac_denials(operator.log()) == [], operator.log()[-3000:]
 
 
@@ -679,7 +691,7 @@ def test_a_missing_rule_breaks_it(
     operator = start_as_chart_service_account(cluster, release_namespace, tmp_path / "op", sa_kubeconfig)
     request.node.stash[PROCESS_RUNNERS] = operator.runner
     try:
-        route_webhook_to(int(operator.env["WEBHOOK_PORT"]))
+        route_webhook_to(operator.ports()["webhook"])
         apply(database("broken"), namespace)
         wait_for(lambda: rbac_denials(operator.log()), 60, message="a 403 in the operator log")
         with pytest.raises(AssertionError, match="timed out"):
@@ -694,8 +706,6 @@ def test_a_missing_rule_breaks_it(
             release_namespace,
             "-f",
             str(installed),
-            "--set",
-            "operator.resyncInterval=61",
         )
         restored = get_json("clusterrole", FULLNAME)
         assert restored is not None and len(restored["rules"]) == len(original)
@@ -703,6 +713,11 @@ def test_a_missing_rule_breaks_it(
         kubectl("delete", "redisdatabase", "broken", "-n", namespace, "--timeout=60s")
     finally:
         operator.runner.stop_all()
+        route_webhook_to(None, release_namespace)
+        current = get_json("clusterrole", FULLNAME)
+        if current is not None and current["rules"] != original:
+            current["rules"] = original  # the upgrade above did not run: put the rule back for later tests
+            kubectl("replace", "-f", "-", input=json.dumps(current))
 
 
 def _leaf_keys(values: dict[str, Any], prefix: str = "") -> set[str]:
@@ -725,3 +740,61 @@ def test_every_value_is_in_the_schema_and_the_readme() -> None:
         for part in key.split("."):
             node = node["properties"][part]
         assert f"`{key}`" in readme, f"{key} is missing from the chart README's values table"
+
+
+def test_namespaced_mode_under_its_own_rbac(
+    cluster: Cluster,
+    crds: None,
+    providers: None,
+    local_provider: LocalProvider,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A second release watching one namespace, its operator run under that release's own ServiceAccount with the
+    Deployment's flags: a database in the watched namespace becomes Ready; one in another namespace is never
+    touched (no finalizer, no status), and no request of the operator is refused."""
+    suffix = secrets.token_hex(3)
+    release, release_namespace = f"ns{suffix}", f"redisdb-ns-{suffix}"
+    watched, other = f"team-a-{suffix}", f"team-b-{suffix}"
+    for name in (release_namespace, watched, other):
+        cluster.kubectl("create", "namespace", name)
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "crds": {"install": False},
+                "operator": {"watchNamespaces": [watched], "resyncInterval": 300},
+                "webhook": {"timeoutSeconds": 5},
+            }
+        )
+    )
+    operator: OperatorProcess | None = None
+    try:
+        helm("install", release, str(CHART), "--namespace", release_namespace, "-f", str(values))
+        fullname = f"{release}-redisdb-operator"
+        deployment = get_json("deployment", fullname, release_namespace)
+        assert deployment is not None
+        args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert f"--namespace={watched}" in args
+        kept = [arg for arg in args if arg.startswith(("--namespace=", "--resync-interval="))]
+        sa_kubeconfig = service_account_kubeconfig(cluster, release_namespace, fullname, tmp_path / "sa.kubeconfig")
+        operator = start_operator(cluster, tmp_path / "op", webhook=False, kubeconfig=sa_kubeconfig, extra_args=kept)
+        request.node.stash[PROCESS_RUNNERS] = operator.runner
+        manifest = database("cache", providerRef={"name": "local-fly"})  # the session's, not this module's
+        apply(manifest, watched)
+        apply(manifest, other)
+        obj = wait_ready("cache", watched, timeout=120)
+        assert obj["status"]["databaseId"]
+        untouched = get_json("redisdatabase", "cache", other)
+        assert untouched is not None and not untouched.get("status") and not untouched["metadata"].get("finalizers")
+        assert not [d for d in local_provider.admin.databases() if d["name"] == f"{other}-cache"]
+        kubectl("delete", "redisdatabase", "cache", "-n", watched, "--timeout=60s")
+        wait_gone("redisdatabase", "cache", watched)
+        assert rbac_denials(operator.log()) == [], operator.log()[-3000:]
+    finally:
+        if operator is not None:
+            operator.runner.stop_all()
+        kubectl("delete", "redisdatabase", "cache", "-n", other, "--ignore-not-found", "--wait=false", check=False)
+        helm("uninstall", release, "--namespace", release_namespace, "--wait=false", check=False)
+        for name in (release_namespace, watched, other):
+            cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from redisdb_dev.devrun import SYSTEM_NAMESPACE, fly_provider_manifests
-from tests.harness.argocd_health import health_of
+from tests.harness.argocd_health import CUSTOMIZATIONS, health_of
 from tests.harness.cluster import apply, get_json, kubectl, to_yaml, wait_for
 from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, LocalProvider
 from tests.harness.operator import (
@@ -50,14 +50,29 @@ def diff(obj: dict[str, Any], namespace: str, *flags: str) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
+def shape(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a live object of this state always has, whatever the run: its metadata and status fields, its
+    conditions (type, status, reason, in order) and the health Argo CD gives it."""
+    status = obj.get("status") or {}
+    return {
+        "metadata": sorted(key for key in obj["metadata"] if key != "managedFields"),
+        "status": sorted(status),
+        "conditions": [(c["type"], c["status"], c["reason"]) for c in status.get("conditions") or []],
+        "health": health_of(obj)["status"],
+    }
+
+
 def save_testdata(obj: dict[str, Any], name: str) -> None:
-    """Into <REDISDB_ARGOCD_TESTDATA>/<kind>/<name>.yaml, for resource_customizations/redisdb.dev/<kind>/testdata."""
+    """With REDISDB_ARGOCD_TESTDATA=<dir>, write the live object into <dir>/<kind>/<name>.yaml (for
+    resource_customizations/redisdb.dev/<kind>/testdata); always check the committed testdata has the live
+    object's shape, so a hand-written or stale file fails here."""
     directory = os.environ.get("REDISDB_ARGOCD_TESTDATA")
-    if not directory:
-        return
     clean = {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "managedFields"}}
-    Path(directory, obj["kind"]).mkdir(parents=True, exist_ok=True)
-    Path(directory, obj["kind"], f"{name}.yaml").write_text(yaml.safe_dump(clean, sort_keys=False))
+    if directory:
+        Path(directory, obj["kind"]).mkdir(parents=True, exist_ok=True)
+        Path(directory, obj["kind"], f"{name}.yaml").write_text(yaml.safe_dump(clean, sort_keys=False))
+    committed = yaml.safe_load((CUSTOMIZATIONS / obj["kind"] / "testdata" / f"{name}.yaml").read_text())
+    assert shape(committed) == shape(clean), f"{obj['kind']}/testdata/{name}.yaml is not what the apiserver returns"
 
 
 def test_server_side_reapply_and_diff_are_clean(

@@ -6,6 +6,7 @@ provider backs every database with real redis-servers. Both wire APIs (fly, upst
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -129,14 +130,36 @@ def test_edit_read_regions_plan_and_eviction_in_place(
     replica.close()
 
 
+def refuses(url: str, port: int | None = None) -> bool:
+    """True when the server at `url` (or the same host on `port`, a replica) refuses the URL's password."""
+    if port is not None:
+        parts = urllib.parse.urlsplit(url)
+        url = parts._replace(netloc=f"{parts.netloc.rpartition(':')[0]}:{port}").geturl()
+    client = redis_from_url(url)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return True
+    finally:
+        client.close()
+    return False
+
+
+def event_count(name: str, namespace: str, reason: str) -> int:
+    """How many times an Event of `reason` was posted (repeats are folded into one Event with a count)."""
+    return sum(int(event.get("count") or 1) for event in events_for(name, namespace) if event["reason"] == reason)
+
+
 @pytest.mark.parametrize("case", BOTH)
 def test_rotate_password_via_annotation(
     operator: OperatorProcess, local_provider: LocalProvider, namespace: str, case: dict[str, Any]
 ) -> None:
-    apply(database("cache", case), namespace)
-    wait_ready("cache", namespace)
+    apply(database("cache", case, readRegions=case["read"]), namespace)
+    database_id = wait_ready("cache", namespace)["status"]["databaseId"]
     old = secret_data("cache-redis", namespace)
     redis_from_url(old["REDIS_URL"]).set("kept", "yes")
+    replicas = replica_ports(local_provider, database_id)
+    assert sorted(replicas) == sorted(case["read"])
 
     kubectl("annotate", "rdb", "cache", "-n", namespace, "redisdb.dev/rotate-password=first", "--overwrite")
 
@@ -149,35 +172,62 @@ def test_rotate_password_via_annotation(
     new = secret_data("cache-redis", namespace)
     assert new["REDIS_PASSWORD"] != old["REDIS_PASSWORD"]
     assert new["REDIS_URL"] != old["REDIS_URL"]
-    with pytest.raises(redis.AuthenticationError):
-        redis_from_url(old["REDIS_URL"]).ping()
+    # the old password is refused by the primary and by every replica; the new one works everywhere
+    assert refuses(old["REDIS_URL"]), "the primary still takes the old password"
+    for region, port in replicas.items():
+        assert refuses(old["REDIS_URL"], port), f"the replica in {region} still takes the old password"
+        assert not refuses(new["REDIS_URL"], port), f"the replica in {region} refuses the new password"
     client = redis_from_url(new["REDIS_URL"])
     assert client.get("kept") == b"yes"
-    assert "PasswordRotated" in event_reasons("cache", namespace)
-    # the same annotation value again does nothing
-    kubectl("annotate", "rdb", "cache", "-n", namespace, "redisdb.dev/rotate-password=first", "--overwrite")
+    assert event_count("cache", namespace, "PasswordRotated") == 1
+
+    # The same annotation value again does nothing: sent with a spec change, so that the operator provably
+    # handled the object (observedGeneration moves on) before the Secret and the Events are checked.
+    again = database("cache", case, readRegions=case["read"], eviction=True)
+    again["metadata"]["annotations"] = {"redisdb.dev/rotate-password": "first"}
+    apply(again, namespace)
+    generation = int(get_json("redisdatabase", "cache", namespace)["metadata"]["generation"])  # type: ignore[index]
+    assert generation >= 2
+    wait_ready("cache", namespace, generation=generation)
+    assert maxmemory_policy(client) != "noeviction", "the spec change was applied"
     assert secret_data("cache-redis", namespace) == new
+    assert event_count("cache", namespace, "PasswordRotated") == 1
+    assert not refuses(new["REDIS_URL"])
 
 
 @pytest.mark.parametrize("case", BOTH)
 def test_drift_is_repaired_by_the_resync(
     operator: OperatorProcess, local_provider: LocalProvider, namespace: str, case: dict[str, Any]
 ) -> None:
-    apply(database("cache", case, readRegions=case["more"]), namespace)
+    apply(database("cache", case, readRegions=case["more"], plan=case["plan"]), namespace)
     obj = wait_ready("cache", namespace)
     database_id = obj["status"]["databaseId"]
+    client = connect(namespace)
+    assert maxmemory_policy(client) == "noeviction" and int(client.config_get("maxmemory")["maxmemory"]) == 1024**3
 
-    # someone removes a replica and enables eviction in the provider's console
-    local_provider.admin.drift(database_id, read_regions=case["read"], eviction=True)
-    wait_for(
-        lambda: (
-            sorted(replica_ports(local_provider, database_id)) == sorted(case["more"])
-            and not local_provider.admin.database(database_id)["eviction"]
-        ),
-        60,
-        message="drift repaired at the provider",
-    )
+    # someone removes a replica, enables eviction and (Fly) changes the plan in the provider's console. Upstash
+    # answers type "paid" for every fixed plan, so a plan change there cannot be observed, hence not repaired
+    # (test_edit_read_regions_plan_and_eviction_in_place proves it is reported as PlanNotObservable).
+    plan_drift = {"plan": "fixed_250mb"} if case is FLY else {}
+    local_provider.admin.drift(database_id, read_regions=case["read"], eviction=True, **plan_drift)
+    assert maxmemory_policy(client) != "noeviction", "the drift reached redis-server"
+    assert int(client.config_get("maxmemory")["maxmemory"]) == (250 * 1024**2 if plan_drift else 1024**3)
+
+    def repaired_in_redis() -> bool:
+        """What redis-server itself says, not the provider's record: policy, memory and attached replicas."""
+        replication = client.info("replication")
+        return (
+            maxmemory_policy(client) == "noeviction"
+            and int(client.config_get("maxmemory")["maxmemory"]) == 1024**3
+            and replication["connected_slaves"] == len(case["more"])
+        )
+
+    wait_for(repaired_in_redis, 60, message="drift repaired in redis-server (policy, maxmemory, replicas)")
+    for region, port in replica_ports(local_provider, database_id).items():
+        replica = redis_from_url(secret_data("cache-redis", namespace)["REDIS_URL"].rpartition(":")[0] + f":{port}")
+        assert replica.info("replication")["master_link_status"] == "up", region
     wait_for(lambda: "DriftRepaired" in event_reasons("cache", namespace), 30, message="DriftRepaired event")
+    client.close()
 
     # someone deletes the database at the provider: it is re-created and the Secret follows
     old_url = secret_data("cache-redis", namespace)["REDIS_URL"]
@@ -186,7 +236,8 @@ def test_drift_is_repaired_by_the_resync(
     def recreated() -> dict[str, Any] | None:
         current = get_json("redisdatabase", "cache", namespace)
         new_id = (current or {}).get("status", {}).get("databaseId")
-        return current if new_id and new_id != database_id and condition(current, "Ready") else None
+        ready = condition(current, "Ready")
+        return current if new_id and new_id != database_id and ready and ready["status"] == "True" else None
 
     obj = wait_for(recreated, 60, message="database re-created")
     wait_for(lambda: secret_data("cache-redis", namespace)["REDIS_URL"] != old_url, 30, message="Secret updated")
@@ -204,6 +255,8 @@ def test_delete_policies(
     )
     gone_id = wait_ready("gone", namespace)["status"]["databaseId"]
     kept_id = wait_ready("kept", namespace)["status"]["databaseId"]
+    kept_client = connect(namespace, "kept-redis")
+    kept_client.set("kept", "still here")
     gone_pids = [local_provider.admin.database(gone_id)["pid"]] + [
         r["pid"] for r in local_provider.admin.database(gone_id)["replicas"]
     ]
@@ -214,6 +267,8 @@ def test_delete_policies(
     ids = {d["id"] for d in local_provider.admin.databases()}
     assert gone_id not in ids
     assert kept_id in ids  # Orphan keeps the provider database
+    assert kept_client.ping() and kept_client.get("kept") == b"still here", "the kept database still serves"
+    kept_client.close()
     for pid in gone_pids:
         wait_for(lambda pid=pid: not _alive(pid), 20, message=f"redis-server {pid} stopped")
     wait_for(lambda: get_json("secret", "gone-redis", namespace) is None, 90, message="Secret garbage-collected")

@@ -11,36 +11,51 @@ from typing import Any
 import httpx
 import pytest
 
+from redisdb_dev.devrun import fly_provider_manifests
 from redisdb_operator.metrics import CONTENT_TYPE
 from tests.harness.cluster import Cluster, apply, get_json, kubectl, wait_for
-from tests.harness.local_provider import LocalProvider
+from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, LocalProvider
 from tests.harness.operator import (
-    FLY_PROVIDER,
     OperatorProcess,
     condition,
-    free_port,
     start_operator,
     wait_gone,
     wait_ready,
 )
 from tests.harness.prometheus import Sample, parse
 
+# This module's own RedisProvider: the per-provider gauges then count only what this module made, whatever other
+# modules' namespaces are still finalizing.
+METRICS_PROVIDER = "metrics-fly"
+
 
 @pytest.fixture(scope="module")
-def metrics_url() -> str:
-    return f"http://127.0.0.1:{free_port()}/metrics"
+def metrics_provider(cluster: Cluster, providers: None, local_provider: LocalProvider) -> Iterator[str]:
+    manifests = fly_provider_manifests(METRICS_PROVIDER, local_provider.url, organization=FLY_ORG, token=FLY_TOKEN)
+    apply(manifests)
+    try:
+        yield METRICS_PROVIDER
+    finally:
+        kubectl("delete", "redisprovider", METRICS_PROVIDER, "--ignore-not-found", "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")
 def operator(
-    cluster: Cluster, providers: None, metrics_url: str, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster, providers: None, metrics_provider: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    listen = metrics_url.removeprefix("http://").removesuffix("/metrics")
-    running = start_operator(cluster, tmp_path_factory.mktemp("operator"), extra_args=["--metrics-listen", listen])
+    running = start_operator(
+        cluster, tmp_path_factory.mktemp("operator"), extra_args=["--metrics-listen", "127.0.0.1:0"]
+    )
     try:
         yield running
     finally:
         running.runner.stop_all()
+
+
+@pytest.fixture
+def metrics_url(operator: OperatorProcess) -> str:
+    """The port the operator bound (port 0: the OS's choice), read back from its ports file."""
+    return operator.metrics_url
 
 
 def scrape(url: str) -> tuple[str, list[Sample]]:
@@ -65,44 +80,51 @@ def database(name: str) -> dict[str, Any]:
         "apiVersion": "redisdb.dev/v1alpha1",
         "kind": "RedisDatabase",
         "metadata": {"name": name},
-        "spec": {"providerRef": {"name": FLY_PROVIDER}, "primaryRegion": "cdg"},
+        "spec": {"providerRef": {"name": METRICS_PROVIDER}, "primaryRegion": "cdg"},
     }
 
 
 def ready_gauge(url: str, ready: str) -> float:
-    return total(scrape(url)[1], "redisdb_databases", provider=FLY_PROVIDER, ready=ready)
+    return total(scrape(url)[1], "redisdb_databases", provider=METRICS_PROVIDER, ready=ready)
 
 
 def test_metrics_follow_a_database_through_create_delete_and_provider_errors(
     operator: OperatorProcess, metrics_url: str, local_provider: LocalProvider, namespace: str
 ) -> None:
-    # Relative to what the operator found at startup: databases other modules left behind count too.
+    # The gauges are per provider, and this module's provider has only what this test makes: exact numbers.
     ready_before, not_ready_before = ready_gauge(metrics_url, "true"), ready_gauge(metrics_url, "false")
+    assert (ready_before, not_ready_before) == (0, 0)
+    ok = dict(provider_type="fly", operation="graphql:createAddOn", outcome="ok")
+    counters = ("redisdb_reconcile_duration_seconds_count", "redisdb_secret_writes_total")
+    before = scrape(metrics_url)[1]
     apply(database("cache"), namespace)
     database_id = wait_ready("cache", namespace)["status"]["databaseId"]
 
     text, samples = scrape(metrics_url)
+
+    def grew(name: str, **labels: str) -> float:
+        """How much a counter grew since `before`: what this test caused (other namespaces may add to it)."""
+        return total(samples, name, **labels) - total(before, name, **labels)
+
     assert "# TYPE redisdb_reconcile_duration_seconds histogram" in text
-    assert total(samples, "redisdb_provider_actions_total", action="create") >= 1
-    assert total(samples, "redisdb_reconcile_total", trigger="change", result="success") >= 1
-    assert total(samples, "redisdb_reconcile_duration_seconds_count", trigger="change") >= 1
-    assert total(samples, "redisdb_secret_writes_total") >= 1
-    assert total(samples, "redisdb_databases", provider=FLY_PROVIDER, ready="true") == ready_before + 1
-    ok = dict(provider_type="fly", operation="graphql:createAddOn", outcome="ok")
-    assert total(samples, "redisdb_provider_requests_total", **ok) >= 1
-    assert total(samples, "redisdb_provider_request_duration_seconds_count", provider_type="fly") >= 1
+    assert grew("redisdb_provider_actions_total", action="create") >= 1
+    assert grew("redisdb_reconcile_total", trigger="change", result="success") >= 1
+    assert all(grew(name) >= 1 for name in counters), {name: grew(name) for name in counters}
+    assert total(samples, "redisdb_databases", provider=METRICS_PROVIDER, ready="true") == 1
+    assert grew("redisdb_provider_requests_total", **ok) >= 1
+    assert grew("redisdb_provider_request_duration_seconds_count", provider_type="fly") >= 1
     # no per-database labels: neither the provider id nor the provider-side name appears anywhere
     assert database_id not in text and f"{namespace}-cache" not in text
 
     kubectl("delete", "redisdatabase", "cache", "-n", namespace, "--timeout=60s")
     wait_gone("redisdatabase", "cache", namespace)
     wait_for(lambda: ready_gauge(metrics_url, "true") == ready_before, 30, message="redisdb_databases back to 0")
-    samples = scrape(metrics_url)[1]
-    assert total(samples, "redisdb_provider_actions_total", action="delete") >= 1
-    assert total(samples, "redisdb_reconcile_total", trigger="delete", result="success") >= 1
+    before, samples = samples, scrape(metrics_url)[1]
+    assert grew("redisdb_provider_actions_total", action="delete") >= 1
+    assert grew("redisdb_reconcile_total", trigger="delete", result="success") >= 1
 
     unavailable = dict(provider_type="fly", outcome="UnavailableError")
-    before = total(samples, "redisdb_provider_requests_total", **unavailable)
+    before = samples
     local_provider.admin.faults(fail_next=1000, fail_status=503)
     try:
         apply(database("second"), namespace)
@@ -113,9 +135,9 @@ def test_metrics_follow_a_database_through_create_delete_and_provider_errors(
 
         wait_for(refused, 60, message="Synced=False ProviderUnavailable while the provider answers 503")
         samples = scrape(metrics_url)[1]
-        assert total(samples, "redisdb_provider_requests_total", **unavailable) > before
-        assert total(samples, "redisdb_reconcile_total", trigger="change", result="temporary_error") >= 1
-        assert total(samples, "redisdb_databases", provider=FLY_PROVIDER, ready="false") == not_ready_before + 1
+        assert grew("redisdb_provider_requests_total", **unavailable) > 0
+        assert grew("redisdb_reconcile_total", trigger="change", result="temporary_error") >= 1
+        assert total(samples, "redisdb_databases", provider=METRICS_PROVIDER, ready="false") == 1
     finally:
         local_provider.admin.clear_faults()
     wait_ready("second", namespace)

@@ -3,14 +3,22 @@ and an operator killed in the middle of a create. Each converges by itself, with
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from redisdb_dev.devrun import upstash_provider_manifests
 from tests.harness.cluster import Cluster, apply, get_json, kubectl, wait_for
-from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, LocalProvider, redis_from_url
+from tests.harness.local_provider import (
+    FLY_ORG,
+    FLY_TOKEN,
+    OTHER_UPSTASH_API_KEY,
+    OTHER_UPSTASH_EMAIL,
+    LocalProvider,
+    redis_from_url,
+)
 from tests.harness.operator import (
     SYSTEM_NAMESPACE,
     OperatorProcess,
@@ -18,8 +26,21 @@ from tests.harness.operator import (
     database,
     delete_at_provider,
     secret_data,
+    wait_gone,
     wait_ready,
 )
+
+
+def delete_databases_of(provider: str) -> None:
+    """Delete every RedisDatabase of `provider` and wait until they are gone: run before its credentials Secret
+    goes, since without credentials a deletion waits (CredentialsNotFound) and the provider stays in use."""
+    listed = json.loads(kubectl("get", "redisdatabases", "-A", "-o", "json").stdout)["items"]
+    ours = [item for item in listed if item["spec"]["providerRef"]["name"] == provider]
+    names = [(item["metadata"]["name"], item["metadata"]["namespace"]) for item in ours]
+    for name, namespace in names:
+        kubectl("delete", "redisdatabase", name, "-n", namespace, "--ignore-not-found", "--wait=false")
+    for name, namespace in names:
+        wait_gone("redisdatabase", name, namespace, timeout=120)
 
 
 def synced_reason(name: str, namespace: str) -> str | None:
@@ -44,6 +65,7 @@ def late_provider(cluster: Cluster, local_provider: LocalProvider, operator: Ope
         }
     )
     yield "late-fly"
+    delete_databases_of("late-fly")
     kubectl("delete", "secret", "late-fly-credentials", "-n", SYSTEM_NAMESPACE, "--ignore-not-found")
     kubectl("delete", "redisprovider", "late-fly", "--ignore-not-found", "--wait=false")
 
@@ -81,6 +103,26 @@ def test_wrong_credentials_give_a_clear_condition_and_recover(
     wait_ready("cache", namespace, timeout=90)
 
 
+@pytest.fixture
+def outage_provider(cluster: Cluster, local_provider: LocalProvider, operator: OperatorProcess) -> Iterator[str]:
+    """A RedisProvider on its own Upstash account: the provider's call log tells its calls from everyone else's."""
+    apply(
+        upstash_provider_manifests(
+            "outage-upstash", local_provider.upstash_url, email=OTHER_UPSTASH_EMAIL, api_key=OTHER_UPSTASH_API_KEY
+        )
+    )
+    yield "outage-upstash"
+    delete_databases_of("outage-upstash")
+    kubectl("delete", "redisprovider", "outage-upstash", "--ignore-not-found", "--wait=false")
+    kubectl("delete", "secret", "outage-upstash-credentials", "-n", SYSTEM_NAMESPACE, "--ignore-not-found")
+
+
+# A hot loop makes this many calls in well under a second. With backoff they take at least MIN_SECONDS (measured:
+# bursts of 3 transport attempts about 2 s apart from the reconcile, the resync timer and the provider check, 24
+# calls over ~12 s). A lower bound on time, waited for by count: a slow machine only makes the spread longer.
+CALLS_WATCHED, MIN_SECONDS = 24, 8.0
+
+
 @pytest.mark.parametrize(
     ("faults", "reason"),
     [
@@ -92,23 +134,30 @@ def test_provider_outage_backs_off_and_converges(
     operator: OperatorProcess,
     local_provider: LocalProvider,
     namespace: str,
+    outage_provider: str,
     faults: dict[str, Any],
     reason: str,
 ) -> None:
-    local_provider.admin.reset_counters()
+    def calls() -> list[dict[str, Any]]:
+        """This provider's calls answered with the injected failure (a previous test's clean-up may add others)."""
+        made = local_provider.admin.calls(account=OTHER_UPSTASH_EMAIL)
+        return [call for call in made if call["status"] == faults["fail_status"]]
+
+    already = len(calls())
     local_provider.admin.faults(fail_next=100_000, **faults)
     try:
-        apply(database("cache"), namespace)
+        apply(database("cache", outage_provider, primaryRegion="us-east-1"), namespace)
         wait_for(lambda: synced_reason("cache", namespace) == reason, 60, message=f"Synced=False {reason}")
-        local_provider.admin.reset_counters()
-        started = time.monotonic()
-        time.sleep(20)
-        calls = sum(local_provider.admin.counters().values())
-        elapsed = time.monotonic() - started
+        watched = wait_for(
+            lambda: (made := calls()[already:]) and len(made) >= CALLS_WATCHED and made[:CALLS_WATCHED],
+            120,
+            message=f"{CALLS_WATCHED} calls on the outage provider",
+        )
     finally:
         local_provider.admin.clear_faults()
-    # a hot loop would make hundreds of calls in 20 s; backoff keeps it to a handful
-    assert calls <= 30, f"{calls} provider calls in {elapsed:.0f}s of outage"
+    spread = watched[-1]["at"] - watched[0]["at"]
+    timeline = " ".join(f"{call['at'] - watched[0]['at']:.2f}" for call in watched)
+    assert spread >= MIN_SECONDS, f"{CALLS_WATCHED} calls in {spread:.1f}s, a hot loop: {timeline}"
     wait_ready("cache", namespace, timeout=120)
     assert len([d for d in local_provider.admin.databases() if d["name"] == f"{namespace}-cache"]) == 1
 

@@ -23,7 +23,6 @@ from tests.harness.operator import (
     FLY_PROVIDER,
     UPSTASH_PROVIDER,
     OperatorProcess,
-    free_port,
     secret_data,
     start_operator,
     wait_ready,
@@ -37,8 +36,9 @@ COMMANDS = 40
 
 
 @pytest.fixture(scope="module")
-def metrics_url() -> str:
-    return f"http://127.0.0.1:{free_port()}/metrics"
+def metrics_url(operator: OperatorProcess) -> str:
+    """The port the operator bound (port 0: the OS's choice), read back from its ports file."""
+    return operator.metrics_url
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,9 @@ def operator(
     cluster: Cluster,
     providers: None,
     local_provider: LocalProvider,
-    metrics_url: str,
     started: dict[str, float],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    listen = metrics_url.removeprefix("http://").removesuffix("/metrics")
     started["calls"] = local_provider.admin.counters().get("upstash:stats", 0)
     started["at"] = time.monotonic()
     running = start_operator(
@@ -63,7 +61,7 @@ def operator(
         tmp_path_factory.mktemp("operator"),
         extra_args=[
             "--metrics-listen",
-            listen,
+            "127.0.0.1:0",
             "--usage-interval",
             str(USAGE_INTERVAL),
             "--usage-calls-per-minute",

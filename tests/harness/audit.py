@@ -4,8 +4,11 @@
 exactly one provider database (by status.databaseId and by name) whose primary region, read regions, plan and
 eviction match its spec, is Ready and Synced for its generation, and has a Secret whose REDIS_URL answers PING
 with the provider's current password; no provider database exists without a resource, except the ones a test
-declares as orphans (deletionPolicy Orphan). `wait_for_clean_audit()` polls it until clean and says how long
-convergence took.
+declares as orphans (deletionPolicy Orphan). Given what was asked (`rotations`: the newest rotation asked of each
+resource and when), it also checks that the rotation was handled, the current password was issued after it was
+asked, every older password of the database is refused by the primary and by every replica, and replication
+works (a write on the primary acknowledged by every replica and read back there). `wait_for_clean_audit()`
+polls it until clean and says how long convergence took.
 
 `scan_for_secrets()` looks for every password and token the provider ever issued in operator logs, Events and
 RedisDatabase status: the hygiene promise is zero hits.
@@ -104,6 +107,7 @@ def audit(
     in_scope: Callable[[ProviderDatabase], bool] | None = None,
     orphans: Collection[str] = (),
     check_connections: bool = True,
+    rotations: Mapping[str, tuple[str, float]] | None = None,
 ) -> AuditReport:
     """Check the promise once. ``namespaces`` limits the RedisDatabases looked at (default: all); ``in_scope``
     limits the provider databases (default: all of this provider, or those named ``<namespace>-...`` when
@@ -125,11 +129,8 @@ def audit(
         if wanted_namespaces is None or item["metadata"]["namespace"] in wanted_namespaces
     ]
     databases = [d for d in local_provider.admin.databases() if in_scope is None or in_scope(d)]
-    current_password = {
-        entry["database_id"]: entry["password"]
-        for entry in local_provider.admin.issued_credentials()["passwords"]
-        if entry["current"]
-    }
+    issued = local_provider.admin.issued_credentials()["passwords"]
+    current_password = {entry["database_id"]: entry["password"] for entry in issued if entry["current"]}
     by_id = {database["id"]: database for database in databases}
     secrets = _secrets_of((r["metadata"]["namespace"] for r in resources), kubeconfig)
     report.provider_databases = len(databases)
@@ -179,6 +180,11 @@ def audit(
                     report.pinged += 1
                 else:
                     problems.append(f"REDIS_URL does not connect: {failure}")
+        asked = (rotations or {}).get(label)
+        if asked is not None:
+            problems += _rotation_problems(asked, status, database, issued)
+        if check_connections and not problems and secret is not None:
+            problems += _replication_problems(secret, database)
         report.problems += [f"{label}: {problem}" for problem in problems]
         if not problems:
             report.matched += 1
@@ -194,6 +200,70 @@ def audit(
             f"provider database {database['name']} ({database['id']}, {database['api']}) has no RedisDatabase"
         )
     return report
+
+
+def _refused(host: str, port: int, password: str) -> bool:
+    """True when redis-server at host:port refuses `password` (an old one must be)."""
+    client = redis.Redis(host=host, port=port, password=password, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return True
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+    return False
+
+
+def _rotation_problems(
+    asked: tuple[str, float], status: Mapping[str, Any], database: ProviderDatabase, issued: list[dict[str, Any]]
+) -> list[str]:
+    """The newest rotation asked was handled, with a password issued after it was asked; every older password of
+    this database is refused by the primary and every replica."""
+    stamp, asked_at = asked
+    problems = []
+    if status.get("lastHandledRotation") != stamp:
+        problems.append(f"rotation {stamp} not handled (lastHandledRotation {status.get('lastHandledRotation')!r})")
+    mine = [entry for entry in issued if entry["database_id"] == database["id"]]
+    current = [entry for entry in mine if entry["current"]]
+    if current and current[0]["issued_at"] < asked_at:
+        problems.append(f"the current password was issued before rotation {stamp} was asked: the rotation was lost")
+    ports = [("primary", database["port"]), *((f"replica {r['region']}", r["port"]) for r in database["replicas"])]
+    for number, entry in enumerate(entry for entry in mine if not entry["current"]):
+        for where, port in ports:
+            if not _refused("127.0.0.1", port, entry["password"]):
+                problems.append(f"old password #{number + 1} is still accepted by the {where}")
+    return problems
+
+
+def _replication_problems(secret: Mapping[str, str], database: ProviderDatabase) -> list[str]:
+    """A write on the primary is acknowledged by every replica (WAIT) and read back on each of them."""
+    replicas = database["replicas"]
+    if not replicas:
+        return []
+    password = secret.get("REDIS_PASSWORD", "")
+    key, value = "audit:replication", f"{time.time_ns()}"
+    try:
+        primary = redis.Redis(host="127.0.0.1", port=database["port"], password=password, socket_timeout=10)
+        try:
+            primary.set(key, value)
+            acknowledged = int(primary.execute_command("WAIT", len(replicas), 5000))
+        finally:
+            primary.close()
+        if acknowledged < len(replicas):
+            return [f"replication: {acknowledged} of {len(replicas)} replicas acknowledged a write"]
+        problems = []
+        for replica in replicas:
+            client = redis.Redis(host="127.0.0.1", port=replica["port"], password=password, socket_timeout=5)
+            try:
+                if client.get(key) != value.encode():
+                    problems.append(f"replication: the replica in {replica['region']} does not have the write")
+            finally:
+                client.close()
+        return problems
+    except (redis.RedisError, OSError) as error:
+        return [f"replication check failed: {type(error).__name__}: {str(error)[:120]}"]
 
 
 def _spec_mismatches(spec: Mapping[str, Any], database: ProviderDatabase) -> list[str]:

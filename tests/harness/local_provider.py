@@ -134,6 +134,53 @@ class Admin:
             response = client.post(f"/admin/databases/{database_id}/drift", json=changes)
             return response.raise_for_status().json()  # type: ignore[no-any-return]
 
+    def hold(self, point: str, *, api: str | None = None, name: str | None = None) -> int:
+        """Arm a crash point (before_create / after_create) for the next matching create; returns its id."""
+        body = {key: value for key, value in {"point": point, "api": api, "name": name}.items() if value is not None}
+        with self._client() as client:
+            return int(client.post("/admin/holds", json=body).raise_for_status().json()["id"])
+
+    def wait_held(self, hold_id: int, timeout: float = 60) -> dict[str, Any]:
+        """Block until a call is held at `hold_id` (long poll); AssertionError when none arrives in `timeout`."""
+        with httpx.Client(base_url=self._provider.url, timeout=timeout + 30) as client:
+            response = client.post(f"/admin/holds/{hold_id}/wait", params={"timeout": timeout})
+        if response.status_code == 408:
+            raise AssertionError(f"no call reached hold {hold_id} within {timeout}s: {response.json()}")
+        return response.raise_for_status().json()  # type: ignore[no-any-return]
+
+    def release(self, hold_id: int, then: str = "answer") -> dict[str, Any]:
+        """Let the held call go on: `answer` sends the answer, `drop` closes the connection unanswered."""
+        with self._client() as client:
+            response = client.post(f"/admin/holds/{hold_id}/release", json={"then": then})
+            return response.raise_for_status().json()  # type: ignore[no-any-return]
+
+    def clear_holds(self) -> None:
+        with self._client() as client:
+            client.delete("/admin/holds").raise_for_status()
+
+    def calls(
+        self, *, name: str | None = None, api: str | None = None, account: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The management call log (optionally one database name's, one API's, one account's), oldest first."""
+        params = {
+            key: value for key, value in {"name": name, "api": api, "account": account}.items() if value is not None
+        }
+        with self._client() as client:
+            return client.get("/admin/calls", params=params).raise_for_status().json()  # type: ignore[no-any-return]
+
+    def clear_calls(self) -> None:
+        with self._client() as client:
+            client.delete("/admin/calls").raise_for_status()
+
+    def credentials(self, **changes: Any) -> dict[str, Any]:
+        """add_fly_tokens / revoke_fly_tokens / add_upstash_accounts / revoke_upstash_accounts, at runtime."""
+        with self._client() as client:
+            return client.post("/admin/credentials", json=changes).raise_for_status().json()  # type: ignore[no-any-return]
+
+    def set_creation_time(self, database_id: str, unix_seconds: int) -> dict[str, Any]:
+        """Make the provider report this creation time (whole seconds) for the database."""
+        return self.drift(database_id, creation_time=unix_seconds)
+
 
 @dataclass
 class LocalProvider:
@@ -313,6 +360,13 @@ def running_local_provider(workdir: Path, **options: Any) -> Iterator[LocalProvi
 @pytest.fixture(scope="session")
 def local_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProvider]:
     with running_local_provider(tmp_path_factory.mktemp("local-provider")) as provider:
+        yield provider
+
+
+@pytest.fixture
+def own_local_provider(tmp_path: Path) -> Iterator[LocalProvider]:
+    """A provider for this test alone: for tests that restart or kill it, which must not disturb the session's."""
+    with running_local_provider(tmp_path / "own-local-provider") as provider:
         yield provider
 
 

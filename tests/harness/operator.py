@@ -23,7 +23,6 @@ from redisdb_dev.devrun import (
     SYSTEM_NAMESPACE,
     WEBHOOK_CONFIGURATION,
     fly_provider_manifests,
-    free_port,
     operator_argv,
     upstash_provider_manifests,
 )
@@ -74,18 +73,34 @@ def providers(cluster: Cluster, crds: None, local_provider: LocalProvider) -> No
 
 @dataclass
 class OperatorProcess:
-    """A running operator and how to reach its health endpoint."""
+    """A running operator and how to reach its listeners: it binds port 0 for each (the OS's choice, held for its
+    life) and writes what it got to `ports_file`, so no port is picked here and raced for."""
 
     runner: ProcessRunner
     process: ManagedProcess
     argv: list[str]
     env: dict[str, str]
-    health_url: str
+    ports_file: Path
+
+    def ports(self) -> dict[str, int]:
+        """{"liveness": ..., "webhook": ..., "metrics": ...} of the running process (those it serves)."""
+        ports: dict[str, int] = json.loads(self.ports_file.read_text())
+        return ports
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports()['liveness']}/healthz"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports()['metrics']}/metrics"
 
     def wait_healthy(self, timeout: float = 60) -> None:
         def healthy() -> bool:
             if not self.process.alive:
                 raise AssertionError(f"operator exited:\n{self.process.log()[-4000:]}")
+            if not self.ports_file.exists():
+                return False
             with contextlib.suppress(httpx.HTTPError):
                 return httpx.get(self.health_url, timeout=2).status_code == 200
             return False
@@ -104,6 +119,7 @@ class OperatorProcess:
     def restart(self) -> None:
         if self.process.alive:
             self.process.stop()
+        self.ports_file.unlink(missing_ok=True)
         self.process = self.runner.start("operator", self.argv, self.env)
         self.wait_healthy()
 
@@ -121,18 +137,19 @@ def start_operator(
     extra_args: Sequence[str] = (),
 ) -> OperatorProcess:
     runner = ProcessRunner(workdir / "logs")
-    health_port = free_port()
+    ports_file = workdir / "ports.json"
+    ports_file.unlink(missing_ok=True)
     argv = operator_argv(
-        health_port=health_port,
         resync_interval=resync_interval,
         webhook_cert_dir=workdir / "webhook-certs" if webhook else None,
         extra_args=tuple(extra_args),
+        ports_file=ports_file,
     )
     env = {"KUBECONFIG": str(kubeconfig or cluster.kubeconfig), "PYTHONPATH": str(REPO / "operator")}
     process = runner.start("operator", argv, env)
     if process.log_path not in SESSION_OPERATOR_LOGS:
         SESSION_OPERATOR_LOGS.append(process.log_path)
-    operator = OperatorProcess(runner, process, argv, env, f"http://127.0.0.1:{health_port}/healthz")
+    operator = OperatorProcess(runner, process, argv, env, ports_file)
     try:
         operator.wait_healthy()
         if webhook:

@@ -14,7 +14,8 @@ from .helpers import eventually, pid_alive, redis_client, replica_value, unique
 from .test_fly_api import CREATE, GET, ORG, Fly, host_port, plan_ids
 
 
-async def test_restart_keeps_databases_and_data(local_provider: LocalProvider) -> None:
+async def test_restart_keeps_databases_and_data(own_local_provider: LocalProvider) -> None:
+    local_provider = own_local_provider  # restarted below: not the session's provider
     async with httpx.AsyncClient(
         base_url=local_provider.upstash_url, auth=local_provider.upstash_auth, timeout=60
     ) as api:

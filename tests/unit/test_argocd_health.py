@@ -32,7 +32,9 @@ def test_health_test_yaml(kind: str, case: dict[str, Any]) -> None:
 
 
 def test_testdata_are_real_objects() -> None:
-    """Every case comes from the apiserver (uid, generation, managedFields stripped only), not written by hand."""
+    """Every case comes from the apiserver (uid, generation, managedFields stripped only). Only a sanity check:
+    tests/e2e/test_gitops.py proves it, comparing each file's shape (metadata and status fields, conditions,
+    health) with the live object of that state, so a hand-written or stale file fails there."""
     for kind, case in CASES:
         obj = yaml.safe_load((CUSTOMIZATIONS / kind / case["inputPath"]).read_text())
         assert obj["metadata"]["uid"] and obj["metadata"]["generation"] >= 1

@@ -10,10 +10,10 @@ import kopf
 import pytest
 
 from redisdb_operator import metrics
+from redisdb_operator.listeners import bound_port
 from redisdb_operator.metrics import Counter, DatabaseReadiness, Gauge, Histogram, Registry
 from redisdb_operator.providers.base import UnavailableError
 from redisdb_operator.providers.http import HttpTransport, RetryPolicy
-from tests.harness.operator import free_port
 from tests.harness.prometheus import Sample, parse
 
 
@@ -201,8 +201,8 @@ async def test_transport_counts_each_attempt_by_operation_and_outcome() -> None:
 async def test_server_serves_the_registry() -> None:
     registry = Registry()
     registry.register(Counter("served_total", "Served.")).inc()
-    port = free_port()
-    runner = await metrics.start_server(f"127.0.0.1:{port}", registry)
+    runner = await metrics.start_server("127.0.0.1:0", registry)  # the OS picks the port; read it back
+    port = bound_port(runner)
     try:
         async with httpx.AsyncClient() as client:
             response = await client.get(f"http://127.0.0.1:{port}/metrics")

@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=REPO / "bench-results", help="results directory")
     parser.add_argument("--publish", action="store_true", help="also copy the results to docs/bench/")
     parser.add_argument("--label", default="", help="a note stored with the results (e.g. 'before')")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when any target is missed (CI, or `make bench ARGS=--check`)"
+    )
     args = parser.parse_args(argv)
     args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = set(args.parts) - set(PARTS)
@@ -283,6 +286,15 @@ def main(argv: list[str] | None = None) -> int:
         mark = "met   " if target["met"] else "MISSED"
         print(f"{mark} {target['target']}: {target['value']} (goal {target['goal']})")
     print(f"results: {json_path} and {args.out / 'latest.png'}")
+    return exit_code(report["targets"], check=args.check)
+
+
+def exit_code(targets: list[dict[str, Any]], *, check: bool) -> int:
+    """0, or with --check 1 when a target was missed (the numbers are printed and saved either way)."""
+    missed = [target["target"] for target in targets if not target["met"]]
+    if check and missed:
+        print(f"bench --check: {len(missed)} target(s) missed: {'; '.join(missed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -193,14 +193,6 @@ class FlyApi:
         self.settings = settings
         self.org_slugs = settings.fly_org_ids()  # id -> slug
         self._sso_key = secrets.token_bytes(32)  # signs the dashboard sign-on links for this process's lifetime
-        # (token, organizations it sees): "ORG:TOKEN" scopes a token to one organization, a bare token sees all.
-        self.tokens: list[tuple[str, list[str]]] = []
-        for entry in settings.fly_tokens:
-            org, sep, rest = entry.partition(":")
-            if sep and org in settings.fly_orgs:
-                self.tokens.append((bare_token(rest), [org]))
-            else:
-                self.tokens.append((bare_token(entry), list(settings.fly_orgs)))
         self.queries: dict[str, Resolver] = {
             "organization": self.organization,
             "addOnPlans": self.add_on_plans,
@@ -215,6 +207,22 @@ class FlyApi:
             "deleteAddOn": self.delete_add_on,
             "resetAddOnPassword": self.reset_add_on_password,
         }
+
+    @property
+    def tokens(self) -> list[tuple[str, list[str]]]:
+        """(token, organizations it sees): "ORG:TOKEN" scopes a token to one organization, a bare token sees all.
+
+        Read from the settings at each request: the admin API adds and revokes tokens while the provider runs.
+        """
+        settings = self.settings
+        tokens: list[tuple[str, list[str]]] = []
+        for entry in settings.fly_tokens:
+            org, sep, rest = entry.partition(":")
+            if sep and org in settings.fly_orgs:
+                tokens.append((bare_token(rest), [org]))
+            else:
+                tokens.append((bare_token(entry), list(settings.fly_orgs)))
+        return tokens
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/graphql", self.handle), web.get("/dashboard/sso/{kind}/{ident}", self.dashboard)]

@@ -61,7 +61,7 @@ def loggable_path(path: str) -> str:
 
 
 def build_app(registry: Registry, gate: WireGate, settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[_internal_errors])
+    app = web.Application(middlewares=[_internal_errors, gate.crash_points.middleware])
     app.add_routes(AdminApi(registry, gate, settings).routes())
     app.add_routes(FlyApi(registry, gate, settings).routes())
     app.add_routes(UpstashApi(registry, gate, settings).routes())

@@ -442,11 +442,21 @@ class Registry:
             self.store.save(record)
             self.store.record_issued(record.id, record.name, new_password, time.time())
             await database.close_commands()
+            failed = []
             for region, replica in database.replicas.items():
                 try:
                     await replica.set_password(new_password)
                 except RedisError:
                     log.error("could not change the password of replica %s/%s", record.id, region)
+                    failed.append(region)
+            if failed:
+                # A replica still taking the old password is a failed reset, not a success: say so, so the
+                # caller retries (a new reset changes every instance again).
+                raise RegistryError(
+                    "unavailable",
+                    f"the password changed on the primary but not on the replicas in {', '.join(sorted(failed))}; "
+                    "reset it again",
+                )
         log.info("reset the password of database %s (%s)", record.id, record.name)
 
 
