@@ -5,8 +5,9 @@ Kept apart from the installed `redisdb-operator` command, whose image carries on
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from redisdb_operator.cli import dispatch
 
 # subcommand -> module whose `main(argv: list[str]) -> int` implements it (imported lazily: fast start-up).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -17,15 +18,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help") or args[0] not in SUBCOMMANDS:
-        print("usage: python -m redisdb_dev.cli <command> [args]\n\ncommands:")
-        for name, (_, help_text) in SUBCOMMANDS.items():
-            print(f"  {name:<16}{help_text}")
-        return 0 if args and args[0] in ("-h", "--help") else 2
-    module = importlib.import_module(SUBCOMMANDS[args[0]][0])
-    result: int = module.main(args[1:])
-    return result
+    return dispatch(
+        SUBCOMMANDS, "python -m redisdb_dev.cli <command> [args]", list(sys.argv[1:] if argv is None else argv)
+    )
 
 
 if __name__ == "__main__":

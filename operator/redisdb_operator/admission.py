@@ -85,7 +85,7 @@ def validate_redisdatabase(
             claims=claims,
             namespace_labels=namespace_labels,
         )
-    return content_problem(
+    problems = content_problems(
         operation=operation,
         namespace=namespace,
         name=name,
@@ -94,6 +94,7 @@ def validate_redisdatabase(
         claims=claims,
         namespace_labels=namespace_labels,
     )
+    return problems[0] if problems else None
 
 
 def update_problem(
@@ -136,29 +137,6 @@ def update_problem(
 
     already = set(problems_of(old_spec))  # the object had these before the change: the reconcile reports them
     return next((problem for problem in problems_of(spec) if problem not in already), None)
-
-
-def content_problem(
-    *,
-    operation: str,
-    namespace: str,
-    name: str,
-    spec: Mapping[str, Any],
-    providers: Mapping[str, Mapping[str, Any]],
-    claims: Mapping[str, Collection[str]],
-    namespace_labels: Mapping[str, str] | None = None,
-) -> str | None:
-    """What is wrong with this spec on its own (its provider, namespace, name, regions, plan), or None."""
-    problems = content_problems(
-        operation=operation,
-        namespace=namespace,
-        name=name,
-        spec=spec,
-        providers=providers,
-        claims=claims,
-        namespace_labels=namespace_labels,
-    )
-    return problems[0] if problems else None
 
 
 def content_problems(

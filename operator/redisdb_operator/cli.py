@@ -14,20 +14,25 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def dispatch(subcommands: dict[str, tuple[str, str]], usage: str, args: list[str]) -> int:
+    """Run the subcommand named first in `args` (its module imported only then), or print the usage."""
+    if not args or args[0] in ("-h", "--help") or args[0] not in subcommands:
+        print(f"usage: {usage}\n\ncommands:")
+        for name, (_, help_text) in subcommands.items():
+            print(f"  {name:<16}{help_text}")
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    module = importlib.import_module(subcommands[args[0]][0])
+    result: int = module.main(args[1:])
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] in (["--version"], ["version"]):
         # What an image or a bug report runs: the package version, which the chart's appVersion matches.
         print(f"redisdb-operator {__version__}")
         return 0
-    if not args or args[0] in ("-h", "--help") or args[0] not in SUBCOMMANDS:
-        print("usage: redisdb-operator [--version] <command> [args]\n\ncommands:")
-        for name, (_, help_text) in SUBCOMMANDS.items():
-            print(f"  {name:<16}{help_text}")
-        return 0 if args and args[0] in ("-h", "--help") else 2
-    module = importlib.import_module(SUBCOMMANDS[args[0]][0])
-    result: int = module.main(args[1:])
-    return result
+    return dispatch(SUBCOMMANDS, "redisdb-operator [--version] <command> [args]", args)
 
 
 if __name__ == "__main__":
