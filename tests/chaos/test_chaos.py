@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from redisdb_operator.providers.base import ProviderType
-from redisdb_operator.reconcile import PERMANENT_REASONS
+from redisdb_operator.status import PERMANENT_REASONS
 from tests.chaos.conftest import LONG, RESYNC_INTERVAL, record
 from tests.chaos.workload import Workload
 from tests.harness.audit import (
