@@ -30,7 +30,7 @@ import redis
 
 from redisdb_operator.providers import catalog
 from tests.harness.cluster import kubectl
-from tests.harness.local_provider import LocalProvider, redis_from_url
+from tests.harness.local_provider import TLS_CA_FILE, LocalProvider, redis_from_url
 
 ProviderDatabase = dict[str, Any]
 
@@ -202,9 +202,11 @@ def audit(
     return report
 
 
-def _refused(host: str, port: int, password: str) -> bool:
-    """True when redis-server at host:port refuses `password` (an old one must be)."""
-    client = redis.Redis(host=host, port=port, password=password, socket_timeout=5, socket_connect_timeout=5)
+def _refused(host: str, port: int, password: str, *, tls: bool = False) -> bool:
+    """True when redis-server at host:port refuses `password` (an old one must be). `tls`: an Upstash-type
+    database, which serves TLS only (verified against the local provider's CA)."""
+    options: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(TLS_CA_FILE)} if tls else {}
+    client = redis.Redis(host=host, port=port, password=password, socket_timeout=5, socket_connect_timeout=5, **options)
     try:
         client.ping()
     except redis.AuthenticationError:
@@ -232,7 +234,7 @@ def _rotation_problems(
     ports = [("primary", database["port"]), *((f"replica {r['region']}", r["port"]) for r in database["replicas"])]
     for number, entry in enumerate(entry for entry in mine if not entry["current"]):
         for where, port in ports:
-            if not _refused("127.0.0.1", port, entry["password"]):
+            if not _refused("127.0.0.1", port, entry["password"], tls=bool(database.get("tls"))):
                 problems.append(f"old password #{number + 1} is still accepted by the {where}")
     return problems
 
@@ -244,8 +246,9 @@ def _replication_problems(secret: Mapping[str, str], database: ProviderDatabase)
         return []
     password = secret.get("REDIS_PASSWORD", "")
     key, value = "audit:replication", f"{time.time_ns()}"
+    tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(TLS_CA_FILE)} if database.get("tls") else {}
     try:
-        primary = redis.Redis(host="127.0.0.1", port=database["port"], password=password, socket_timeout=10)
+        primary = redis.Redis(host="127.0.0.1", port=database["port"], password=password, socket_timeout=10, **tls)
         try:
             primary.set(key, value)
             acknowledged = int(primary.execute_command("WAIT", len(replicas), 5000))
@@ -255,7 +258,7 @@ def _replication_problems(secret: Mapping[str, str], database: ProviderDatabase)
             return [f"replication: {acknowledged} of {len(replicas)} replicas acknowledged a write"]
         problems = []
         for replica in replicas:
-            client = redis.Redis(host="127.0.0.1", port=replica["port"], password=password, socket_timeout=5)
+            client = redis.Redis(host="127.0.0.1", port=replica["port"], password=password, socket_timeout=5, **tls)
             try:
                 if client.get(key) != value.encode():
                     problems.append(f"replication: the replica in {replica['region']} does not have the write")

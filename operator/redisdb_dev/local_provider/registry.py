@@ -96,6 +96,7 @@ class LocalDatabase:
             "eviction": record.eviction,
             "host": self.primary.host,
             "port": self.primary.port,
+            "tls": self.primary.settings.tls is not None,
             "pid": self.primary.pid,
             "data_dir": str(self.primary.data_dir.parent),
             "replicas": [
