@@ -321,7 +321,7 @@ def test_6_bad_input_gets_an_admission_message_or_a_condition(
     log_offset = len(chaos_operator.log())
     refused: list[str] = []
     accepted: list[str] = []
-    tls_on_upstash: set[str] = set()
+    retired_region: set[str] = set()
     for index in range(count):
         name = f"bad-{index:03d}"
         manifest = {
@@ -330,9 +330,9 @@ def test_6_bad_input_gets_an_admission_message_or_a_condition(
             "metadata": {"name": name},
             "spec": _random_spec(rng, rng.choice(sorted(chaos_providers))),
         }
-        if index % 5 == 0:  # a spec the schema and webhook accept but the provider refuses (tls)
-            manifest["spec"] = {"providerRef": {"name": "chaos-upstash"}, "primaryRegion": "us-east-1", "tls": True}
-            tls_on_upstash.add(name)
+        if index % 5 == 0:  # a spec admission only warns about and the reconcile's create refuses: Fly retired mad
+            manifest["spec"] = {"providerRef": {"name": "chaos-fly"}, "primaryRegion": "mad"}
+            retired_region.add(name)
         try:
             apply(manifest, namespace)
             accepted.append(name)
@@ -358,8 +358,8 @@ def test_6_bad_input_gets_an_admission_message_or_a_condition(
     for name in accepted:
         reason = wait_for(lambda name=name: outcome(name), 120, message=f"{name}: Ready or a permanent reason")  # type: ignore[misc]
         reasons[reason] = reasons.get(reason, 0) + 1
-        if name in tls_on_upstash:  # the one spec known to be refused by the provider itself
-            assert reason == "Synced=False/InvalidRequest", f"{name} (tls on Upstash): {reason}"
+        if name in retired_region:  # the one spec known to be refused at creation, never created
+            assert reason == "Synced=False/InvalidSpec", f"{name} (a retired Fly region): {reason}"
     assert chaos_operator.process.alive, "the operator crashed on bad input"
     log = chaos_operator.log()[log_offset:]
     internal = log.count("reconcile failed") + log.count("Traceback")
