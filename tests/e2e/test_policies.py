@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from redisdb_dev.devrun import SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION, fly_provider_manifests
+from redisdb_dev.devrun import SYSTEM_NAMESPACE, fly_provider_manifests
 from tests.harness.cluster import Cluster, KubectlError, apply, get_json, kubectl, wait_for
 from tests.harness.local_provider import FLY_ORG, FLY_TOKEN, LocalProvider, redis_from_url
 from tests.harness.operator import (
@@ -28,6 +28,7 @@ from tests.harness.operator import (
     secret_data,
     wait_gone,
     wait_ready,
+    webhook_down,
 )
 
 # What the operator asks the Fly API about one database (the shared `organization` list is the provider's, not the
@@ -310,26 +311,10 @@ def test_observe_adopts_read_only_and_survives_delete(
     delete_at_provider(local_provider, theirs)
 
 
-@pytest.fixture
-def webhook_configuration(operator: OperatorProcess) -> Iterator[dict[str, Any]]:
-    """The operator's ValidatingWebhookConfiguration, put back as it was after the test."""
-    original = get_json("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION)
-    assert original is not None
-    yield original
-    current = get_json("validatingwebhookconfiguration", WEBHOOK_CONFIGURATION)
-    if current is not None:
-        original["metadata"] = {
-            "name": WEBHOOK_CONFIGURATION,
-            "resourceVersion": current["metadata"]["resourceVersion"],
-        }
-        kubectl("replace", "-f", "-", input=json.dumps(original))
-
-
 def test_deletion_protection_refuses_a_delete_and_holds_without_the_webhook(
     operator: OperatorProcess,
     local_provider: LocalProvider,
     namespace: str,
-    webhook_configuration: dict[str, Any],
 ) -> None:
     apply(database("precious", deletionProtection=True), namespace)
     database_id = wait_ready("precious", namespace)["status"]["databaseId"]
@@ -343,23 +328,20 @@ def test_deletion_protection_refuses_a_delete_and_holds_without_the_webhook(
     assert get_json("redisdatabase", "precious", namespace) is not None
 
     # the webhook goes down (its failurePolicy is Ignore): deletes get through; the finalizer must hold
-    down = json.loads(json.dumps(webhook_configuration))
-    for hook in down["webhooks"]:
-        hook["clientConfig"].pop("service", None)
-        hook["clientConfig"]["url"] = "https://127.0.0.1:1/validate"
-        hook["failurePolicy"] = "Ignore"
-    kubectl("replace", "-f", "-", input=json.dumps(down))
-    kubectl("delete", "namespace", namespace, "--wait=false")
-    synced = wait_synced_false("precious", namespace, "DeletionProtected", timeout=90)
-    assert "kubectl patch rdb precious" in synced["message"] and '"deletionProtection":false' in synced["message"]
-    obj = get_json("redisdatabase", "precious", namespace)
-    assert obj is not None and obj["metadata"].get("deletionTimestamp")
-    assert get_json("namespace", namespace) is not None  # the namespace waits too
-    assert database_id in provider_ids(local_provider)
-    assert redis_from_url(url).get("k") == b"v"  # the data is untouched
-    # (no Event here: a terminating namespace accepts no new objects; the condition carries the message)
+    with webhook_down():
+        kubectl("delete", "namespace", namespace, "--wait=false")
+        synced = wait_synced_false("precious", namespace, "DeletionProtected", timeout=90)
+        assert "kubectl patch rdb precious" in synced["message"] and '"deletionProtection":false' in synced["message"]
+        obj = get_json("redisdatabase", "precious", namespace)
+        assert obj is not None and obj["metadata"].get("deletionTimestamp")
+        assert get_json("namespace", namespace) is not None  # the namespace waits too
+        assert database_id in provider_ids(local_provider)
+        assert redis_from_url(url).get("k") == b"v"  # the data is untouched
+        # (no Event here: a terminating namespace accepts no new objects; the condition carries the message)
 
-    # released: the deletion proceeds by deletionPolicy (Delete)
-    kubectl("patch", "rdb", "precious", "-n", namespace, "--type=merge", "-p", '{"spec":{"deletionProtection":false}}')
-    wait_for(lambda: get_json("namespace", namespace) is None, 120, message="namespace deletion completes")
-    assert database_id not in provider_ids(local_provider)
+        # released: the deletion proceeds by deletionPolicy (Delete)
+        kubectl(
+            "patch", "rdb", "precious", "-n", namespace, "--type=merge", "-p", '{"spec":{"deletionProtection":false}}'
+        )
+        wait_for(lambda: get_json("namespace", namespace) is None, 120, message="namespace deletion completes")
+        assert database_id not in provider_ids(local_provider)
