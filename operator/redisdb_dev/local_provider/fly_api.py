@@ -27,6 +27,7 @@ from redisdb_operator.providers.base import ProviderType
 from . import fly_schema, graphql, usage
 from .gate import WireGate
 from .registry import LocalDatabase, Registry, RegistryError
+from .rest_api import base_url, url_host
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ class FlyApi:
             return self._failure(failure.status, failure.message, failure.headers)
         token = _ORGS.set(orgs)
         try:
-            _BASE_URL.set(f"{request.scheme}://{request.host}")
+            _BASE_URL.set(base_url(request))
             _STATS_SELECTED.set(selects(fields, "stats", document.fragments))
             return web.json_response(await self._execute(operation.kind, fields, document.fragments, dict(coerced)))
         except graphql.GraphQLError as error:
@@ -390,8 +391,8 @@ class FlyApi:
 
     def _add_on_json(self, database: LocalDatabase, stats: dict[str, Any] | None = None) -> dict[str, Any]:
         record = database.record
-        host, port = database.primary.host, database.primary.port
-        url = f"redis://default:{record.password}@{host}:{port}"
+        host, port = database.public_host, database.primary.port
+        url = f"redis://default:{record.password}@{url_host(host)}:{port}"
         created = datetime.fromtimestamp(record.creation_time, UTC).isoformat().replace("+00:00", "Z")
         return {
             "__typename": "AddOn",

@@ -25,7 +25,7 @@ from .fly_api import FlyApi
 from .gate import WireGate
 from .processes import use_pidfd_child_watcher
 from .registry import Registry
-from .rest_api import RestApi
+from .rest_api import ADVERTISE_HOST, RestApi
 from .settings import Settings, parse_settings
 from .upstash_api import UpstashApi
 
@@ -62,6 +62,8 @@ def loggable_path(path: str) -> str:
 
 def build_app(registry: Registry, gate: WireGate, settings: Settings) -> web.Application:
     app = web.Application(middlewares=[_internal_errors, gate.crash_points.middleware])
+    if settings.advertise_host:
+        app[ADVERTISE_HOST] = settings.advertise_host
     app.add_routes(AdminApi(registry, gate, settings).routes())
     app.add_routes(FlyApi(registry, gate, settings).routes())
     app.add_routes(UpstashApi(registry, gate, settings).routes())
@@ -99,10 +101,16 @@ async def serve(settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     tls = tls_files.ensure(
-        settings.tls_ca_dir or settings.state_dir / "tls", settings.state_dir / "tls", [settings.redis_host]
+        settings.tls_ca_dir or settings.state_dir / "tls", settings.state_dir / "tls", settings.tls_hosts()
     )
     log.info("Upstash-type databases serve TLS only; verify them against the CA in %s", tls.ca)
-    registry = Registry(settings.state_dir, host=settings.redis_host, tls=tls)
+    registry = Registry(
+        settings.state_dir,
+        host=settings.redis_connect_host,
+        tls=tls,
+        bind_host=settings.redis_host,
+        public_host=settings.public_host,
+    )
     runner: web.AppRunner | None = None
     try:
         await registry.restore()
@@ -121,9 +129,12 @@ async def serve(settings: Settings) -> int:
         if settings.port_file is not None:
             _write_atomically(settings.port_file, f"{port}\n")
         log.info(
-            "local provider listening on http://%s:%d (%d databases; Upstash accounts: %s; Fly orgs: %s)",
+            "local provider listening on http://%s:%d, redis-servers on %s, handing out %s (%d databases; "
+            "Upstash accounts: %s; Fly orgs: %s)",
             settings.host,
             port,
+            settings.redis_host,
+            settings.public_host,
             len(registry.databases),
             ", ".join(settings.upstash_accounts),
             ", ".join(settings.fly_orgs),

@@ -118,10 +118,20 @@ class RedisSettings:
 class RedisInstance:
     """One redis-server process (a primary or one read replica) and its data dir."""
 
-    def __init__(self, *, label: str, data_dir: Path, host: str, ports: PortAllocator, settings: RedisSettings):
+    def __init__(
+        self,
+        *,
+        label: str,
+        data_dir: Path,
+        host: str,
+        ports: PortAllocator,
+        settings: RedisSettings,
+        bind_host: str | None = None,
+    ):
         self.label = label  # "<database id>/<region>": what log lines name
         self.data_dir = data_dir
-        self.host = host
+        self.host = host  # where the provider reaches this server (and a replica its primary)
+        self.bind_host = bind_host or host  # where it listens: `host`, or every interface (0.0.0.0)
         self.ports = ports
         self.settings = settings
         self.port = 0
@@ -152,7 +162,7 @@ class RedisInstance:
             REDIS_SERVER,
             str(secrets),
             "--port", str(self.port),
-            "--bind", self.host,
+            "--bind", self.bind_host,
             "--dir", str(self.data_dir),
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),

@@ -55,9 +55,10 @@ class RegistryError(Exception):
 class LocalDatabase:
     """A registered database: its durable record plus its running primary and replicas (one per read region)."""
 
-    def __init__(self, record: DatabaseRecord, primary: RedisInstance) -> None:
+    def __init__(self, record: DatabaseRecord, primary: RedisInstance, public_host: str | None = None) -> None:
         self.record = record
         self.primary = primary
+        self.public_host = public_host or primary.host  # the endpoint clients are told (--advertise-host)
         self.replicas: dict[str, RedisInstance] = {}
         self.lock = asyncio.Lock()
         self._commands: CommandPool | None = None
@@ -95,6 +96,7 @@ class LocalDatabase:
             "plan": record.plan,
             "eviction": record.eviction,
             "host": self.primary.host,
+            "bind_host": self.primary.bind_host,
             "port": self.primary.port,
             "tls": self.primary.settings.tls is not None,
             "pid": self.primary.pid,
@@ -161,11 +163,23 @@ def validate_settings(api: ProviderType, primary_region: str, read_regions: list
 
 
 class Registry:
-    def __init__(self, state_dir: Path, host: str = "127.0.0.1", tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        host: str = "127.0.0.1",
+        tls: TlsFiles | None = None,
+        *,
+        bind_host: str | None = None,
+        public_host: str | None = None,
+    ) -> None:
+        """``host``: where this provider reaches its redis-servers; ``bind_host``: where they listen (default
+        ``host``; 0.0.0.0 for every interface); ``public_host``: the endpoint handed to clients (default ``host``)."""
         self.state_dir = state_dir
         self.host = host
+        self.bind_host = bind_host or host
+        self.public_host = public_host or host
         self.tls = tls
-        self.ports = PortAllocator(host)
+        self.ports = PortAllocator(self.bind_host)
         self.store = Store(state_dir / "registry.sqlite3")
         self.databases: dict[str, LocalDatabase] = {}
         self._reserved: set[tuple[ProviderType, str, str]] = set()
@@ -178,6 +192,7 @@ class Registry:
             label=f"{record.id}/{region or record.primary_region}",
             data_dir=base / (f"replica-{region}" if region else "primary"),
             host=self.host,
+            bind_host=self.bind_host,
             ports=self.ports,
             settings=RedisSettings(
                 password=record.password,
@@ -216,7 +231,7 @@ class Registry:
         started = time.monotonic()
 
         async def bring_back(record: DatabaseRecord) -> None:
-            database = LocalDatabase(record, self._instance(record, None))
+            database = LocalDatabase(record, self._instance(record, None), self.public_host)
             self.databases[record.id] = database
             if serves_rest(record.api) and not record.rest_token:  # written before the store had REST tokens
                 _issue_rest_tokens(record)
@@ -327,7 +342,7 @@ class Registry:
             )
             if serves_rest(api):
                 _issue_rest_tokens(record)
-            database = LocalDatabase(record, self._instance(record, None))
+            database = LocalDatabase(record, self._instance(record, None), self.public_host)
             try:
                 await self._start(database, restoring=False)
             except RedisStartError as error:

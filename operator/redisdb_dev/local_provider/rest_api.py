@@ -90,9 +90,26 @@ class CommandTraits:
         return "@scripting" not in self.categories or "readonly" in self.flags
 
 
+# Set from --advertise-host: URLs handed out name this host (the request's port) instead of the one asked.
+ADVERTISE_HOST = web.AppKey("advertise_host", str)
+
+
+def url_host(host: str) -> str:
+    """A host as it goes into a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
+def base_url(request: web.Request) -> str:
+    """This provider's address as handed out: the advertised host if any, else the one whoever asked used."""
+    advertised = request.app.get(ADVERTISE_HOST)
+    if advertised:
+        return f"{request.scheme}://{url_host(advertised)}:{request.url.port}"
+    return f"{request.scheme}://{request.host}"
+
+
 def rest_url(request: web.Request, database_id: str) -> str:
     """Where this database's REST API is, as reached by whoever asked (the same host and port as this request)."""
-    return f"{request.scheme}://{request.host}{PREFIX}/{database_id}"
+    return f"{base_url(request)}{PREFIX}/{database_id}"
 
 
 class RestApi:

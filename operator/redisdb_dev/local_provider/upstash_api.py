@@ -48,7 +48,7 @@ def database_json(database: LocalDatabase, request: web.Request, *, credentials:
         "creation_time": record.creation_time,
         "state": "active",
         "user_email": record.owner,
-        "endpoint": database.primary.host,
+        "endpoint": database.public_host,
         "tls": database.primary.settings.tls is not None,
         "eviction": record.eviction,
         "primary_region": record.primary_region,

@@ -1,0 +1,157 @@
+"""--listen-host / --advertise-host: clients on another machine (pods of a kind cluster) reach the databases.
+
+The provider listens on every interface and hands out this machine's own non-loopback address (from
+``hostname -I``); clients then connect to that address: a Fly-type database in plain text (with a read replica,
+which replicates from its primary through loopback), an Upstash-type one over TLS verified against the CA, whose
+server certificate carries the advertised address. The session's provider (defaults) stays on loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+
+from tests.harness.local_provider import LocalProvider, running_local_provider
+
+from .helpers import port_open, redis_client, unique
+from .test_fly_api import CREATE, ORG, Fly, plan_ids
+
+
+def _non_loopback_ipv4() -> str | None:
+    try:
+        listed = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=False).stdout.split()
+    except OSError:
+        return None
+    for address in listed:
+        parsed = ipaddress.ip_address(address)
+        if parsed.version == 4 and not parsed.is_loopback and not parsed.is_link_local:
+            return address
+    return None
+
+
+MACHINE_IP = _non_loopback_ipv4()
+pytestmark = pytest.mark.skipif(MACHINE_IP is None, reason="`hostname -I` lists no non-loopback IPv4 address")
+
+
+@pytest.fixture(scope="module")
+def advertising_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProvider]:
+    assert MACHINE_IP is not None
+    with running_local_provider(
+        tmp_path_factory.mktemp("advertising-provider"),
+        extra_args=["--listen-host", "0.0.0.0", "--advertise-host", MACHINE_IP],
+    ) as provider:
+        yield provider
+
+
+def _upstash_database(prefix: str) -> dict[str, str]:
+    return {"database_name": unique(prefix), "platform": "aws", "primary_region": "us-east-1", "plan": "payg"}
+
+
+def _san_ips(cert_file: Path) -> set[str]:
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+
+
+async def test_upstash_database_is_handed_out_and_served_over_tls_at_the_advertised_address(
+    advertising_provider: LocalProvider,
+) -> None:
+    assert MACHINE_IP is not None
+    assert MACHINE_IP in _san_ips(advertising_provider.state_dir / "tls" / "server.pem")
+    # The HTTP APIs answer on that address too, and hand out URLs naming it.
+    machine_url = f"http://{MACHINE_IP}:{advertising_provider.port}"
+    async with httpx.AsyncClient(
+        base_url=f"{machine_url}/v2", auth=advertising_provider.upstash_auth, timeout=60
+    ) as api:
+        response = await api.post(
+            "/redis/database",
+            json={
+                "database_name": unique("advertised"),
+                "platform": "aws",
+                "primary_region": "us-east-1",
+                "plan": "payg",
+            },
+        )
+        assert response.status_code == 200, response.text
+        created = response.json()
+    assert created["endpoint"] == MACHINE_IP and created["tls"] is True
+    assert created["rest_url"].startswith(f"{machine_url}/rest/")
+    # Asked through loopback, the answer still names the advertised address.
+    async with httpx.AsyncClient(
+        base_url=advertising_provider.upstash_url, auth=advertising_provider.upstash_auth, timeout=60
+    ) as api:
+        listed = (await api.get(f"/redis/database/{created['database_id']}")).json()
+    assert listed["endpoint"] == MACHINE_IP and listed["rest_url"].startswith(f"{machine_url}/rest/")
+    # Certificate verification (hostname included) against the CA passes for the advertised address.
+    async with redis_client(created["port"], created["password"], host=MACHINE_IP, tls=True) as client:
+        assert await client.ping() is True
+        assert await client.set("where", "advertised") is True
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.get(
+            f"{listed['rest_url']}/get/where", headers={"Authorization": f"Bearer {created['rest_token']}"}
+        )
+    assert answer.json() == {"result": "advertised"}
+
+
+async def test_fly_database_is_handed_out_and_served_at_the_advertised_address(
+    advertising_provider: LocalProvider,
+) -> None:
+    assert MACHINE_IP is not None
+    fly = Fly(advertising_provider)
+    try:
+        org = (await fly.data(ORG, slug=advertising_provider.fly_org))["organization"]
+        plans = await plan_ids(fly)
+        add_on = (
+            await fly.data(
+                CREATE,
+                input={
+                    "organizationId": org["id"],
+                    "name": unique("advertised-fly"),
+                    "primaryRegion": "cdg",
+                    "readRegions": ["ams"],
+                    "planId": plans["payg"],
+                    "type": "upstash_redis",
+                },
+            )
+        )["createAddOn"]["addOn"]
+    finally:
+        await fly.aclose()
+    assert add_on["hostname"] == MACHINE_IP and add_on["privateIp"] == MACHINE_IP
+    url = httpx.URL(add_on["publicUrl"])
+    assert url.host == MACHINE_IP and url.scheme == "redis"
+    assert url.port is not None
+    async with redis_client(url.port, add_on["password"], host=MACHINE_IP) as client:
+        assert await client.ping() is True
+        replication = await client.info("replication")
+    assert replication["connected_slaves"] == 1  # the read replica follows its primary on every-interface redis
+
+
+async def test_defaults_stay_on_loopback(local_provider: LocalProvider) -> None:
+    assert MACHINE_IP is not None
+    assert not port_open(local_provider.port, MACHINE_IP)  # the HTTP APIs
+    async with httpx.AsyncClient(
+        base_url=local_provider.upstash_url, auth=local_provider.upstash_auth, timeout=60
+    ) as api:
+        response = await api.post(
+            "/redis/database",
+            json={
+                "database_name": unique("loopback"),
+                "platform": "aws",
+                "primary_region": "us-east-1",
+                "plan": "payg",
+            },
+        )
+        created = response.json()
+        try:
+            assert created["endpoint"] == "127.0.0.1"
+            assert created["rest_url"].startswith(f"{local_provider.url}/rest/")
+            assert port_open(created["port"]) and not port_open(created["port"], MACHINE_IP)
+            assert MACHINE_IP not in _san_ips(local_provider.state_dir / "tls" / "server.pem")
+        finally:
+            await api.delete(f"/redis/database/{created['database_id']}")
