@@ -34,17 +34,11 @@ export PATH="$VENV_BIN:$PATH"
 export PYTHONPATH="$ROOT/operator${PYTHONPATH:+:$PYTHONPATH}"
 CONNECT_NAMESPACE="${CONNECT_NAMESPACE:-redisdb-connect-e2e}"
 
-for tool in docker kind helm kubectl kubectl-redisdb redis-server; do
-  command -v "$tool" >/dev/null || {
-    echo "e2e-kind: '$tool' not found; this path needs Docker + kind, helm, kubectl, redis-server and \`make venv\`" >&2
-    exit 2
-  }
-done
-docker info >/dev/null 2>&1 || { echo "e2e-kind: no Docker engine reachable" >&2; exit 2; }
-
-KUBECONFIG_FILE="$(mktemp -t kind-kubeconfig.XXXXXX)"
-PROVIDER_DIR="$(mktemp -d -t kind-local-provider.XXXXXX)"
+KUBECONFIG_FILE=""
+PROVIDER_DIR="${PROVIDER_DIR:-}" # the local provider's state, CA and log (made by main)
 PROVIDER_PID=""
+PROVIDER_PORT=""
+
 stop_local_provider() {
   if [[ -n "$PROVIDER_PID" ]]; then
     kill -TERM "$PROVIDER_PID" 2>/dev/null || true
@@ -58,7 +52,6 @@ cleanup() {
   rm -f "$KUBECONFIG_FILE"
   rm -rf "$PROVIDER_DIR"
 }
-trap cleanup EXIT
 
 fail() {
   echo "e2e-kind: $*" >&2
@@ -94,6 +87,44 @@ start_local_provider() {
   done
   cat "$PROVIDER_DIR/provider.log" >&2
   fail "the local provider did not start listening on $address"
+}
+
+# The RedisProviders of both wire APIs at the local provider's base URL $1 (credentials: the provider's dev ones).
+provider_manifests() {
+  local url="$1"
+  cat <<EOF_PROVIDERS
+apiVersion: redisdb.dev/v1alpha1
+kind: RedisProvider
+metadata: {name: kind-fly}
+spec:
+  type: fly
+  url: $url
+  organization: personal
+  credentialsSecretRef: {namespace: $NAMESPACE, name: kind-fly-credentials, tokenKey: token}
+---
+apiVersion: redisdb.dev/v1alpha1
+kind: RedisProvider
+metadata: {name: kind-upstash}
+spec:
+  type: upstash
+  url: $url/v2
+  credentialsSecretRef: {namespace: $NAMESPACE, name: kind-upstash-credentials, emailKey: email, apiKeyKey: apiKey}
+EOF_PROVIDERS
+}
+
+# A Fly-type database (plain redis://) and an Upstash-type one (TLS only, certificate from a private CA).
+database_manifests() {
+  cat <<EOF_DATABASES
+apiVersion: redisdb.dev/v1alpha1
+kind: RedisDatabase
+metadata: {name: plain}
+spec: {providerRef: {name: kind-fly}, primaryRegion: cdg, plan: payg}
+---
+apiVersion: redisdb.dev/v1alpha1
+kind: RedisDatabase
+metadata: {name: secure}
+spec: {providerRef: {name: kind-upstash}, primaryRegion: us-east-1, plan: payg}
+EOF_DATABASES
 }
 
 # No pod or ConfigMap of a connect session for database $1 may be left (deletion is asynchronous: wait for it).
@@ -136,40 +167,13 @@ connect_pods_for_real() {
   kubectl -n "$NAMESPACE" create secret generic kind-fly-credentials --from-literal=token=local-fly-token
   kubectl -n "$NAMESPACE" create secret generic kind-upstash-credentials \
     --from-literal=email=dev@example.com --from-literal=apiKey=local-api-key
-  kubectl apply -f - <<EOF_PROVIDERS
-apiVersion: redisdb.dev/v1alpha1
-kind: RedisProvider
-metadata: {name: kind-fly}
-spec:
-  type: fly
-  url: $url
-  organization: personal
-  credentialsSecretRef: {namespace: $NAMESPACE, name: kind-fly-credentials, tokenKey: token}
----
-apiVersion: redisdb.dev/v1alpha1
-kind: RedisProvider
-metadata: {name: kind-upstash}
-spec:
-  type: upstash
-  url: $url/v2
-  credentialsSecretRef: {namespace: $NAMESPACE, name: kind-upstash-credentials, emailKey: email, apiKeyKey: apiKey}
-EOF_PROVIDERS
+  provider_manifests "$url" | kubectl apply -f -
   kubectl wait --for=condition=Ready redisproviders.redisdb.dev/kind-fly redisproviders.redisdb.dev/kind-upstash \
     --timeout=180s
 
   kubectl create namespace "$CONNECT_NAMESPACE"
   kubectl label namespace "$CONNECT_NAMESPACE" pod-security.kubernetes.io/enforce=restricted
-  kubectl -n "$CONNECT_NAMESPACE" apply -f - <<EOF_DATABASES
-apiVersion: redisdb.dev/v1alpha1
-kind: RedisDatabase
-metadata: {name: plain}
-spec: {providerRef: {name: kind-fly}, primaryRegion: cdg, plan: payg}
----
-apiVersion: redisdb.dev/v1alpha1
-kind: RedisDatabase
-metadata: {name: secure}
-spec: {providerRef: {name: kind-upstash}, primaryRegion: us-east-1, plan: payg}
-EOF_DATABASES
+  database_manifests | kubectl -n "$CONNECT_NAMESPACE" apply -f -
   kubectl -n "$CONNECT_NAMESPACE" wait --for=condition=Ready redisdatabases.redisdb.dev/plain \
     redisdatabases.redisdb.dev/secure --timeout=300s
   [[ "$(kubectl -n "$CONNECT_NAMESPACE" get redisdatabases.redisdb.dev secure -o jsonpath='{.status.endpoint}')" == "$gateway" ]] ||
@@ -179,7 +183,9 @@ EOF_DATABASES
   assert_pod_connect_pongs secure --cacert "$ca_file"
   # Without the private CA, redis-cli in the pod refuses the certificate: TLS and its verification are real.
   untrusted="$(kubectl redisdb connect secure -n "$CONNECT_NAMESPACE" --mode pod --command PING 2>&1 || true)"
-  if [[ "$untrusted" == *PONG* ]]; then fail "connect secure without --cacert answered PONG: TLS is not verified"; fi
+  if [[ "$untrusted" == *PONG* || "${untrusted,,}" != *certificate* ]]; then
+    fail "connect secure without --cacert: expected a refused certificate, got: $untrusted"
+  fi
   assert_connect_objects_gone secure
 
   # Deleted while the operator still runs (their finalizers need it), then the provider goes.
@@ -190,28 +196,47 @@ EOF_DATABASES
   stop_local_provider
 }
 
-kind create cluster --name "$CLUSTER" --image "$KIND_NODE_IMAGE" --kubeconfig "$KUBECONFIG_FILE" --wait 120s
-export KUBECONFIG="$KUBECONFIG_FILE"
+main() {
+  for tool in docker kind helm kubectl kubectl-redisdb redis-server; do
+    command -v "$tool" >/dev/null || {
+      echo "e2e-kind: '$tool' not found; this path needs Docker + kind, helm, kubectl, redis-server and \`make venv\`" >&2
+      exit 2
+    }
+  done
+  docker info >/dev/null 2>&1 || { echo "e2e-kind: no Docker engine reachable" >&2; exit 2; }
 
-docker build -t "$IMAGE" "$ROOT"
-kind load docker-image "$IMAGE" --name "$CLUSTER"
+  KUBECONFIG_FILE="$(mktemp -t kind-kubeconfig.XXXXXX)"
+  PROVIDER_DIR="$(mktemp -d -t kind-local-provider.XXXXXX)"
+  trap cleanup EXIT
 
-helm install redisdb-operator "$ROOT/charts/redisdb-operator" \
-  --namespace "$NAMESPACE" --create-namespace \
-  --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
-  --wait --timeout 180s
-kubectl -n "$NAMESPACE" rollout status deployment/redisdb-operator --timeout=120s
-# The in-cluster webhook is reachable through its Service once the operator wrote the CA into caBundle.
-kubectl get validatingwebhookconfiguration redisdb-operator -o jsonpath='{.webhooks[0].clientConfig.caBundle}' | grep -q .
+  kind create cluster --name "$CLUSTER" --image "$KIND_NODE_IMAGE" --kubeconfig "$KUBECONFIG_FILE" --wait 120s
+  export KUBECONFIG="$KUBECONFIG_FILE"
 
-helm upgrade redisdb-operator "$ROOT/charts/redisdb-operator" --namespace "$NAMESPACE" --reuse-values \
-  --set operator.resyncInterval=120 --wait --timeout 180s
+  docker build -t "$IMAGE" "$ROOT"
+  kind load docker-image "$IMAGE" --name "$CLUSTER"
 
-connect_pods_for_real
+  helm install redisdb-operator "$ROOT/charts/redisdb-operator" \
+    --namespace "$NAMESPACE" --create-namespace \
+    --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
+    --wait --timeout 180s
+  kubectl -n "$NAMESPACE" rollout status deployment/redisdb-operator --timeout=120s
+  # The in-cluster webhook is reachable through its Service once the operator wrote the CA into caBundle.
+  kubectl get validatingwebhookconfiguration redisdb-operator -o jsonpath='{.webhooks[0].clientConfig.caBundle}' | grep -q .
 
-# The in-cluster operator is proven (pod Ready under its ServiceAccount, webhook CA bootstrapped, upgrade). The
-# suite starts its own operator process next to a local provider on this host, which pods cannot reach, so the
-# release goes before it (its CRDs stay: helm.sh/resource-policy keep) and two operators never share objects.
-helm uninstall redisdb-operator --namespace "$NAMESPACE" --wait
-cd "$ROOT"
-REDISDB_KUBECONFIG="$KUBECONFIG_FILE" "$PYTHON" -m pytest tests/e2e -q -ra "$@"
+  helm upgrade redisdb-operator "$ROOT/charts/redisdb-operator" --namespace "$NAMESPACE" --reuse-values \
+    --set operator.resyncInterval=120 --wait --timeout 180s
+
+  connect_pods_for_real
+
+  # The in-cluster operator is proven (pod Ready under its ServiceAccount, webhook CA bootstrapped, upgrade). The
+  # suite starts its own operator process next to a local provider on loopback, which pods cannot reach, so the
+  # release goes before it (its CRDs stay: helm.sh/resource-policy keep) and two operators never share objects.
+  helm uninstall redisdb-operator --namespace "$NAMESPACE" --wait
+  cd "$ROOT"
+  REDISDB_KUBECONFIG="$KUBECONFIG_FILE" "$PYTHON" -m pytest tests/e2e -q -ra "$@"
+}
+
+# Sourced (tests/unit/test_e2e_kind_script.py, tests/local_provider/test_listen_and_advertise.py): functions only.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

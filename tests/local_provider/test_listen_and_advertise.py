@@ -8,16 +8,20 @@ server certificate carries the advertised address. The session's provider (defau
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from cryptography import x509
 
-from tests.harness.local_provider import LocalProvider, running_local_provider
+from tests.harness.local_provider import REPO, LocalProvider, redis_servers_under, running_local_provider
 
 from .helpers import port_open, redis_client, unique
 from .test_fly_api import CREATE, ORG, Fly, plan_ids
@@ -155,3 +159,45 @@ async def test_defaults_stay_on_loopback(local_provider: LocalProvider) -> None:
             assert MACHINE_IP not in _san_ips(local_provider.state_dir / "tls" / "server.pem")
         finally:
             await api.delete(f"/redis/database/{created['database_id']}")
+
+
+def test_e2e_kind_script_starts_the_provider_on_the_address_it_hands_out(tmp_path: Path) -> None:
+    """hack/e2e-kind.sh's own start_local_provider (sourced), with this machine's address for the kind gateway."""
+    assert MACHINE_IP is not None
+    script = REPO / "hack" / "e2e-kind.sh"
+    shell = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            f'source "{script}"; start_local_provider "$1"; echo "$PROVIDER_PORT"; read -r _; stop_local_provider',
+            "e2e-kind",
+            MACHINE_IP,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PROVIDER_DIR": str(tmp_path), "PYTHON": sys.executable},
+    )
+    assert shell.stdin is not None and shell.stdout is not None
+    try:
+        port = int(shell.stdout.readline())
+        base = f"http://{MACHINE_IP}:{port}"
+        with httpx.Client(base_url=base, timeout=60) as http:
+            assert http.get("/admin/health").json()["ok"] is True
+            response = http.post(
+                "/v2/redis/database", json=_upstash_database("kind-script"), auth=("dev@example.com", "local-api-key")
+            )
+        created = response.json()
+        assert created["endpoint"] == MACHINE_IP
+        assert not port_open(port)  # only on the given address, not on loopback too
+        ca_file = tmp_path / "ca" / "ca.pem"  # what the script gives `connect --cacert`
+        with redis.Redis(
+            host=MACHINE_IP, port=created["port"], password=created["password"], ssl=True, ssl_ca_certs=str(ca_file)
+        ) as client:
+            assert client.ping() is True
+    finally:
+        with contextlib.suppress(BrokenPipeError):  # the shell ended early: its exit status tells why
+            shell.stdin.write("\n")
+            shell.stdin.close()
+        assert shell.wait(timeout=60) == 0
+    assert redis_servers_under(tmp_path / "state") == []
