@@ -496,7 +496,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name", help="the RedisDatabase")
     sub.add_argument("--command", help="run one Redis command (e.g. 'PING') and exit instead of a session")
     sub.add_argument("--cacert", help="CA certificate file for a TLS endpoint signed by a private CA")
-    sub.add_argument("--mode", choices=["auto", "local", "pod"], default="auto", help="where redis-cli runs (auto)")
+    sub.add_argument(
+        "--mode",
+        choices=["auto", "local", "pod"],
+        default="auto",
+        help="where redis-cli runs: auto (here when the endpoint is reachable and redis-cli is installed, else in "
+        "a pod), local (here or fail), pod (always in a short-lived pod, as from inside the cluster; --cacert goes "
+        "into it through a ConfigMap)",
+    )
     sub.add_argument("--image", default=pod.DEFAULT_IMAGE, help=f"image of the pod (default {pod.DEFAULT_IMAGE})")
     sub.add_argument("--timeout", type=int, default=3600, metavar="SECONDS", help="the pod stops after this (3600)")
     sub.add_argument(
