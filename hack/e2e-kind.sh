@@ -47,6 +47,11 @@ stop_local_provider() {
   fi
 }
 cleanup() {
+  local status=$?
+  if [[ $status -ne 0 && -n "$PROVIDER_DIR" && -s "$PROVIDER_DIR/provider.log" ]]; then
+    echo "e2e-kind: the local provider's log (last 50 lines):" >&2
+    tail -n 50 "$PROVIDER_DIR/provider.log" >&2
+  fi
   stop_local_provider
   if [[ -z "${KEEP_CLUSTER:-}" ]]; then kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true; fi
   rm -f "$KUBECONFIG_FILE"
