@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 import redis
 from cryptography import x509
 
+from redisdb_operator.kubectl_plugin import pod as connect_pod
 from tests.harness.local_provider import REPO, LocalProvider, redis_servers_under, running_local_provider
 
 from .helpers import port_open, redis_client, unique
@@ -201,3 +203,33 @@ def test_e2e_kind_script_starts_the_provider_on_the_address_it_hands_out(tmp_pat
             shell.stdin.close()
         assert shell.wait(timeout=60) == 0
     assert redis_servers_under(tmp_path / "state") == []
+
+
+def test_the_connect_pods_redis_cli_command_answers_at_the_advertised_address(
+    advertising_provider: LocalProvider, tmp_path: Path
+) -> None:
+    """The exact redis-cli argv `kubectl redisdb connect --mode pod` runs in its pod (the CA at a file path, the
+    password in REDISCLI_AUTH), run here against the advertised address: what the kind run does from a pod."""
+    assert MACHINE_IP is not None
+    redis_cli = shutil.which("redis-cli")
+    if redis_cli is None:
+        pytest.fail("redis-cli is missing (Debian: redis-tools, installed with redis-server)")
+    with httpx.Client(
+        base_url=advertising_provider.upstash_url, auth=advertising_provider.upstash_auth, timeout=60
+    ) as api:
+        created = api.post("/redis/database", json=_upstash_database("pod-argv")).json()
+    ca_copy = tmp_path / "ca.crt"  # as mounted from the ConfigMap
+    ca_copy.write_bytes(Path(str(advertising_provider.admin.health()["tls_ca_file"])).read_bytes())
+    for cacert, expected in ((str(ca_copy), "PONG"), (None, "certificate")):
+        argv = connect_pod.redis_cli_argv(
+            host=created["endpoint"], port=created["port"], tls=created["tls"], cacert=cacert, command=["PING"]
+        )
+        answer = subprocess.run(
+            [redis_cli, *argv[1:]],
+            env={**os.environ, "REDISCLI_AUTH": created["password"]},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert expected in (answer.stdout + answer.stderr), (cacert, answer)
