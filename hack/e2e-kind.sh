@@ -157,7 +157,7 @@ assert_pod_connect_pongs() {
 
 # The pod path of `kubectl redisdb connect`, run for real against the in-cluster operator.
 connect_pods_for_real() {
-  local gateway url ca_file connect_image untrusted
+  local gateway url ca_file connect_image endpoint untrusted
   gateway="$(kind_gateway)"
   start_local_provider "$gateway"
   url="http://$gateway:$PROVIDER_PORT"
@@ -181,8 +181,8 @@ connect_pods_for_real() {
   database_manifests | kubectl -n "$CONNECT_NAMESPACE" apply -f -
   kubectl -n "$CONNECT_NAMESPACE" wait --for=condition=Ready redisdatabases.redisdb.dev/plain \
     redisdatabases.redisdb.dev/secure --timeout=300s
-  [[ "$(kubectl -n "$CONNECT_NAMESPACE" get redisdatabases.redisdb.dev secure -o jsonpath='{.status.endpoint}')" == "$gateway" ]] ||
-    fail "the Upstash-type database's endpoint is not the advertised $gateway"
+  endpoint="$(kubectl -n "$CONNECT_NAMESPACE" get redisdatabases.redisdb.dev secure -o jsonpath='{.status.endpoint}')"
+  [[ "$endpoint" == "$gateway" ]] || fail "the Upstash-type database's endpoint is $endpoint, not $gateway"
 
   assert_pod_connect_pongs plain
   assert_pod_connect_pongs secure --cacert "$ca_file"
@@ -204,7 +204,7 @@ connect_pods_for_real() {
 main() {
   for tool in docker kind helm kubectl kubectl-redisdb redis-server; do
     command -v "$tool" >/dev/null || {
-      echo "e2e-kind: '$tool' not found; this path needs Docker + kind, helm, kubectl, redis-server and \`make venv\`" >&2
+      echo "e2e-kind: '$tool' not found; needs Docker + kind, helm, kubectl, redis-server and \`make venv\`" >&2
       exit 2
     }
   done
@@ -226,7 +226,8 @@ main() {
     --wait --timeout 180s
   kubectl -n "$NAMESPACE" rollout status deployment/redisdb-operator --timeout=120s
   # The in-cluster webhook is reachable through its Service once the operator wrote the CA into caBundle.
-  kubectl get validatingwebhookconfiguration redisdb-operator -o jsonpath='{.webhooks[0].clientConfig.caBundle}' | grep -q .
+  kubectl get validatingwebhookconfiguration redisdb-operator \
+    -o jsonpath='{.webhooks[0].clientConfig.caBundle}' | grep -q .
 
   helm upgrade redisdb-operator "$ROOT/charts/redisdb-operator" --namespace "$NAMESPACE" --reuse-values \
     --set operator.resyncInterval=120 --wait --timeout 180s
