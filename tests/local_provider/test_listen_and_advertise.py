@@ -2,8 +2,8 @@
 
 The provider listens on every interface and hands out this machine's own non-loopback address (from
 ``hostname -I``, else 127.0.0.2); clients then connect to that address: a Fly-type database in plain text (with a
-read replica, which replicates from its primary through loopback), an Upstash-type one over TLS verified against the CA, whose
-server certificate carries the advertised address. The session's provider (defaults) stays on loopback.
+read replica, which replicates from its primary through loopback), an Upstash-type one over TLS verified against
+the CA, whose server certificate carries the advertised address. The session's provider (defaults) stays on loopback.
 """
 
 from __future__ import annotations
