@@ -87,6 +87,12 @@ class ProviderObserver:
             return self._by_id.get(database_id)
         return self._by_name.get(name)
 
+    def namesakes(self, name: str) -> tuple[Database, ...]:
+        """Every database of this name in the snapshot when there is more than one (else empty): names are not
+        unique at every provider, and a create released after a crash can make a second one of ours."""
+        found = tuple(database for database in self._by_id.values() if database.name == name)
+        return found if len(found) > 1 else ()
+
     def remember(self, database: Database) -> None:
         """Write-through after our own create/update, so the next lookup does not see stale state."""
         self._by_id[database.id] = database
@@ -94,8 +100,12 @@ class ProviderObserver:
 
     def forget(self, database_id: str) -> None:
         database = self._by_id.pop(database_id, None)
-        if database is not None:
-            self._by_name.pop(database.name, None)
+        if database is not None and self._by_name.get(database.name) is database:
+            self._by_name.pop(database.name)
+            # another database of the name (a duplicate's deletion keeps one) stays findable by it
+            for other in self._by_id.values():
+                if other.name == database.name:
+                    self._by_name[other.name] = other
 
 
 class ProviderRegistry:
