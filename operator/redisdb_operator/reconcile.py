@@ -537,11 +537,21 @@ def duplicates_to_delete(facts: Facts, seen: Observation) -> tuple[Database | No
     sent it crashed or gave up), so it lands after the create whose answer was seen and published; the oldest is
     the likeliest to be the one a Secret already points at, and it is the same choice at every resync and in every
     replica. Deleted: only the others proven ours by time (`made_after_resource`); a database older than the
-    RedisDatabase, or of unknown age, is someone else's (or cannot be told) and is never touched. Observe never
-    deletes anything.
+    RedisDatabase, or of unknown age, is someone else's (or cannot be told) and is never touched; so is every
+    duplicate of a custom spec.name. Observe never deletes anything.
+
+    Where it applies: the shell fills `namesakes` from the shared snapshot (every resync reads it). A fresh lookup
+    by name is one adapter call that answers one database (Upstash: the newest of the name); the one it takes
+    over is recorded, and from then on the recorded one is kept here at the next resync.
     """
-    if facts.resource.observe_only or (facts.resource.adopt and seen.known_id is None):
+    resource = facts.resource
+    if resource.observe_only or (resource.adopt and seen.known_id is None):
         # An adoption asked by annotation with nothing recorded yet: which one the person meant is theirs to say.
+        return None, ()
+    if resource.desired().name != f"{resource.namespace}-{resource.name}":
+        # A custom spec.name: another RedisDatabase may claim it too (the webhook refuses that, but it may have
+        # been down), and its database is as new as ours; only the default name (namespace-name, unique in the
+        # cluster) proves a duplicate is this resource's own.
         return None, ()
     created = facts.resource.created
     mine = sorted((d for d in seen.namesakes if made_after_resource(d, created)), key=_oldest_first)

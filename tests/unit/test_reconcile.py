@@ -432,9 +432,14 @@ def test_with_nothing_recorded_the_oldest_of_ours_is_kept_and_adopted() -> None:
     assert after.status["databaseId"] == "db-b" and [e.reason for e in after.events] == ["Adopted"]
 
 
-def test_no_duplicate_is_deleted_under_observe_or_an_adoption_asked_by_annotation() -> None:
+def test_no_duplicate_is_deleted_under_observe_an_adoption_asked_by_annotation_or_a_custom_name() -> None:
+    """Observe never deletes; with the adopt annotation the person says which one; a custom spec.name may be
+    claimed by another RedisDatabase too (the webhook down), whose database is as new as ours."""
     namesakes = (made("db-a", 40), made("db-b", 3))
     observe = facts(fresh=False, names_are_unique=False, spec={"primaryRegion": "cdg", "managementPolicy": "Observe"})
     adopt = facts(fresh=False, names_are_unique=False, annotations={"redisdb.dev/adopt": "true"})
+    custom = facts(fresh=False, names_are_unique=False, spec={"primaryRegion": "cdg", "name": "shop-cache-shared"})
+    custom_namesakes = tuple(d.model_copy(update={"name": "shop-cache-shared"}) for d in namesakes)
+    assert duplicates_to_delete(custom, Observation(step=Step.SNAPSHOT, namesakes=custom_namesakes)) == (None, ())
     for f in (observe, adopt):
         assert duplicates_to_delete(f, Observation(step=Step.SNAPSHOT, namesakes=namesakes)) == (None, ())
