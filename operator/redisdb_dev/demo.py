@@ -28,7 +28,7 @@ import redis
 import yaml
 
 from .devcluster.controlplane import ControlPlane, resolve_bin_dir
-from .devrun import LOCAL_FLY_ORG, LOCAL_FLY_TOKEN, SYSTEM_NAMESPACE, fly_provider_manifests, free_port, operator_argv
+from .devrun import LOCAL_FLY_ORG, LOCAL_FLY_TOKEN, SYSTEM_NAMESPACE, fly_provider_manifests, operator_argv
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = Path(os.environ.get("REDISDB_DEMO_DIR", REPO / ".run" / "demo"))
@@ -146,7 +146,6 @@ class Demo:
                 # nobody (and the operator rightly refuses to take over an older database of the same name).
                 shutil.rmtree(self.run_dir / "local-provider", ignore_errors=True)
             say("starting the local provider (Fly GraphQL + Upstash v2 APIs over real redis-servers)")
-            port = free_port()
             port_file = self.run_dir / "local-provider.port"
             port_file.unlink(missing_ok=True)
             state["provider_pid"] = self.spawn(
@@ -157,7 +156,7 @@ class Demo:
                     "redisdb_dev.cli",
                     "local-provider",
                     "--port",
-                    str(port),
+                    "0",  # the OS's choice, read back from the port file: never probed free and raced for
                     "--port-file",
                     str(port_file),
                     "--state-dir",
@@ -192,7 +191,6 @@ class Demo:
             say("starting the operator" + (" with its validating webhook" if local_cluster else ""))
             # a remote apiserver cannot call a webhook on this machine's loopback: only for the local cluster
             argv = operator_argv(
-                health_port=free_port(),
                 resync_interval=30,
                 webhook_cert_dir=self.run_dir / "webhook-certs" if local_cluster else None,
             )

@@ -4,8 +4,10 @@ line with its webhook on loopback. One place, so the three cannot drift apart.""
 
 from __future__ import annotations
 
-import socket
+import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,18 @@ SYSTEM_NAMESPACE = "redisdb-system"
 WEBHOOK_CONFIGURATION = "redisdb.dev"
 
 
-def free_port() -> int:
-    """A port free right now (bound and released: another process may take it before it is used; prefer
-    `operator_argv(ports_file=...)`, where the operator binds port 0 and reports what it got)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def wait_for_ports(ports_file: Path, alive: Callable[[], bool], *, timeout: float, log: Path) -> dict[str, int]:
+    """The ports an operator started with `operator_argv(ports_file=...)` bound (port 0, the OS's choice) and
+    wrote once it listens: read back, never guessed, so nothing here races other processes for a port."""
+    deadline = time.monotonic() + timeout
+    while not ports_file.exists():
+        if not alive():
+            raise SystemExit(f"the operator exited before it listened; see {log}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the operator did not report its ports in {timeout:.0f}s; see {log}")
+        time.sleep(0.1)
+    ports: dict[str, int] = json.loads(ports_file.read_text())
+    return ports
 
 
 def fly_provider_manifests(
@@ -84,7 +91,6 @@ def _provider(name: str, spec: dict[str, Any], namespace: str, secret_name: str)
 
 def operator_argv(
     *,
-    health_port: int | None = None,
     resync_interval: float,
     webhook_cert_dir: Path | None,
     extra_args: list[str] | tuple[str, ...] = (),
@@ -92,25 +98,25 @@ def operator_argv(
 ) -> list[str]:
     """`redisdb-operator run` for a local process; with `webhook_cert_dir`, the webhook on 127.0.0.1, managed.
 
-    With `ports_file` the operator binds its liveness and webhook ports itself (port 0, the OS's choice, held
-    for its whole life) and writes them to that file; without it, free ports are picked here.
+    The operator binds its liveness and webhook ports itself (port 0, the OS's choice, held for its whole life;
+    the managed webhook configuration names the port it got); with `ports_file` it writes them there
+    (`wait_for_ports` reads them back). No port is picked here: a port probed free and released can be taken
+    by another process (a redis-server the local provider starts) before the operator binds it.
     """
-    if health_port is None:
-        health_port = 0 if ports_file is not None else free_port()
     argv = [
         sys.executable,
         "-m",
         "redisdb_operator.cli",
         "run",
         "--liveness",
-        f"http://127.0.0.1:{health_port}/healthz",
+        "http://127.0.0.1:0/healthz",
         "--resync-interval",
         str(resync_interval),
     ]
     if webhook_cert_dir is not None:
         argv += [
             "--webhook-listen",
-            f"127.0.0.1:{0 if ports_file is not None else free_port()}",
+            "127.0.0.1:0",
             "--webhook-cert-dir",
             str(write_webhook_cert_dir(webhook_cert_dir)),
             "--webhook-host",

@@ -29,6 +29,7 @@ from .provider_registry import ProviderHandle, ProviderRegistry
 from .providers.base import AlreadyExistsError, Database, NotFoundError, UnauthorizedError, UnavailableError
 from .reconcile import (
     Delete,
+    DeleteDuplicates,
     Facts,
     GiveUp,
     Hold,
@@ -208,7 +209,19 @@ class DatabaseController:
             assert handle is not None
             client = handle.client
             if isinstance(action, LookUp):
-                seen = plan.observe(action.then, await self._look_up(handle, action))
+                found = await self._look_up(handle, action)
+                namesakes = handle.observer.namesakes(action.name) if action.snapshot else ()
+                seen = plan.observe(action.then, found, namesakes=namesakes)
+            elif isinstance(action, DeleteDuplicates):
+                for database_id in action.database_ids:
+                    await client.delete(database_id)
+                    handle.observer.forget(database_id)
+                    metrics.PROVIDER_ACTIONS.inc(action="delete_duplicate")
+                logger.warning(
+                    "deleted duplicate provider database(s) %s, kept %s", action.database_ids, action.keep_id
+                )
+                _post(body, (action.done,))
+                seen = plan.progress
             elif isinstance(action, CreateAction):
                 sent_at = now()
                 try:

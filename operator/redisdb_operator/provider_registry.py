@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class ProviderObserver:
         self._client = client
         self._by_id: dict[str, Database] = {}
         self._by_name: dict[str, Database] = {}
+        self._shared_names: set[str] = set()  # names more than one database had in the last list
         self._taken_at = float("-inf")
         self._failed_at = float("-inf")
         self._failure: Exception | None = None
@@ -79,6 +81,7 @@ class ProviderObserver:
             self._failure = None
             self._by_id = {database.id: database for database in databases}
             self._by_name = {database.name: database for database in databases}
+            self._shared_names = {name for name, n in collections.Counter(d.name for d in databases).items() if n > 1}
             self._taken_at = started
 
     async def lookup(self, *, database_id: str | None, name: str, max_age: float) -> Database | None:
@@ -87,6 +90,14 @@ class ProviderObserver:
             return self._by_id.get(database_id)
         return self._by_name.get(name)
 
+    def namesakes(self, name: str) -> tuple[Database, ...]:
+        """Every database of this name in the snapshot when there is more than one (else empty): names are not
+        unique at every provider, and a create released after a crash can make a second one of ours."""
+        if name not in self._shared_names:
+            return ()  # the common case, without a scan of every database at every resync
+        found = tuple(database for database in self._by_id.values() if database.name == name)
+        return found if len(found) > 1 else ()
+
     def remember(self, database: Database) -> None:
         """Write-through after our own create/update, so the next lookup does not see stale state."""
         self._by_id[database.id] = database
@@ -94,8 +105,12 @@ class ProviderObserver:
 
     def forget(self, database_id: str) -> None:
         database = self._by_id.pop(database_id, None)
-        if database is not None:
-            self._by_name.pop(database.name, None)
+        if database is not None and self._by_name.get(database.name) is database:
+            self._by_name.pop(database.name)
+            # another database of the name (a duplicate's deletion keeps one) stays findable by it
+            for other in self._by_id.values():
+                if other.name == database.name:
+                    self._by_name[other.name] = other
 
 
 class ProviderRegistry:

@@ -204,6 +204,9 @@ class Observation:
     database: Database | None = None
     changes: tuple[FieldChange, ...] = ()  # UPDATED: what the update changed
     sent_at: datetime.datetime | None = None  # CREATE_TIMED_OUT: when the create was sent
+    # Every database of the desired name the lookup saw, `database` among them, when there is more than one (a
+    # provider whose names are not unique: a create released after a crash may have made a second one).
+    namesakes: tuple[Database, ...] = ()
     # carried from step to step by Plan.observe
     known_id: str | None = None  # the provider id this event has recorded (status.databaseId at first)
     created: bool = False
@@ -269,6 +272,15 @@ class Delete:
 
 
 @dataclasses.dataclass(frozen=True)
+class DeleteDuplicates:
+    """Delete these databases of ours that duplicate the one kept (`keep_id`), then post `done` and go on."""
+
+    database_ids: tuple[str, ...]
+    keep_id: str
+    done: KubeEvent
+
+
+@dataclasses.dataclass(frozen=True)
 class Release:
     """The deletion is finished: let Kubernetes remove the RedisDatabase."""
 
@@ -292,7 +304,18 @@ class Hold:
 
 
 PlanAction = (
-    LookUp | CreateAction | UpdateAction | ResetPassword | Publish | Refuse | GiveUp | Delete | Release | Wait | Hold
+    LookUp
+    | CreateAction
+    | UpdateAction
+    | ResetPassword
+    | Publish
+    | Refuse
+    | GiveUp
+    | Delete
+    | DeleteDuplicates
+    | Release
+    | Wait
+    | Hold
 )
 
 
@@ -317,9 +340,12 @@ class Plan:
         *,
         changes: tuple[FieldChange, ...] = (),
         sent_at: datetime.datetime | None = None,
+        namesakes: tuple[Database, ...] = (),
     ) -> Observation:
         """The outcome of this plan's action as the next observation, carrying what the event already did."""
-        return dataclasses.replace(self.progress, step=step, database=database, changes=changes, sent_at=sent_at)
+        return dataclasses.replace(
+            self.progress, step=step, database=database, changes=changes, sent_at=sent_at, namesakes=namesakes
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -399,6 +425,8 @@ def _decide(facts: Facts, seen: Observation) -> Plan:
         return refuse(facts, seen, "InvalidSpec", problem)
     if seen.step is Step.START:
         return _first_look(facts, seen, desired)
+    if seen.namesakes and (duplicates := _delete_duplicates(facts, seen)) is not None:
+        return duplicates
     if seen.step in (Step.SNAPSHOT, Step.GOT_BY_ID, Step.FOUND_BY_NAME, Step.CONFIRMED_BY_ID):
         gone_by_id = seen.step is Step.CONFIRMED_BY_ID or (seen.step is Step.GOT_BY_ID and resource.observe_only)
         if gone_by_id and seen.database is None:
@@ -484,6 +512,73 @@ def _observed(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Plan
         # Observe): a take-over, recorded, announced and counted as one.
         return _adopt(facts, seen, desired, database)
     return _converge(facts, seen, desired, database, _Consequences(), action)
+
+
+def made_after_resource(found: Database, resource_created: datetime.datetime | None) -> bool:
+    """Strictly ours by time: created after the RedisDatabase (within the clock-skew allowance). Unlike
+    `stranger_database`, the adopt annotation and an unknown creation time do not count: only what this rule
+    proves ours may ever be deleted as a duplicate."""
+    if found.created_at is None or resource_created is None:
+        return False
+    return found.created_at >= resource_created - CLOCK_SKEW_ALLOWANCE
+
+
+def _oldest_first(database: Database) -> tuple[datetime.datetime, str]:
+    assert database.created_at is not None
+    return (database.created_at, database.id)
+
+
+def duplicates_to_delete(facts: Facts, seen: Observation) -> tuple[Database | None, tuple[Database, ...]]:
+    """Of several databases of one name, the one to keep and the duplicates of ours to delete.
+
+    The one kept: the one recorded in status.databaseId when it is among them: the Secret was written from it by
+    the reconcile that recorded it, so clients already use its password. With none recorded among them, the oldest
+    one of ours: a duplicate is a create released late (held or timed out at the provider while the operator that
+    sent it crashed or gave up), so it lands after the create whose answer was seen and published; the oldest is
+    the likeliest to be the one a Secret already points at, and it is the same choice at every resync and in every
+    replica. Deleted: only the others proven ours by time (`made_after_resource`); a database older than the
+    RedisDatabase, or of unknown age, is someone else's (or cannot be told) and is never touched; so is every
+    duplicate of a custom spec.name. Observe never deletes anything.
+
+    Where it applies: the shell fills `namesakes` from the shared snapshot (every resync reads it). A fresh lookup
+    by name is one adapter call that answers one database (Upstash: the newest of the name); the one it takes
+    over is recorded, and from then on the recorded one is kept here at the next resync.
+    """
+    resource = facts.resource
+    if resource.observe_only or (resource.adopt and seen.known_id is None):
+        # An adoption asked by annotation with nothing recorded yet: which one the person meant is theirs to say.
+        return None, ()
+    if resource.desired().name != f"{resource.namespace}-{resource.name}":
+        # A custom spec.name: another RedisDatabase may claim it too (the webhook refuses that, but it may have
+        # been down), and its database is as new as ours; only the default name (namespace-name, unique in the
+        # cluster) proves a duplicate is this resource's own.
+        return None, ()
+    created = facts.resource.created
+    mine = sorted((d for d in seen.namesakes if made_after_resource(d, created)), key=_oldest_first)
+    recorded = next((d for d in seen.namesakes if d.id == seen.known_id), None)
+    if seen.known_id is not None and recorded is None:
+        return None, ()  # the recorded one is missing: the confirm-then-recreate path decides, not this one
+    keep = recorded if recorded is not None else (mine[0] if mine else None)
+    if keep is None:
+        return None, ()
+    return keep, tuple(d for d in mine if d.id != keep.id)
+
+
+def _delete_duplicates(facts: Facts, seen: Observation) -> Plan | None:
+    """Delete the duplicates of ours a lookup by name met (see `duplicates_to_delete`), then go on with the kept one
+    as the observation's database; None when there is nothing to delete."""
+    keep, extra = duplicates_to_delete(facts, seen)
+    if keep is None or not extra:
+        return None
+    ids = tuple(d.id for d in extra)
+    done = KubeEvent(
+        "Warning",
+        "DuplicateDeleted",
+        f"deleted {len(ids)} duplicate provider database(s) named {keep.name} made by this RedisDatabase "
+        f"(a create that landed late): {', '.join(ids)}; kept {keep.id}",
+    )
+    progress = dataclasses.replace(seen, database=keep, namesakes=())
+    return Plan(DeleteDuplicates(ids, keep.id, done), progress)
 
 
 def _nothing_to_observe(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Plan:

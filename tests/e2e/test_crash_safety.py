@@ -158,6 +158,54 @@ def test_killed_before_the_database_exists_the_late_create_is_refused_by_name_on
         running.runner.stop_all()
 
 
+def test_killed_before_the_database_exists_the_late_duplicate_is_deleted_on_upstash(
+    cluster: Cluster, providers: None, local_provider: LocalProvider, namespace: str, tmp_path: Path
+) -> None:
+    """The same crash on Upstash, whose names are not unique: the killed operator's create, released after the
+    restarted operator made and published its own, lands as a second database of the name. The operator keeps the
+    one recorded in status (the one the Secret was written from) and deletes the extra, naming it in an Event."""
+    admin, name = local_provider.admin, f"{namespace}-cache"
+    running = operator_with_metrics(cluster, tmp_path)
+    try:
+        hold = admin.hold("before_create", name=name)
+        apply(database("cache", UPSTASH_PROVIDER), namespace)
+        admin.wait_held(hold)
+        assert named(local_provider, name) == [], "held before the database exists"
+        running.kill()
+        running.restart()
+        kept_id = wait_ready("cache", namespace, timeout=120)["status"]["databaseId"]
+        assert actions(running).get("create") == 1, actions(running)
+        admin.release(hold, "answer")  # lands now; its answer goes to the killed operator's closed connection
+
+        def held_call_finished() -> list[dict[str, Any]] | None:
+            creates = [c for c in admin.calls(name=name) if c["operation"] == "create"]
+            return creates if len(creates) == 2 and all(c["outcome"] == "answered" for c in creates) else None
+
+        wait_for(held_call_finished, 30, message="the released create answered")
+
+        def duplicate_deleted() -> dict[str, Any] | None:
+            found = [e for e in events_for("cache", namespace) if e["reason"] == "DuplicateDeleted"]
+            return found[0] if found else None
+
+        event = wait_for(duplicate_deleted, 90, message="a DuplicateDeleted Event after the late create landed")
+        remaining = wait_for(
+            lambda: named(local_provider, name) if len(named(local_provider, name)) == 1 else None,
+            30,
+            message="exactly one database of the name at the provider",
+        )
+        assert remaining[0]["id"] == kept_id
+        deletes = [c for c in admin.calls(name=name) if c["operation"] == "delete"]
+        assert len(deletes) == 1 and deletes[0]["id"] != kept_id, deletes  # the late one, and only it
+        assert f"{deletes[0]['id']}; kept {kept_id}" in event["message"], event["message"]
+        assert actions(running).get("delete_duplicate") == 1, actions(running)
+        url = secret_data("cache-redis", namespace)["REDIS_URL"]
+        assert url.startswith("rediss://") and f":{remaining[0]['port']}" in url, "the Secret points at the one kept"
+        assert redis_from_url(url).ping()  # the Secret's password works against the one kept, over verified TLS
+        assert_one_database_in_use(local_provider, namespace)
+    finally:
+        running.runner.stop_all()
+
+
 @pytest.mark.parametrize("provider", BOTH_APIS)
 def test_a_create_that_times_out_and_lands_late_is_adopted(
     cluster: Cluster, providers: None, local_provider: LocalProvider, namespace: str, tmp_path: Path, provider: str

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from redisdb_dev.devrun import SYSTEM_NAMESPACE, free_port
+from redisdb_dev.devrun import SYSTEM_NAMESPACE
 from redisdb_operator.webhook_certs import write_webhook_cert_dir
 from tests.e2e.test_resilience import database
 from tests.harness.audit import wait_for_clean_audit
@@ -281,13 +281,12 @@ def test_webhook_certificate_renews_without_failed_admission(
 ) -> None:
     configuration = f"renewal-{namespace[-6:]}.redisdb.dev"
     secret = f"webhook-renewal-{namespace[-6:]}"
-    port = free_port()
     operator = start_operator(
         cluster,
         tmp_path,
         webhook=False,
         extra_args=[
-            f"--webhook-listen=127.0.0.1:{port}",
+            "--webhook-listen=127.0.0.1:0",  # the OS picks; read back from the ports file
             f"--webhook-cert-dir={tmp_path / 'certs'}",
             "--webhook-host=127.0.0.1",
             f"--webhook-managed={configuration}",
@@ -298,6 +297,7 @@ def test_webhook_certificate_renews_without_failed_admission(
         ],
     )
     request.node.stash[PROCESS_RUNNERS] = operator.runner
+    port = operator.ports()["webhook"]
     try:
         wait_for(lambda: get_json("validatingwebhookconfiguration", configuration), 60, message="the configuration")
         serials: list[int] = []
@@ -344,13 +344,12 @@ def test_certificate_files_renewed_elsewhere_are_picked_up_without_failed_admiss
     """As cert-manager's mounted Secret changes: new files (here even a new CA) replace the old ones at once."""
     configuration = f"files-{namespace[-6:]}.redisdb.dev"
     certs = write_webhook_cert_dir(tmp_path / "certs", ["127.0.0.1"])
-    port = free_port()
     operator = start_operator(
         cluster,
         tmp_path,
         webhook=False,
         extra_args=[
-            f"--webhook-listen=127.0.0.1:{port}",
+            "--webhook-listen=127.0.0.1:0",  # the OS picks; read back from the ports file
             f"--webhook-cert-dir={certs}",
             "--webhook-host=127.0.0.1",
             f"--webhook-managed={configuration}",
@@ -359,6 +358,7 @@ def test_certificate_files_renewed_elsewhere_are_picked_up_without_failed_admiss
         ],
     )
     request.node.stash[PROCESS_RUNNERS] = operator.runner
+    port = operator.ports()["webhook"]
     try:
         wait_for(lambda: get_json("validatingwebhookconfiguration", configuration), 60, message="the configuration")
         before = served_certificate(port).serial_number

@@ -265,3 +265,23 @@ async def test_an_add_on_in_error_shows_the_providers_reason() -> None:
     ready = condition(second.status["conditions"], "Ready")
     assert ready is not None and ready["status"] == "False"
     assert ready["message"] == "state is error: provisioning failed: capacity"
+
+
+async def test_a_late_landing_duplicate_of_ours_is_deleted_at_the_resync(
+    posted_events: list[tuple[str, str, str]],
+) -> None:
+    """A create released after the operator that sent it crashed lands next to the one the restarted operator made
+    (names are not unique): the resync deletes the extra, keeps the recorded one, and says so in an Event."""
+    provider = InMemoryProvider(names_are_unique=False)
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    created_at = datetime.datetime.now(datetime.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    first = kopf.Patch()
+    await controller.reconcile(body(creationTimestamp=created_at), fresh=True, patch=first, logger=LOGGER)
+    status = applied({}, first)
+    late = provider.database_for(CreateDatabaseRequest(name="shop-cache", primary_region="us-east-1"))
+    provider.databases[late.id] = late
+    resync = kopf.Patch()
+    await controller.reconcile(body(status, creationTimestamp=created_at), fresh=False, patch=resync, logger=LOGGER)
+    assert list(provider.databases) == ["db-1"] and provider.calls.count("delete") == 1
+    deleted = [message for _, reason, message in posted_events if reason == "DuplicateDeleted"]
+    assert len(deleted) == 1 and late.id in deleted[0]

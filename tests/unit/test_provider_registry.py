@@ -46,3 +46,26 @@ async def test_a_failed_list_is_shared_for_max_age_then_retried() -> None:
     client.down = False
     assert await observer.lookup(database_id="db-1", name="x", max_age=0) is not None
     assert client.calls == 2
+
+
+class TwoOfOneName:
+    async def list(self) -> Sequence[Database]:
+        return [
+            Database(id="db-1", name="shop-cache", primary_region="mad", plan="payg"),
+            Database(id="db-2", name="shop-cache", primary_region="mad", plan="payg"),
+            Database(id="db-3", name="shop-other", primary_region="mad", plan="payg"),
+        ]
+
+
+async def test_namesakes_and_forgetting_one_of_them() -> None:
+    """Every database of a name when there are several (the duplicates decision needs them all); forgetting the
+    one the name pointed at leaves the other findable by the name."""
+    observer = ProviderObserver(TwoOfOneName())  # type: ignore[arg-type]
+    found = await observer.lookup(database_id=None, name="shop-cache", max_age=60)
+    assert found is not None
+    assert sorted(d.id for d in observer.namesakes("shop-cache")) == ["db-1", "db-2"]
+    assert observer.namesakes("shop-other") == ()  # one alone is no duplicate
+    observer.forget(found.id)
+    left = await observer.lookup(database_id=None, name="shop-cache", max_age=60)
+    assert left is not None and left.id != found.id
+    assert observer.namesakes("shop-cache") == ()

@@ -13,6 +13,7 @@ from redisdb_operator.models import RedisDatabaseSpec
 from redisdb_operator.providers.base import Database, ProviderType
 from redisdb_operator.reconcile import (
     Delete,
+    DeleteDuplicates,
     Facts,
     GiveUp,
     LookUp,
@@ -27,6 +28,7 @@ from redisdb_operator.reconcile import (
     Wait,
     decide,
     decide_deletion,
+    duplicates_to_delete,
     stranger_database,
 )
 from redisdb_operator.status import condition
@@ -366,3 +368,78 @@ def test_a_database_created_on_a_plan_the_provider_cannot_show_records_the_plan_
     f = facts(spec={"primaryRegion": "cdg", "readRegions": ["ams"], "plan": "fixed_1gb"}, names_are_unique=False)
     created = decide(f, Observation(step=Step.CREATED, database=ours(plan="paid", plan_observable=False)))
     assert isinstance(created.action, Publish) and created.action.status["plan"] == "fixed_1gb"
+
+
+# --- duplicates of ours (names not unique: a create released after a crash lands as a second database) --------
+
+
+def made(database_id: str, seconds_after_resource: float) -> Database:
+    return ours(id=database_id, created_at=T0 + datetime.timedelta(seconds=seconds_after_resource))
+
+
+@pytest.mark.parametrize(
+    ("recorded", "namesakes", "keep", "deleted"),
+    [
+        # the recorded one is kept (the Secret was written from it), whether older or newer
+        ("db-b", [made("db-a", 5), made("db-b", 3)], "db-b", ["db-a"]),
+        ("db-a", [made("db-a", 5), made("db-b", 3)], "db-a", ["db-b"]),
+        # nothing recorded: the oldest of ours, whatever order the listing gives
+        (None, [made("db-a", 5), made("db-b", 3), made("db-c", 4)], "db-b", ["db-c", "db-a"]),
+        # within the 10 s clock-skew allowance: ours, deleted when not kept
+        ("db-b", [made("db-a", -9), made("db-b", 3)], "db-b", ["db-a"]),
+        # older than the allowance: someone else's, never deleted, whichever is kept
+        ("db-b", [made("db-a", -11), made("db-b", 3)], "db-b", []),
+        (None, [made("db-a", -3600), made("db-b", 3)], "db-b", []),
+        # no creation time: cannot be told ours, never deleted
+        ("db-b", [ours(id="db-a", created_at=None), made("db-b", 3)], "db-b", []),
+        # the recorded one is not among them: not this path's decision
+        ("db-z", [made("db-a", 5), made("db-b", 3)], None, []),
+    ],
+)
+def test_duplicates_of_ours_keep_the_recorded_else_the_oldest_and_never_a_strangers(
+    recorded: str | None, namesakes: list[Database], keep: str | None, deleted: list[str]
+) -> None:
+    status = {"databaseId": recorded, "observedGeneration": 1} if recorded else {}
+    f = facts(fresh=False, names_are_unique=False, status=status)
+    seen = Observation(step=Step.SNAPSHOT, known_id=recorded, namesakes=tuple(namesakes))
+    kept, extra = duplicates_to_delete(f, seen)
+    assert (kept.id if kept else None) == keep
+    assert [d.id for d in extra] == deleted
+
+
+def test_a_resync_that_sees_a_duplicate_of_ours_deletes_it_then_goes_on_with_the_one_kept() -> None:
+    f = facts(fresh=False, names_are_unique=False, status={"databaseId": "db-b", "observedGeneration": 1})
+    first = decide(f, Observation.first(f.resource))
+    assert first.action == LookUp(Step.SNAPSHOT, "shop-cache", "db-b", snapshot=True)
+    kept, late = made("db-b", 3), made("db-a", 40)
+    plan = decide(f, first.observe(Step.SNAPSHOT, kept, namesakes=(late, kept)))
+    assert isinstance(plan.action, DeleteDuplicates)
+    assert plan.action.database_ids == ("db-a",) and plan.action.keep_id == "db-b"
+    assert plan.action.done.reason == "DuplicateDeleted" and "db-a" in plan.action.done.message
+    assert "pw" not in plan.action.done.message  # no secret values
+    assert plan.events == () and plan.counted == ()  # the Event is posted by the shell once the delete is done
+    after = decide(f, plan.progress)
+    assert isinstance(after.action, Publish) and after.action.database.id == "db-b"
+
+
+def test_with_nothing_recorded_the_oldest_of_ours_is_kept_and_adopted() -> None:
+    f = facts(fresh=False, names_are_unique=False)
+    first = decide(f, Observation.first(f.resource))
+    plan = decide(f, first.observe(Step.SNAPSHOT, made("db-a", 40), namesakes=(made("db-a", 40), made("db-b", 3))))
+    assert isinstance(plan.action, DeleteDuplicates) and plan.action.database_ids == ("db-a",)
+    after = decide(f, plan.progress)
+    assert isinstance(after.action, Publish) and after.action.database.id == "db-b"
+    assert after.status["databaseId"] == "db-b" and [e.reason for e in after.events] == ["Adopted"]
+
+
+def test_no_duplicate_is_deleted_under_observe_an_adoption_asked_by_annotation_or_a_custom_name() -> None:
+    """Observe never deletes; with the adopt annotation the person says which one; a custom spec.name may be
+    claimed by another RedisDatabase too (the webhook down), whose database is as new as ours."""
+    namesakes = (made("db-a", 40), made("db-b", 3))
+    observe = facts(fresh=False, names_are_unique=False, spec={"primaryRegion": "cdg", "managementPolicy": "Observe"})
+    adopt = facts(fresh=False, names_are_unique=False, annotations={"redisdb.dev/adopt": "true"})
+    custom = facts(fresh=False, names_are_unique=False, spec={"primaryRegion": "cdg", "name": "shop-cache-shared"})
+    custom_namesakes = tuple(d.model_copy(update={"name": "shop-cache-shared"}) for d in namesakes)
+    assert duplicates_to_delete(custom, Observation(step=Step.SNAPSHOT, namesakes=custom_namesakes)) == (None, ())
+    for f in (observe, adopt):
+        assert duplicates_to_delete(f, Observation(step=Step.SNAPSHOT, namesakes=namesakes)) == (None, ())

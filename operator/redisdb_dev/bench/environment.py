@@ -25,7 +25,7 @@ import httpx
 import yaml
 
 from ..devcluster.controlplane import ControlPlane
-from ..devrun import WEBHOOK_CONFIGURATION, fly_provider_manifests, free_port, operator_argv
+from ..devrun import WEBHOOK_CONFIGURATION, fly_provider_manifests, operator_argv, wait_for_ports
 from .webhook import NAMESPACE, PROVIDER, Kube, _webhook_client_config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -170,9 +170,10 @@ def operator_process(
 ) -> Iterator[OperatorProcess]:
     """`redisdb-operator run` with its managed webhook on loopback, as tests/harness/operator.py starts it."""
     workdir.mkdir(parents=True, exist_ok=True)
-    health_port = free_port()
+    ports_file = workdir / "ports.json"
+    ports_file.unlink(missing_ok=True)
     argv = operator_argv(
-        health_port=health_port,
+        ports_file=ports_file,
         resync_interval=resync_interval,
         webhook_cert_dir=workdir / "webhook-certs",
         extra_args=["--max-concurrent-reconciles", str(max_concurrent_reconciles), *extra_args],
@@ -184,6 +185,7 @@ def operator_process(
     running = OperatorProcess(process, log_path, argv)
     try:
         deadline = time.monotonic() + 90
+        health_port = wait_for_ports(ports_file, lambda: process.poll() is None, timeout=90, log=log_path)["liveness"]
         while True:
             running.check_alive()
             with contextlib.suppress(httpx.HTTPError):

@@ -42,7 +42,7 @@ from redisdb_operator.admission import validate_redisdatabase
 from redisdb_operator.models import API_VERSION
 
 from ..devcluster.controlplane import ControlPlane, resolve_bin_dir
-from ..devrun import WEBHOOK_CONFIGURATION, free_port, operator_argv
+from ..devrun import WEBHOOK_CONFIGURATION, operator_argv
 
 REPO = Path(__file__).resolve().parents[3]
 PROVIDER = "bench-fly"
@@ -150,7 +150,7 @@ def _own_cluster(workdir: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _own_operator(kube: Kube, workdir: Path) -> Iterator[None]:
-    argv = operator_argv(health_port=free_port(), resync_interval=300, webhook_cert_dir=workdir / "webhook-certs")
+    argv = operator_argv(resync_interval=300, webhook_cert_dir=workdir / "webhook-certs")
     env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig), "PYTHONPATH": str(REPO / "operator")}
     with (workdir / "operator.log").open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

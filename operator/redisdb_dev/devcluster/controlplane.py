@@ -83,6 +83,12 @@ def log_tail(path: Path, lines: int = 40) -> str:
 
 
 def free_port() -> int:
+    """A port free right now, bound and released. Kept here (and nowhere else) on purpose: etcd,
+    kube-apiserver and kube-controller-manager take their ports on the command line and cannot report a port-0
+    choice back (etcd would advertise port 0 to itself; the apiserver's URL goes into the kubeconfig before it
+    starts). The race it leaves (another process taking the port between this probe and the bind) is handled by
+    `start`: a member that exits with "address already in use" raises _PortClash, and the whole start is retried
+    with new ports (three attempts)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
