@@ -36,6 +36,7 @@ from .models import GROUP, DeletionPolicy
 from .provider_registry import ProviderRegistry
 from .providers.base import ProviderClient
 from .providers.factory import make_client
+from .sweep import Sweeper
 from .tls import DEFAULT_VALIDITY
 from .webhook_bootstrap import bootstrap, keep_renewed, plan_from_args
 from .webhook_server import ReloadingWebhookServer
@@ -403,7 +404,7 @@ class Operator:
                 else GatedKubeClient(info, relogin=relogin, elector=elector)
             )
             memo["controller_kube"] = kube
-            memo["controller"] = DatabaseController(
+            memo["controller"] = controller = DatabaseController(
                 kube,
                 ProviderRegistry(kube, client_factory=gated_client),
                 ControllerConfig(
@@ -412,9 +413,12 @@ class Operator:
                     default_deletion_policy=DeletionPolicy(args.default_deletion_policy),
                 ),
             )
+            memo["sweeper"] = Sweeper(controller, args.resync_interval)
 
         @kopf.on.cleanup(registry=registry)
         async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+            if "sweeper" in memo:
+                await memo["sweeper"].stop()
             if "controller" in memo:
                 await memo["controller"].registry.aclose()
             if "controller_kube" in memo:
@@ -549,7 +553,7 @@ class _RoutineSuccesses(logging.Filter):
             record.levelno == logging.INFO
             and isinstance(message, str)
             and message.endswith(" succeeded.")
-            and message.startswith(("Timer 'resync'", "Webhook '"))
+            and message.startswith(("Timer 'resync'", "Timer 'recheck'", "Webhook '"))
         )
 
 

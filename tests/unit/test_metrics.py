@@ -139,6 +139,8 @@ def test_the_operator_registry_has_every_documented_family() -> None:
         "redisdb_databases": "gauge",
         "redisdb_drift_repairs_total": "counter",
         "redisdb_secret_writes_total": "counter",
+        "redisdb_resync_sweeps_total": "counter",
+        "redisdb_resync_woken_total": "counter",
         "redisdb_leader": "gauge",
     }
 
