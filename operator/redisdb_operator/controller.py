@@ -112,6 +112,9 @@ class DatabaseController:
         self._config = config
         self._ledger = ObjectLedger(config.uncertain_create_window)
         self._provider_slots = asyncio.Semaphore(config.max_concurrent_reconciles)
+        # Resumes and resyncs wait in a queue of their own: after a takeover 10,000 resumes must not make a spec
+        # change wait behind them.
+        self._background_slots = asyncio.Semaphore(config.max_concurrent_reconciles)
         self._secrets = SecretPublisher(kube)
         self._kube = kube
 
@@ -175,7 +178,7 @@ class DatabaseController:
         resource = resource_of(body)
         if not fresh and waiting_for_spec_change(resource.status, resource.generation):
             return  # a permanent error at this generation: retrying cannot help, a spec change will
-        async with self._ledger.lock(resource.uid), self._provider_slots:
+        async with self._ledger.lock(resource.uid), self._provider_slots if fresh else self._background_slots:
             if self._ledger.deletion_finished(resource.uid) or body.meta.get("deletionTimestamp"):
                 return  # a timer that waited for the deletion to finish: its body is stale, nothing is left to do
             for key in reconcile.legacy_annotations(resource.annotations):

@@ -65,7 +65,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--max-concurrent-reconciles",
         type=int,
         default=int(_env_float("REDISDB_MAX_CONCURRENT_RECONCILES", 32)),
-        help="provider calls in flight at once (env REDISDB_MAX_CONCURRENT_RECONCILES; default 32)",
+        help="reconciles in flight at once, for changes and (separately, so a change never waits behind them) for "
+        "resumes and resyncs (env REDISDB_MAX_CONCURRENT_RECONCILES; default 32)",
     )
     parser.add_argument(
         "--liveness",
