@@ -214,7 +214,7 @@ async def scale(
     phase_limit: float,
 ) -> dict[str, Any]:
     names = [f"scale-{index}" for index in range(size)]
-    sample = names[: min(size, SAMPLE_LIMIT)]
+    sample = names[: min(size // 2, SAMPLE_LIMIT)]  # the rest stays for the failover
     result: dict[str, Any] = {"databases": size, "apply_concurrency": apply_concurrency, "sample": len(sample)}
     candidates = Candidates(kube, workdir, resync_interval=resync_interval, concurrency=concurrency)
     try:

@@ -154,6 +154,7 @@ class FlyClient:
         # What the last observation of each add-on showed beyond the Database (plan id, options, metadata): an
         # update of the observed Database, a delete or a password reset need no read of their own.
         self._seen: dict[str, tuple[Database, Mapping[str, Any]]] = {}
+        self._names: dict[str, str] = {}  # id -> name of every add-on observed (names never change)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -164,6 +165,7 @@ class FlyClient:
         """parse_add_on, remembering what update/delete/reset need of this add-on (see _seen)."""
         database = parse_add_on(add_on, operation=operation)
         self._seen[database.id] = (database, _mutable_part(add_on))
+        self._names[database.id] = database.name
         return database
 
     async def create(self, request: CreateDatabaseRequest) -> Database:
@@ -189,6 +191,7 @@ class FlyClient:
         add_on = data.get("addOn")
         if add_on is None:
             self._seen.pop(database_id, None)
+            self._names.pop(database_id, None)
             raise NotFoundError(f"fly get add-on {database_id}: not found")
         return self._observed(add_on, operation="get add-on")
 
@@ -234,6 +237,7 @@ class FlyClient:
             if not (isinstance(page, Mapping) and page.get("hasNextPage") is True and cursor):
                 break
         self._seen = seen
+        self._names = {database.id: database.name for database in databases}
         return databases
 
     async def update(self, database: Database, update: DatabaseUpdate) -> Database:
@@ -294,6 +298,7 @@ class FlyClient:
         try:
             name = await self._name_of(database_id)
             self._seen.pop(database_id, None)
+            self._names.pop(database_id, None)
             await self._graphql(
                 DELETE_MUTATION, {"name": name}, operation=f"delete add-on {database_id}", idempotent=True
             )
@@ -348,9 +353,9 @@ class FlyClient:
     async def _name_of(self, database_id: str) -> str:
         """The add-on's name (Fly's mutations take the name, the operator records the id): from the last
         observation when there was one (names never change), else read."""
-        remembered = self._seen.get(database_id)
-        if remembered is not None and remembered[0].name:
-            return remembered[0].name
+        name = self._names.get(database_id)
+        if name:
+            return name
         return _str((await self._get_raw(database_id)).get("name"))
 
     async def _get_raw(self, database_id: str) -> Mapping[str, Any]:
