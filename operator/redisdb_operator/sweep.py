@@ -79,6 +79,8 @@ def needs_wake(
         return dict(plan.status) != {"conditions": resource.status.get("conditions")}
     if not isinstance(action, Publish) or plan.status or plan.events or plan.counted or plan.remember is not None:
         return True
+    if action.status:
+        return True  # the status the publish would write differs (a refusal that no longer holds, a new state)
     if plan.uncertain_create_since is not None:
         return True
     if not has_credentials(action.database):

@@ -6,6 +6,7 @@ from redisdb_operator.models import ANNOTATION_PAUSED
 from redisdb_operator.providers.base import Database
 from redisdb_operator.reconcile import Observation, Publish, Step, decide
 from redisdb_operator.secrets import connection_data, content_hash
+from redisdb_operator.status import failed_conditions
 from redisdb_operator.sweep import LAST_HANDLED, needs_wake, settled_by_kopf
 
 from .test_reconcile import facts, ours
@@ -64,6 +65,21 @@ def test_a_refusal_already_reported_is_not_woken_a_new_one_is() -> None:
     plan = decide(paused, Observation.first(paused.resource))
     reported = facts(fresh=False, status={**status, **plan.status}, annotations={ANNOTATION_PAUSED: "true"})
     assert not needs_wake(reported, lambda _id, _name: database, lambda _uid: _hash(database))
+
+
+def test_a_refusal_that_no_longer_holds_wakes_it() -> None:
+    """Synced=False (a namespace relabelled since, a paused database resumed): publishing would change the status."""
+    database = ours()
+    status = _settled_status(database)
+    conditions, _ = failed_conditions(
+        status["conditions"],  # type: ignore[arg-type]
+        reason="NamespaceNotAllowed",
+        message="namespace not allowed",
+        generation=1,
+        now="2026-11-26T10:00:00Z",
+    )
+    refused = facts(fresh=False, status={**status, "conditions": conditions})
+    assert needs_wake(refused, lambda _id, _name: database, lambda _uid: _hash(database))
 
 
 def test_only_objects_kopf_is_done_with_are_swept() -> None:
