@@ -153,7 +153,7 @@ async def _failover(
             found = client.get(f"/admin/databases/{database_id}")
             return found.status_code == 200 and sorted(found.json()["read_regions"]) == sorted(read_regions)
 
-    await asyncio.to_thread(_wait, edit_landed, 600, "the edit at the provider", 0.1)
+    await asyncio.to_thread(_wait, edit_landed, 300, "the edit at the provider", 0.1)
     reached = time.monotonic() - started
     with contextlib.suppress(Exception):
         old.process.wait(30)
@@ -311,17 +311,28 @@ async def scale(
 
             # 4. failover: SIGTERM (handover), then SIGKILL of the new leader
             remaining = [name for name in ready if name not in set(sample)]
-            handover = await _failover(kube, provider, candidates, signal.SIGTERM, remaining[0], ["ams"], api)
-            candidates.start(handover["from"])  # back as a standby
-            _, new_leader = candidates.leader()
-            # let the takeover's resumes settle before the next signal
-            await asyncio.to_thread(
-                _wait, lambda: _cpu_rate(new_leader, 3.0) < 0.3, 150, "the new leader's resumes to settle", 0
-            )
-            killed = await _failover(kube, provider, candidates, signal.SIGKILL, remaining[-1], ["ams"], api)
-            result["failover"] = {"sigterm": handover, "sigkill": killed}
+            failover: dict[str, Any] = {}
+            try:
+                failover["sigterm"] = await _failover(
+                    kube, provider, candidates, signal.SIGTERM, remaining[0], ["ams"], api
+                )
+                candidates.start(failover["sigterm"]["from"])  # back as a standby
+                _, new_leader = candidates.leader()
+                # let the takeover's resumes settle before the next signal (bounded: the run must end)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.to_thread(
+                        _wait, lambda: _cpu_rate(new_leader, 3.0) < 0.3, 150, "the new leader's resumes to settle", 0
+                    )
+                failover["sigkill"] = await _failover(
+                    kube, provider, candidates, signal.SIGKILL, remaining[-1], ["ams"], api
+                )
+            except (TimeoutError, KeyError, OSError) as error:
+                failover["error"] = f"{type(error).__name__}: {error}"
+            result["failover"] = failover
             result["created_twice"] = await asyncio.to_thread(_created_twice, provider, f"{NAMESPACE}-scale-")
             result["leader_identity_at_start"] = leader_identity
+    except Exception as error:  # a bounded one-off run: keep what was measured, say what stopped it
+        result["error"] = f"{type(error).__name__}: {error}"
     finally:
         candidates.close()
     return result
@@ -334,6 +345,12 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     def add(name: str, value: Any, goal: str, met: bool) -> None:
         out.append({"target": name, "value": value, "goal": goal, "met": met})
 
+    with contextlib.suppress(KeyError):  # a run stopped early: the targets it got to
+        _add_targets(result, add)
+    return out
+
+
+def _add_targets(result: dict[str, Any], add: Callable[[str, Any, str, bool], None]) -> None:
     size = result["databases"]
     create, steady = result["create"], result["steady"]
     add(
@@ -372,18 +389,11 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     peak = result["operator_peak_rss_mib"]
     add(f"operator RSS ({size}), peak", f"{peak} MiB", "< 400 MB", peak * 1.048576 < 400)
     add(f"idle CPU ({size} Ready)", f"{steady['operator_cpu_percent']} %", "< 2 %", steady["operator_cpu_percent"] < 2)
-    kill, term = result["failover"]["sigkill"], result["failover"]["sigterm"]
-    add(
-        "failover after SIGKILL (edit at the provider)",
-        f"{kill['edit_at_provider_s']} s",
-        "< 15 s",
-        kill["edit_at_provider_s"] < 15,
-    )
-    add(
-        "handover after SIGTERM (edit at the provider)",
-        f"{term['edit_at_provider_s']} s",
-        "< 2 s",
-        term["edit_at_provider_s"] < 2,
-    )
+    failover = result["failover"]
+    for how, goal in (("sigkill", 15), ("sigterm", 2)):
+        if how in failover:
+            took = failover[how]["edit_at_provider_s"]
+            add(f"failover after {how.upper()} (edit at the provider)", f"{took} s", f"< {goal} s", took < goal)
+        else:
+            add(f"failover after {how.upper()}", failover.get("error", "not measured"), f"< {goal} s", False)
     add("databases created twice", result["created_twice"], "0", result["created_twice"] == 0)
-    return out
