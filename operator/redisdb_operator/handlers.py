@@ -13,7 +13,7 @@ from .controller import DatabaseController
 from .errors import ConfigurationError
 from .models import GROUP, VERSION
 from .provider_checks import ProviderChecker, ProviderDeletion
-from .sweep import Sweeper
+from .sweep import Sweeper, settled_by_kopf
 
 DATABASES = (GROUP, VERSION, "redisdatabases")
 PROVIDERS = (GROUP, VERSION, "redisproviders")
@@ -108,7 +108,9 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
         sweeper: Sweeper = memo["sweeper"]
         name = str(body.meta.name)
         databases: kopf.Index[str, kopf.Body] = kwargs["provider_databases"]
-        bodies = list(databases.get(name, ()))
+        # Only what the sweep may wake: a resolve of the provider keeps its cached client warm (registry TTL), which
+        # must not happen for databases that are only being deleted.
+        bodies = [body for body in databases.get(name, ()) if settled_by_kopf(body)]
         if not bodies:
             return
         try:
