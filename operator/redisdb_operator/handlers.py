@@ -10,8 +10,10 @@ import kopf
 
 from .admission import admission_warnings, claim_of, validate_redisdatabase
 from .controller import DatabaseController
+from .errors import ConfigurationError
 from .models import GROUP, VERSION
 from .provider_checks import ProviderChecker, ProviderDeletion
+from .sweep import Sweeper, settled_by_kopf
 from .usage import UsageRefresher
 
 DATABASES = (GROUP, VERSION, "redisdatabases")
@@ -56,6 +58,12 @@ async def index_provider_users(namespace: str | None, name: str, spec: Mapping[s
     return {str(provider): f"{namespace}/{name}"}
 
 
+async def index_provider_databases(body: kopf.Body, spec: Mapping[str, Any], **_: Any) -> dict[str, kopf.Body]:
+    """Each RedisDatabase's latest body under its provider: what the resync sweep compares with the snapshot."""
+    provider = (spec.get("providerRef") or {}).get("name") or "default"
+    return {str(provider): body}
+
+
 def labels_of_namespace(namespace: str, kwargs: Mapping[str, Any]) -> dict[str, str] | None:
     namespaces: kopf.Index[str, Mapping[str, Any]] = kwargs["namespaces"]
     return _labels(_FirstOf(namespaces).get_value(namespace))
@@ -77,7 +85,7 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
             namespace_labels=labels_of_namespace(str(body.meta.namespace), kwargs),
         )
 
-    async def on_redisdatabase_resync(
+    async def on_redisdatabase_resume(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
     ) -> None:
         controller: DatabaseController = memo["controller"]
@@ -95,6 +103,34 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
     ) -> None:
         controller: DatabaseController = memo["controller"]
         await controller.delete(body, patch=patch, logger=logger, retry=kwargs.get("retry", 0))
+
+    async def on_provider_resync(body: kopf.Body, memo: Any, logger: Logger, **kwargs: Any) -> None:
+        controller: DatabaseController = memo["controller"]
+        sweeper: Sweeper = memo["sweeper"]
+        name = str(body.meta.name)
+        databases: kopf.Index[str, kopf.Body] = kwargs["provider_databases"]
+        # Only what the sweep may wake: a resolve of the provider keeps its cached client warm (registry TTL), which
+        # must not happen for databases that are only being deleted.
+        bodies = [body for body in databases.get(name, ()) if settled_by_kopf(body)]
+        if not bodies:
+            return
+        try:
+            handle = await controller.registry.get(name)
+        except ConfigurationError:
+            return  # the RedisProvider's own check reports it; each database says so at its next event
+        namespaces = _FirstOf(kwargs["namespaces"])
+
+        def latest(namespace: str, uid: str) -> kopf.Body | None:
+            return next((b for b in databases.get(name, ()) if str(b.meta.uid) == uid), None)
+
+        result = await sweeper.sweep(
+            handle,
+            bodies,
+            namespace_labels=lambda namespace: _labels(namespaces.get_value(namespace)),
+            latest=latest,
+        )
+        if result.woken:
+            logger.info("resync: %d of %d databases woken", result.woken, result.databases)
 
     provider_check_interval = max(resync_interval, 30.0)  # accounts change rarely; databases resync often
 
@@ -116,10 +152,12 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
     kopf.on.update(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
     # Resume: nothing changed since the last handled configuration (a restart, or a standby taking over), so
     # the shared provider snapshot (one list per provider) is fresh enough; a spec change comes as an update.
-    kopf.on.resume(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_resync)
-    kopf.timer(*DATABASES, id="resync", interval=resync_interval, initial_delay=resync_interval, registry=registry)(
-        on_redisdatabase_resync
+    kopf.on.resume(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_resume)
+    # The resync: one sweep per RedisProvider per interval (one list), not a timer per RedisDatabase (sweep.py).
+    kopf.timer(*PROVIDERS, id="resync", interval=resync_interval, initial_delay=resync_interval, registry=registry)(
+        on_provider_resync
     )
+    kopf.index(*DATABASES, id="provider_databases", registry=registry)(index_provider_databases)
     kopf.on.delete(*DATABASES, id="delete", registry=registry)(on_redisdatabase_delete)
 
     async def on_redisdatabase_usage(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, **_: Any) -> None:

@@ -37,6 +37,7 @@ from .models import GROUP, DeletionPolicy
 from .provider_registry import ProviderRegistry
 from .providers.base import ProviderClient
 from .providers.factory import make_client
+from .sweep import Sweeper
 from .tls import DEFAULT_VALIDITY
 from .usage import UsageConfig, UsageRefresher
 from .webhook_bootstrap import bootstrap, keep_renewed, plan_from_args
@@ -65,7 +66,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--max-concurrent-reconciles",
         type=int,
         default=int(_env_float("REDISDB_MAX_CONCURRENT_RECONCILES", 32)),
-        help="provider calls in flight at once (env REDISDB_MAX_CONCURRENT_RECONCILES; default 32)",
+        help="reconciles in flight at once, for changes and (separately, so a change never waits behind them) for "
+        "resumes and resyncs (env REDISDB_MAX_CONCURRENT_RECONCILES; default 32)",
     )
     parser.add_argument(
         "--liveness",
@@ -452,7 +454,7 @@ class Operator:
             )
             memo["controller_kube"] = kube
             provider_registry = ProviderRegistry(kube, client_factory=gated_client)
-            memo["controller"] = DatabaseController(
+            memo["controller"] = controller = DatabaseController(
                 kube,
                 provider_registry,
                 ControllerConfig(
@@ -467,9 +469,12 @@ class Operator:
                 provider_registry,
                 UsageConfig(interval=args.usage_interval, calls_per_minute=args.usage_calls_per_minute),
             )
+            memo["sweeper"] = Sweeper(controller, args.resync_interval)
 
         @kopf.on.cleanup(registry=registry)
         async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+            if "sweeper" in memo:
+                await memo["sweeper"].stop()
             if "controller" in memo:
                 await memo["controller"].registry.aclose()
             if "controller_kube" in memo:
@@ -611,7 +616,7 @@ class _RoutineSuccesses(logging.Filter):
             record.levelno == logging.INFO
             and isinstance(message, str)
             and message.endswith(" succeeded.")
-            and message.startswith(("Timer 'resync'", "Webhook '"))
+            and message.startswith(("Timer 'resync'", "Timer 'recheck'", "Webhook '"))
         )
 
 

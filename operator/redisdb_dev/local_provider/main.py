@@ -102,7 +102,13 @@ async def serve(settings: Settings) -> int:
         settings.tls_ca_dir or settings.state_dir / "tls", settings.state_dir / "tls", [settings.redis_host]
     )
     log.info("Upstash-type databases serve TLS only; verify them against the CA in %s", tls.ca)
-    registry = Registry(settings.state_dir, host=settings.redis_host, tls=tls)
+    registry = Registry(settings.state_dir, host=settings.redis_host, tls=tls, pool_size=settings.pool_size)
+    if settings.pool_size:
+        log.warning(
+            "pooled mode: every database is a password on one of at most %d shared redis-servers per kind; "
+            "no isolation between databases, plan and eviction not applied (benchmarks only)",
+            settings.pool_size,
+        )
     runner: web.AppRunner | None = None
     try:
         await registry.restore()

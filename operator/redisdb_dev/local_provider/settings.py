@@ -35,6 +35,7 @@ class Settings:
     log_level: str = "INFO"
     access_log: bool = False
     tls_ca_dir: Path | None = None  # where the databases' CA lives (default: <state dir>/tls)
+    pool_size: int = 0  # benchmark-only pooled mode: databases share at most this many redis-servers per kind
 
     def fly_org_ids(self) -> dict[str, str]:
         """org id -> slug."""
@@ -87,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
         help="directory of the CA the databases' TLS certificates are signed by (made if missing; may be shared "
         "by several providers); default <state dir>/tls",
     )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=int(env("LOCAL_PROVIDER_POOL_SIZE", "0")),
+        help="benchmarks only: databases share at most N redis-servers (per plain/TLS kind), each database one more "
+        "password of the default user; no isolation between databases, plan and eviction not applied. "
+        "Default 0: one redis-server per database (and per read replica)",
+    )
     parser.add_argument("--log-level", default=env("LOCAL_PROVIDER_LOG_LEVEL", "INFO"))
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request (paths only)")
     return parser
@@ -116,4 +125,5 @@ def parse_settings(argv: list[str]) -> Settings:
         log_level=args.log_level.upper(),
         access_log=args.access_log,
         tls_ca_dir=args.tls_ca_dir.resolve() if args.tls_ca_dir else None,
+        pool_size=max(0, args.pool_size),
     )
