@@ -20,7 +20,8 @@ import uvloop
 
 from . import metrics
 from .controller import ControllerConfig, DatabaseController
-from .handlers import register_admission, register_reconcilers
+from .database_book import DatabaseBook
+from .handlers import register_admission, register_book, register_reconcilers
 from .kube import KubeClient
 from .leader import (
     DEFAULT_LEASE_NAME,
@@ -41,6 +42,9 @@ from .sweep import Sweeper
 from .tls import DEFAULT_VALIDITY
 from .usage import UsageConfig, UsageRefresher
 from .webhook_bootstrap import bootstrap, keep_renewed, plan_from_args
+
+# The book of RedisDatabases is listed again this often (at least): it drops what no event could remove.
+BOOK_RELIST = 600.0
 
 
 def _env_float(name: str, default: float) -> float:
@@ -366,7 +370,10 @@ class Operator:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.memo = kopf.Memo()
+        self.book = self.memo["book"] = DatabaseBook()  # both sides read it; the admission side feeds it
         self.server = webhook_server(args)
+        if self.server is not None:
+            self.server.also_ready = self.book.listed.is_set
         self.election = election_config(args)
         self.elector: LeaderElector | None = None
         self.admission_stop = asyncio.Event()
@@ -388,6 +395,7 @@ class Operator:
         registry = kopf.OperatorRegistry()
         if self.server is not None:
             register_admission(registry, webhook_ignore_failures=self.args.webhook_failure_policy == "Ignore")
+        register_book(registry)
         _login(registry)
         args = self.args
 
@@ -396,6 +404,7 @@ class Operator:
             info = _connection(settings, logger)
             kube = KubeClient(info, relogin=lambda: kopf.login_with_service_account(settings=settings, logger=logger))
             memo["kube"] = kube
+            memo["book_listing"] = asyncio.create_task(self._keep_book(kube), name="RedisDatabase list")
             if self.plan is not None:
                 await bootstrap(kube, self.plan, logger)
                 memo["cert_renewal"] = asyncio.create_task(
@@ -414,6 +423,8 @@ class Operator:
 
         @kopf.on.cleanup(registry=registry)
         async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+            if "book_listing" in memo:
+                memo["book_listing"].cancel()
             if "cert_renewal" in memo:
                 memo["cert_renewal"].cancel()
             if "liveness" in memo:
@@ -424,6 +435,19 @@ class Operator:
                 await memo["kube"].aclose()
 
         return registry
+
+    async def _keep_book(self, kube: KubeClient) -> None:
+        """The first list of RedisDatabases (retried until it works), then one every BOOK_RELIST seconds."""
+        namespaces = list(self.args.namespace)
+        delay = 0.5
+        while not self.book.listed.is_set():
+            try:
+                await self.book.list_from(kube, namespaces)
+            except Exception as error:
+                logging.getLogger(__name__).warning("listing RedisDatabases failed (retrying): %s", error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        await self.book.keep_listed(kube, namespaces, max(self.args.resync_interval, BOOK_RELIST))
 
     # --- the reconciling side (the leader) ------------------------------------------------------------
 
