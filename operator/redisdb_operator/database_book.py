@@ -86,6 +86,9 @@ class DatabaseBook:
     def users_of(self, provider: str) -> list[str]:
         return sorted(self._keys[uid] for uid in self._by_provider.get(provider, {}))
 
+    def uids(self) -> Collection[str]:
+        return self._bodies.keys()
+
     def get(self, uid: str) -> kopf.Body | None:
         return self._bodies.get(uid)
 

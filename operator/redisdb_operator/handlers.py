@@ -16,7 +16,6 @@ from .errors import ConfigurationError
 from .models import GROUP, VERSION
 from .provider_checks import ProviderChecker, ProviderDeletion
 from .sweep import Sweeper, settled_by_kopf
-from .usage import UsageRefresher
 
 # How long an admission review waits for the first list of RedisDatabases before refusing (apiserver timeout 10 s).
 BOOK_WAIT = 8.0
@@ -166,17 +165,6 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
     )
     kopf.on.delete(*DATABASES, id="delete", registry=registry)(on_redisdatabase_delete)
 
-    async def on_redisdatabase_usage(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, **_: Any) -> None:
-        refresher: UsageRefresher = memo["usage"]
-
-        async def wait(seconds: float) -> bool:
-            await stopped.wait(seconds)
-            return bool(stopped)
-
-        await refresher.run(body, wait)
-
-    # A daemon per database, apart from the reconcile: usage reads are slow and capped, and never hold a reconcile.
-    kopf.daemon(*DATABASES, id="usage", cancellation_timeout=10.0, registry=registry)(on_redisdatabase_usage)
     for on_change in (kopf.on.create, kopf.on.update, kopf.on.resume):
         on_change(*PROVIDERS, id="check", registry=registry)(on_redisprovider_change)
     kopf.timer(

@@ -40,7 +40,7 @@ from .providers.base import ProviderClient
 from .providers.factory import make_client
 from .sweep import Sweeper
 from .tls import DEFAULT_VALIDITY
-from .usage import UsageConfig, UsageRefresher
+from .usage import UsageConfig, UsageRefresher, UsageSchedule
 from .webhook_bootstrap import bootstrap, keep_renewed, plan_from_args
 
 # The book of RedisDatabases is listed again this often (at least): it drops what no event could remove.
@@ -494,9 +494,18 @@ class Operator:
                 UsageConfig(interval=args.usage_interval, calls_per_minute=args.usage_calls_per_minute),
             )
             memo["sweeper"] = Sweeper(controller, args.resync_interval)
+            # Usage: one task for every database (usage.UsageSchedule), not a kopf daemon per database.
+            book: DatabaseBook = memo["book"]
+            memo["usage_schedule"] = asyncio.create_task(
+                UsageSchedule(memo["usage"], book).run(book.listed.wait), name="usage schedule"
+            )
 
         @kopf.on.cleanup(registry=registry)
         async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+            if "usage_schedule" in memo:
+                memo["usage_schedule"].cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await memo["usage_schedule"]
             if "sweeper" in memo:
                 await memo["sweeper"].stop()
             if "controller" in memo:
