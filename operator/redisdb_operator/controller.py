@@ -136,6 +136,9 @@ class DatabaseController:
     def published_hash(self, uid: str) -> str | None:
         return self._ledger.published(uid)
 
+    def note_published(self, uid: str, content_hash: str) -> None:
+        self._ledger.note_published(uid, content_hash)
+
     # --- a reconcile the resync sweep asked for (no kopf handler carries its patch) ---------------------------
 
     async def wake(

@@ -15,10 +15,12 @@ from .database_book import DatabaseBook
 from .errors import ConfigurationError
 from .models import GROUP, VERSION
 from .provider_checks import ProviderChecker, ProviderDeletion
-from .sweep import Sweeper, settled_by_kopf
+from .sweep import Sweeper, resume_can_wait, settled_by_kopf
 
 # How long an admission review waits for the first list of RedisDatabases before refusing (apiserver timeout 10 s).
 BOOK_WAIT = 8.0
+# Seconds from the start (or a takeover) to the first resync sweep: what the skipped resumes wait for.
+FIRST_SWEEP_DELAY = 10.0
 DATABASES = (GROUP, VERSION, "redisdatabases")
 PROVIDERS = (GROUP, VERSION, "redisproviders")
 NAMESPACES = ("", "v1", "namespaces")
@@ -91,6 +93,8 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
     async def on_redisdatabase_resume(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
     ) -> None:
+        if resume_can_wait(body):
+            return  # the first sweep after the start compares it with the snapshot (and reads its Secret)
         controller: DatabaseController = memo["controller"]
         await controller.reconcile(
             body,
@@ -160,9 +164,14 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
     # the shared provider snapshot (one list per provider) is fresh enough; a spec change comes as an update.
     kopf.on.resume(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_resume)
     # The resync: one sweep per RedisProvider per interval (one list), not a timer per RedisDatabase (sweep.py).
-    kopf.timer(*PROVIDERS, id="resync", interval=resync_interval, initial_delay=resync_interval, registry=registry)(
-        on_provider_resync
-    )
+    # The first sweep soon after the start: the resumes of settled databases wait for it (sweep.resume_can_wait).
+    kopf.timer(
+        *PROVIDERS,
+        id="resync",
+        interval=resync_interval,
+        initial_delay=min(resync_interval, FIRST_SWEEP_DELAY),
+        registry=registry,
+    )(on_provider_resync)
     kopf.on.delete(*DATABASES, id="delete", registry=registry)(on_redisdatabase_delete)
 
     for on_change in (kopf.on.create, kopf.on.update, kopf.on.resume):

@@ -8,7 +8,7 @@ The leader may write (provider calls, Secrets, kopf's status patches and Events)
 deadline*: the start of its last successful renewal plus `renew_deadline` (< `lease_duration`). Past it, the
 process exits at once, before any further write; Kubernetes restarts it as a candidate. A write that started
 before the deadline may still be in flight when a new leader starts: at most `lease_duration - renew_deadline`
-of slack (5 s by default) covers a write that finishes within that time; a write slower than that (the
+of slack (4 s by default) covers a write that finishes within that time; a write slower than that (the
 provider's 30 s timeout) can land after the successor started. That window is safe because every write is
 idempotent or keyed: a create is keyed by the database name the provider refuses to duplicate (the successor
 finds and adopts it), a delete of a gone database is a no-op, updates are re-checked by the successor's
@@ -82,8 +82,8 @@ class ElectionConfig:
     namespace: str
     name: str = DEFAULT_LEASE_NAME
     identity: str = ""
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
+    lease_duration: float = 10.0
+    renew_deadline: float = 6.0
     retry_period: float = 1.0
 
     def __post_init__(self) -> None:

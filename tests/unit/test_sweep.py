@@ -9,7 +9,7 @@ from redisdb_operator.providers.base import Database
 from redisdb_operator.reconcile import Observation, Publish, Step, decide
 from redisdb_operator.secrets import connection_data, content_hash, render_connection_secret, secret_intact
 from redisdb_operator.status import failed_conditions
-from redisdb_operator.sweep import LAST_HANDLED, needs_wake, settled_by_kopf
+from redisdb_operator.sweep import LAST_HANDLED, needs_wake, resume_can_wait, settled_by_kopf
 
 from .test_reconcile import facts, ours
 
@@ -112,3 +112,19 @@ def test_a_secret_is_intact_only_while_ours_and_unedited() -> None:
     assert not secret_intact(secret, "uid-2", None)  # someone else's
     edited = {**secret, "data": {**secret["data"], "REDIS_URL": base64.b64encode(b"redis://wrong").decode()}}
     assert not secret_intact(edited, "uid-1", None)
+
+
+def test_only_a_settled_ready_database_at_its_generation_waits_for_the_first_sweep() -> None:
+    database = ours()
+    status = _settled_status(database)
+    body = {
+        "metadata": {"generation": 1, "annotations": {LAST_HANDLED: "{}"}},
+        "status": {**status, "conditions": [{**c, "observedGeneration": 1} for c in status["conditions"]]},  # type: ignore[attr-defined]
+    }
+    assert resume_can_wait(body)
+    assert not resume_can_wait({**body, "metadata": {**body["metadata"], "generation": 2}})  # a spec change
+    assert not resume_can_wait({**body, "metadata": {"generation": 1}})  # kopf never handled it
+    conditions, _ = failed_conditions(
+        body["status"]["conditions"], reason="ProviderError", message="down", generation=1, now="t"
+    )
+    assert not resume_can_wait({**body, "status": {**body["status"], "conditions": conditions}})
