@@ -259,8 +259,9 @@ class OwnPrefixBlindDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         return essence
 
 
-# The webhook side's kopf never handles a change, so kopf would strip a finalizer "no handler requires" from
-# every object it sees: it gets a finalizer name that no object carries.
+# The webhook side's kopf (the admission handlers and the DatabaseBook's event handler) never handles a change, so
+# kopf would strip a finalizer "no handler requires" from every object it sees (and, for one being deleted, let
+# the deletion through before the leader's delete handler ran): it gets a finalizer name that no object carries.
 ADMISSION_SIDE_FINALIZER = f"{GROUP}/admission-side-never-set"
 
 
@@ -610,6 +611,8 @@ class Operator:
             )
         settings = kopf.OperatorSettings()
         build_settings(settings, self.args, self.server)
+        # With or without a webhook: the book's event handler makes this side process every RedisDatabase.
+        settings.persistence.finalizer = ADMISSION_SIDE_FINALIZER
         asyncio.get_running_loop().set_task_factory(_task_factory)
         admission_context, leading_context = contextvars.copy_context(), contextvars.copy_context()
         admission_context.run(_SIDE.set, "admission")
@@ -643,7 +646,7 @@ async def run_operator(args: argparse.Namespace) -> None:
 
 
 class _RoutineSuccesses(logging.Filter):
-    """Drop kopf's line for every successful resync and admission review (kept with --verbose).
+    """Drop kopf's line for every successful resync, admission review and book event (kept with --verbose).
 
     With 1,000 databases they were most of the log and a few percent of the CPU, and a failure logs anyway.
     """
@@ -654,7 +657,7 @@ class _RoutineSuccesses(logging.Filter):
             record.levelno == logging.INFO
             and isinstance(message, str)
             and message.endswith(" succeeded.")
-            and message.startswith(("Timer 'resync'", "Timer 'recheck'", "Webhook '"))
+            and message.startswith(("Timer 'resync'", "Timer 'recheck'", "Webhook '", "Handler 'book'"))
         )
 
 
