@@ -285,6 +285,15 @@ def build_settings(
         settings.persistence.finalizer = ADMISSION_SIDE_FINALIZER
 
 
+def admission_settings(args: argparse.Namespace, server: kopf.WebhookServer | None) -> kopf.OperatorSettings:
+    """The admission side's settings: with or without a webhook its kopf processes every RedisDatabase (the
+    DatabaseBook's event handler), so it never carries the leader's finalizer name."""
+    settings = kopf.OperatorSettings()
+    build_settings(settings, args, server)
+    settings.persistence.finalizer = ADMISSION_SIDE_FINALIZER
+    return settings
+
+
 def listening_ports(args: argparse.Namespace, settings: kopf.OperatorSettings, memo: kopf.Memo) -> dict[str, int]:
     """The ports this process listens on, for --ports-file; kopf's own liveness server counts by its URL."""
     ports: dict[str, int] = {}
@@ -609,10 +618,7 @@ class Operator:
                 ),
                 self.election,
             )
-        settings = kopf.OperatorSettings()
-        build_settings(settings, self.args, self.server)
-        # With or without a webhook: the book's event handler makes this side process every RedisDatabase.
-        settings.persistence.finalizer = ADMISSION_SIDE_FINALIZER
+        settings = admission_settings(self.args, self.server)
         asyncio.get_running_loop().set_task_factory(_task_factory)
         admission_context, leading_context = contextvars.copy_context(), contextvars.copy_context()
         admission_context.run(_SIDE.set, "admission")
