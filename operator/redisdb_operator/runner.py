@@ -591,7 +591,7 @@ class Operator:
                 await self.elector.release()
                 return
             self.elector.install_sigcont_check()
-            keeper = asyncio.create_task(self.elector.keep(), name="leader lease renewal")
+            self.elector.keep_in_thread(self.election_client)
             LEADER_WORK.set(self.elector)
         else:
             metrics.LEADER.set(1)
@@ -600,24 +600,24 @@ class Operator:
         try:
             await self._run_kopf(self.leading_registry(), settings, self.leading_stop, None)
         finally:
-            if self.elector is not None:
-                keeper.cancel()
-                if not self.stopping:
-                    self.elector.lost("the reconciling operator stopped")
+            if self.elector is not None and not self.stopping:
+                self.elector.lost("the reconciling operator stopped")
+
+    def election_client(self) -> KubeClient:
+        """A client for the Lease (one for the candidate, one for the renewal thread: each loop its own)."""
+        assert self.election is not None
+        settings = kopf.OperatorSettings()
+        logger = logging.getLogger(__name__)
+        return KubeClient(
+            _connection(settings, logger),
+            timeout=min(5.0, self.election.renew_deadline / 2),
+            relogin=lambda: kopf.login_with_service_account(settings=settings, logger=logger),
+        )
 
     async def run(self) -> None:
         install_kopf_write_gate()
         if self.election is not None:
-            settings = kopf.OperatorSettings()
-            logger = logging.getLogger(__name__)
-            self.elector = LeaderElector(
-                KubeClient(
-                    _connection(settings, logger),
-                    timeout=min(5.0, self.election.renew_deadline / 2),
-                    relogin=lambda: kopf.login_with_service_account(settings=settings, logger=logger),
-                ),
-                self.election,
-            )
+            self.elector = LeaderElector(self.election_client(), self.election)
         settings = admission_settings(self.args, self.server)
         asyncio.get_running_loop().set_task_factory(_task_factory)
         admission_context, leading_context = contextvars.copy_context(), contextvars.copy_context()
