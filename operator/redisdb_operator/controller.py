@@ -22,9 +22,9 @@ from pydantic import ValidationError
 from . import metrics, reconcile
 from .desired import CreateAction, UpdateAction
 from .errors import backoff_delay, classify_error
-from .kube import KubeClient
+from .kube import KubeClient, custom_path
 from .ledger import ObjectLedger
-from .models import DeletionPolicy, RedisDatabaseSpec
+from .models import GROUP, VERSION, DeletionPolicy, RedisDatabaseSpec
 from .provider_registry import ProviderHandle, ProviderRegistry
 from .providers.base import AlreadyExistsError, Database, NotFoundError, UnauthorizedError, UnavailableError
 from .reconcile import (
@@ -46,7 +46,7 @@ from .reconcile import (
     Step,
     Wait,
 )
-from .secrets import SecretPublisher, SecretTarget
+from .secrets import SecretPublisher, SecretTarget, connection_data, content_hash, has_credentials
 from .status import SUSPENDED_REASONS, condition, parse_timestamp, waiting_for_spec_change
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -113,11 +113,60 @@ class DatabaseController:
         self._config = config
         self._ledger = ObjectLedger(config.uncertain_create_window)
         self._provider_slots = asyncio.Semaphore(config.max_concurrent_reconciles)
+        # Resumes and resyncs wait in a queue of their own: after a takeover 10,000 resumes must not make a spec
+        # change wait behind them.
+        self._background_slots = asyncio.Semaphore(config.max_concurrent_reconciles)
         self._secrets = SecretPublisher(kube)
+        self._kube = kube
 
     @property
     def registry(self) -> ProviderRegistry:
         return self._registry
+
+    @property
+    def uncertain_create_window(self) -> float:
+        return self._config.uncertain_create_window
+
+    @property
+    def kube(self) -> KubeClient:
+        return self._kube
+
+    def create_pending(self, uid: str) -> float:
+        return self._ledger.create_pending(uid)
+
+    def published_hash(self, uid: str) -> str | None:
+        return self._ledger.published(uid)
+
+    def note_published(self, uid: str, content_hash: str) -> None:
+        self._ledger.note_published(uid, content_hash)
+
+    # --- a reconcile the resync sweep asked for (no kopf handler carries its patch) ---------------------------
+
+    async def wake(
+        self, body: kopf.Body, *, retry: int = 0, namespace_labels: Mapping[str, str] | None = None
+    ) -> float | None:
+        """Reconcile from the snapshot, as the per-object timer did, and write the patch kopf would have written.
+
+        Returns None when done, or the delay before a retry (a temporary failure, as kopf would retry it).
+        """
+        patch = kopf.Patch()
+        logger = logging.LoggerAdapter(
+            logging.getLogger("kopf.objects"),
+            {"k8s_ref": {"kind": "RedisDatabase", "namespace": body.meta.namespace, "name": body.meta.name}},
+        )
+        delay: float | None = None
+        try:
+            await self.reconcile(
+                body, fresh=False, patch=patch, logger=logger, retry=retry, namespace_labels=namespace_labels
+            )
+        except kopf.TemporaryError as error:
+            delay = float(error.delay) if error.delay is not None else 60.0
+        path = custom_path(GROUP, VERSION, "redisdatabases", str(body.meta.name), str(body.meta.namespace))
+        if patch.get("metadata"):
+            await self._kube.merge_patch(path, {"metadata": dict(patch["metadata"])})
+        if patch.get("status"):
+            await self._kube.merge_patch(f"{path}/status", {"status": dict(patch["status"])})
+        return delay
 
     def forget(self, uid: str) -> None:
         self._ledger.forget(uid)
@@ -137,7 +186,7 @@ class DatabaseController:
         resource = resource_of(body)
         if not fresh and waiting_for_spec_change(resource.status, resource.generation):
             return  # a permanent error at this generation: retrying cannot help, a spec change will
-        async with self._ledger.lock(resource.uid), self._provider_slots:
+        async with self._ledger.lock(resource.uid), self._provider_slots if fresh else self._background_slots:
             if self._ledger.deletion_finished(resource.uid) or body.meta.get("deletionTimestamp"):
                 return  # a timer that waited for the deletion to finish: its body is stale, nothing is left to do
             for key in reconcile.legacy_annotations(resource.annotations):
@@ -271,6 +320,8 @@ class DatabaseController:
             likely_absent=action.likely_absent,
             read_credentials=lambda: handle.client.get(action.database.id),
         )
+        if has_credentials(action.database):
+            self._ledger.note_published(resource.uid, content_hash(connection_data(action.database, shape), shape))
         message = outcome.event_message(action.secret_name)
         if message is not None:
             metrics.SECRET_WRITES.inc()

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeAlias
 
 import kopf
 
-from .admission import admission_warnings, claim_of, validate_redisdatabase
+from .admission import admission_warnings, validate_redisdatabase
 from .controller import DatabaseController
+from .database_book import DatabaseBook
+from .errors import ConfigurationError
 from .models import GROUP, VERSION
 from .provider_checks import ProviderChecker, ProviderDeletion
-from .usage import UsageRefresher
+from .sweep import Sweeper, resume_can_wait, settled_by_kopf
 
+# How long an admission review waits for the first list of RedisDatabases before refusing (apiserver timeout 10 s).
+BOOK_WAIT = 8.0
+# Seconds from the start (or a takeover) to the first resync sweep: what the skipped resumes wait for.
+FIRST_SWEEP_DELAY = 10.0
 DATABASES = (GROUP, VERSION, "redisdatabases")
 PROVIDERS = (GROUP, VERSION, "redisproviders")
 NAMESPACES = ("", "v1", "namespaces")
@@ -51,9 +58,15 @@ async def index_namespaces(name: str, labels: Mapping[str, str], **_: Any) -> di
     return {name: dict(labels)}
 
 
-async def index_provider_users(namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any) -> dict[str, str]:
-    provider = (spec.get("providerRef") or {}).get("name") or "default"
-    return {str(provider): f"{namespace}/{name}"}
+def register_book(registry: kopf.OperatorRegistry) -> None:
+    """Every replica: each RedisDatabase event into the process's DatabaseBook (memo["book"]), not a kopf index
+    (kopf's per-object "indexed" toggles are quadratic in a burst; see database_book.py)."""
+
+    async def on_redisdatabase_event(event: Mapping[str, Any], memo: Any, **_: Any) -> None:
+        book: DatabaseBook = memo["book"]
+        book.on_event(event.get("type"), event.get("object") or {})
+
+    kopf.on.event(*DATABASES, id="book", registry=registry)(on_redisdatabase_event)
 
 
 def labels_of_namespace(namespace: str, kwargs: Mapping[str, Any]) -> dict[str, str] | None:
@@ -77,9 +90,11 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
             namespace_labels=labels_of_namespace(str(body.meta.namespace), kwargs),
         )
 
-    async def on_redisdatabase_resync(
+    async def on_redisdatabase_resume(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
     ) -> None:
+        if resume_can_wait(body):
+            return  # the first sweep after the start compares it with the snapshot (and reads its Secret)
         controller: DatabaseController = memo["controller"]
         await controller.reconcile(
             body,
@@ -96,6 +111,36 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
         controller: DatabaseController = memo["controller"]
         await controller.delete(body, patch=patch, logger=logger, retry=kwargs.get("retry", 0))
 
+    async def on_provider_resync(body: kopf.Body, memo: Any, logger: Logger, **kwargs: Any) -> None:
+        controller: DatabaseController = memo["controller"]
+        sweeper: Sweeper = memo["sweeper"]
+        name = str(body.meta.name)
+        book: DatabaseBook = memo["book"]
+        if not book.listed.is_set():
+            return  # not read yet: the next sweep has them
+        # Only what the sweep may wake: a resolve of the provider keeps its cached client warm (registry TTL), which
+        # must not happen for databases that are only being deleted.
+        bodies = [body for body in book.databases_of(name) if settled_by_kopf(body)]
+        if not bodies:
+            return
+        try:
+            handle = await controller.registry.get(name)
+        except ConfigurationError:
+            return  # the RedisProvider's own check reports it; each database says so at its next event
+        namespaces = _FirstOf(kwargs["namespaces"])
+
+        def latest(namespace: str, uid: str) -> kopf.Body | None:
+            return book.get(uid)
+
+        result = await sweeper.sweep(
+            handle,
+            bodies,
+            namespace_labels=lambda namespace: _labels(namespaces.get_value(namespace)),
+            latest=latest,
+        )
+        if result.woken:
+            logger.info("resync: %d of %d databases woken", result.woken, result.databases)
+
     provider_check_interval = max(resync_interval, 30.0)  # accounts change rarely; databases resync often
 
     async def on_redisprovider_change(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
@@ -108,31 +153,27 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
         checker = ProviderChecker(memo["controller"].registry)
         await checker.check(body, patch=patch, retry=kwargs.get("retry", 0), fresh=False, max_age=resync_interval)
 
-    async def on_redisprovider_delete(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
-        users: kopf.Index[str, str] = kwargs["provider_users"]
-        await ProviderDeletion().check(body, patch=patch, users=list(users.get(str(body.meta.name), ())))
+    async def on_redisprovider_delete(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
+        book: DatabaseBook = memo["book"]
+        await book.listed.wait()  # never "no users" from a book not read yet
+        await ProviderDeletion().check(body, patch=patch, users=book.users_of(str(body.meta.name)))
 
     kopf.on.create(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
     kopf.on.update(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_change)
     # Resume: nothing changed since the last handled configuration (a restart, or a standby taking over), so
     # the shared provider snapshot (one list per provider) is fresh enough; a spec change comes as an update.
-    kopf.on.resume(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_resync)
-    kopf.timer(*DATABASES, id="resync", interval=resync_interval, initial_delay=resync_interval, registry=registry)(
-        on_redisdatabase_resync
-    )
+    kopf.on.resume(*DATABASES, id="reconcile", registry=registry)(on_redisdatabase_resume)
+    # The resync: one sweep per RedisProvider per interval (one list), not a timer per RedisDatabase (sweep.py).
+    # The first sweep soon after the start: the resumes of settled databases wait for it (sweep.resume_can_wait).
+    kopf.timer(
+        *PROVIDERS,
+        id="resync",
+        interval=resync_interval,
+        initial_delay=min(resync_interval, FIRST_SWEEP_DELAY),
+        registry=registry,
+    )(on_provider_resync)
     kopf.on.delete(*DATABASES, id="delete", registry=registry)(on_redisdatabase_delete)
 
-    async def on_redisdatabase_usage(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any, **_: Any) -> None:
-        refresher: UsageRefresher = memo["usage"]
-
-        async def wait(seconds: float) -> bool:
-            await stopped.wait(seconds)
-            return bool(stopped)
-
-        await refresher.run(body, wait)
-
-    # A daemon per database, apart from the reconcile: usage reads are slow and capped, and never hold a reconcile.
-    kopf.daemon(*DATABASES, id="usage", cancellation_timeout=10.0, registry=registry)(on_redisdatabase_usage)
     for on_change in (kopf.on.create, kopf.on.update, kopf.on.resume):
         on_change(*PROVIDERS, id="check", registry=registry)(on_redisprovider_change)
     kopf.timer(
@@ -143,7 +184,6 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
         registry=registry,
     )(on_redisprovider_recheck)
     kopf.index(*NAMESPACES, id="namespaces", registry=registry)(index_namespaces)
-    kopf.index(*DATABASES, id="provider_users", registry=registry)(index_provider_users)
     kopf.on.delete(*PROVIDERS, id="in-use", registry=registry)(on_redisprovider_delete)
 
 
@@ -158,19 +198,21 @@ def register_admission(registry: kopf.OperatorRegistry, *, webhook_ignore_failur
     async def index_providers(name: str, spec: Mapping[str, Any], **_: Any) -> dict[str, Mapping[str, Any]]:
         return {name: dict(spec)}
 
-    async def index_claims(
-        namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any
-    ) -> dict[str, str] | None:
-        claim = claim_of(spec, namespace or "", name)
-        return {claim: f"{namespace}/{name}"} if claim else None
-
     async def validate_redisdatabase_admission(
         body: kopf.Body,
         **kwargs: Any,
     ) -> None:
         old: Mapping[str, Any] | None = kwargs.get("old")
         providers: kopf.Index[str, Mapping[str, Any]] = kwargs["providers"]
-        claims: kopf.Index[str, str] = kwargs["claims"]
+        book: DatabaseBook = kwargs["memo"]["book"]
+        if not book.listed.is_set():
+            try:  # never answer from a partial view of the claims
+                await asyncio.wait_for(book.listed.wait(), BOOK_WAIT)
+            except TimeoutError:
+                raise kopf.AdmissionError(
+                    "the operator has not finished reading the RedisDatabases yet; retry in a moment", code=503
+                ) from None
+        claims = book.claims
         meta = body.get("metadata") or {}
         namespace = str(meta.get("namespace") or "")
         problem = validate_redisdatabase(
@@ -194,7 +236,6 @@ def register_admission(registry: kopf.OperatorRegistry, *, webhook_ignore_failur
             )
 
     kopf.index(*PROVIDERS, id="providers", registry=registry)(index_providers)
-    kopf.index(*DATABASES, id="claims", registry=registry)(index_claims)
     kopf.index(*NAMESPACES, id="namespaces", registry=registry)(index_namespaces)
     kopf.on.validate(
         *DATABASES,

@@ -8,7 +8,7 @@ The leader may write (provider calls, Secrets, kopf's status patches and Events)
 deadline*: the start of its last successful renewal plus `renew_deadline` (< `lease_duration`). Past it, the
 process exits at once, before any further write; Kubernetes restarts it as a candidate. A write that started
 before the deadline may still be in flight when a new leader starts: at most `lease_duration - renew_deadline`
-of slack (5 s by default) covers a write that finishes within that time; a write slower than that (the
+of slack (4 s by default) covers a write that finishes within that time; a write slower than that (the
 provider's 30 s timeout) can land after the successor started. That window is safe because every write is
 idempotent or keyed: a create is keyed by the database name the provider refuses to duplicate (the successor
 finds and adopts it), a delete of a gone database is a no-op, updates are re-checked by the successor's
@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -82,8 +83,8 @@ class ElectionConfig:
     namespace: str
     name: str = DEFAULT_LEASE_NAME
     identity: str = ""
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
+    lease_duration: float = 10.0
+    renew_deadline: float = 6.0
     retry_period: float = 1.0
 
     def __post_init__(self) -> None:
@@ -191,10 +192,11 @@ class LeaderElector:
             "spec": spec,
         }
 
-    async def try_acquire_or_renew(self) -> bool:
+    async def try_acquire_or_renew(self, kube: KubeClient | None = None) -> bool:
         """One attempt; True when this process holds the Lease afterwards. Exits when a holder finds it taken."""
+        kube = kube or self._kube
         started = self._clock()
-        existing = await self._kube.get(self.path)
+        existing = await kube.get(self.path)
         if existing is not None:
             spec = existing.get("spec") or {}
             holder = spec.get("holderIdentity") or ""
@@ -209,12 +211,14 @@ class LeaderElector:
                     return False  # held by another and not expired by our clock
         if self.leading and started >= self._write_deadline:
             self.lost("could not renew it in time")  # never write the Lease after the deadline either
+        if self.stepping_down:
+            return False  # release() hands it over; a renewal from the keeper thread must not take it back
         body = self._lease_body(existing, _microtime())
         try:
             if existing is None:
-                await self._kube.create(LEASES.format(namespace=self._config.namespace), body)
+                await kube.create(LEASES.format(namespace=self._config.namespace), body)
             else:
-                await self._kube.replace(self.path, body)
+                await kube.replace(self.path, body)
         except KubeConflict:
             return False  # another candidate (or renewal) won this round; look again next time
         # Our record is written: nobody takes over before `started + lease_duration` by their clocks.
@@ -241,21 +245,42 @@ class LeaderElector:
             await asyncio.sleep(self._config.retry_period)
         return False
 
-    async def keep(self) -> NoReturn:
-        """Renew every `retry_period`; exit when the Lease is taken or cannot be renewed before the deadline."""
+    async def keep(self, kube: KubeClient | None = None) -> None:
+        """Renew every `retry_period`; exit when the Lease is taken or cannot be renewed before the deadline.
+        Returns when the process steps down (release() owns the Lease from there)."""
         while True:
             await asyncio.sleep(self._config.retry_period)
             if self.stepping_down:
-                await asyncio.Event().wait()  # release() owns the Lease from here
+                return
             if self._clock() >= self._write_deadline:
                 self.lost("it was not renewed before the deadline (a stopped or starved process)")
             try:
-                renewed = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=max(0.1, self.seconds_left))
+                renewed = await asyncio.wait_for(self.try_acquire_or_renew(kube), timeout=max(0.1, self.seconds_left))
             except (KubeError, TimeoutError) as error:
                 logger.warning("renewing the leader Lease failed (%.1fs left): %s", self.seconds_left, error)
                 continue
-            if not renewed:
+            if not renewed and not self.stepping_down:
                 logger.warning("renewing the leader Lease conflicted (%.1fs left); retrying", self.seconds_left)
+
+    def keep_in_thread(self, make_kube: Callable[[], KubeClient]) -> threading.Thread:
+        """`keep` on a thread of its own (own event loop, own client). The operator's loop can be seconds late
+        when thousands of objects arrive at once (every ready task runs before the next timer): at 10,000
+        databases a renewal on that loop missed its 6 s deadline and the leader exited mid-burst. The write gate
+        still checks the deadline on the operator's side before every write."""
+
+        def run() -> None:
+            async def main() -> None:
+                kube = make_kube()
+                try:
+                    await self.keep(kube)
+                finally:
+                    await kube.aclose()
+
+            asyncio.run(main())
+
+        thread = threading.Thread(target=run, name="leader lease renewal", daemon=True)
+        thread.start()
+        return thread
 
     async def release(self, wait_for_writes: float = 5.0) -> None:
         """Stop writing, let writes in flight finish, then hand the Lease over (SIGTERM: a rolling update)."""
@@ -267,12 +292,19 @@ class LeaderElector:
         if self._clock() >= self._write_deadline or self._in_flight:
             return  # too late to write the Lease safely, or a write still runs: let it expire instead
         try:
-            existing = await self._kube.get(self.path)
-            if existing is None or (existing.get("spec") or {}).get("holderIdentity") != self.identity:
-                return
-            spec = dict(existing.get("spec") or {})
-            spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=_microtime())
-            await self._kube.replace(self.path, {**existing, "spec": spec})
+            for attempt in range(2):  # a renewal from the keeper thread may have been in flight: read once more
+                existing = await self._kube.get(self.path)
+                if existing is None or (existing.get("spec") or {}).get("holderIdentity") != self.identity:
+                    return
+                spec = dict(existing.get("spec") or {})
+                spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=_microtime())
+                try:
+                    await self._kube.replace(self.path, {**existing, "spec": spec})
+                except KubeConflict:
+                    if attempt == 0 and self._clock() < self._write_deadline:
+                        continue
+                    raise
+                break
             logger.info("released the leader Lease %s/%s", self._config.namespace, self._config.name)
         except KubeError as error:
             logger.warning("could not release the leader Lease (it expires by itself): %s", error)

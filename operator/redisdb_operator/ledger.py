@@ -22,6 +22,9 @@ class ObjectLedger:
         # uid -> monotonic deadline of a create that timed out here; the status marker may not be written yet
         self._uncertain_creates: dict[str, float] = {}
         self._finished_deletes: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # uid -> content hash of the connection Secret this process last published or found current (the resync
+        # sweep compares the snapshot with it instead of reading every Secret)
+        self._published: dict[str, str] = {}
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
@@ -37,8 +40,15 @@ class ObjectLedger:
         """Seconds a create that timed out in this process may still land for (0 when none)."""
         return max(0.0, self._uncertain_creates.get(uid, 0.0) - time.monotonic())
 
+    def note_published(self, uid: str, content_hash: str) -> None:
+        self._published[uid] = content_hash
+
+    def published(self, uid: str) -> str | None:
+        return self._published.get(uid)
+
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
+        self._published.pop(uid, None)
         self._uncertain_creates.pop(uid, None)
 
     def finish_deletion(self, uid: str) -> None:

@@ -322,6 +322,20 @@ _USAGE_GAUGES = {
     ),
 }
 USAGE_TOTALS = ProviderTotals(_USAGE_GAUGES)
+SWEEPS = REGISTRY.register(
+    Counter(
+        "redisdb_resync_sweeps_total",
+        "Resync sweeps (one provider list compared with every RedisDatabase of that provider), by RedisProvider.",
+        ("provider",),
+    )
+)
+SWEEP_WOKEN = REGISTRY.register(
+    Counter(
+        "redisdb_resync_woken_total",
+        "RedisDatabases a resync sweep found drifted, missing or failed and reconciled, by RedisProvider.",
+        ("provider",),
+    )
+)
 LEADER = REGISTRY.register(
     Gauge("redisdb_leader", "1 while this replica holds the leader Lease and reconciles; 0 on a standby.")
 )

@@ -98,6 +98,12 @@ class ProviderObserver:
         found = tuple(database for database in self._by_id.values() if database.name == name)
         return found if len(found) > 1 else ()
 
+    def cached(self, database_id: str | None, name: str) -> Database | None:
+        """The snapshot's answer without refreshing it (the resync sweep refreshed it once for all)."""
+        if database_id is not None:
+            return self._by_id.get(database_id)
+        return self._by_name.get(name)
+
     def remember(self, database: Database) -> None:
         """Write-through after our own create/update, so the next lookup does not see stale state."""
         self._by_id[database.id] = database

@@ -20,7 +20,8 @@ import uvloop
 
 from . import metrics
 from .controller import ControllerConfig, DatabaseController
-from .handlers import register_admission, register_reconcilers
+from .database_book import DatabaseBook
+from .handlers import register_admission, register_book, register_reconcilers
 from .kube import KubeClient
 from .leader import (
     DEFAULT_LEASE_NAME,
@@ -37,9 +38,13 @@ from .models import GROUP, DeletionPolicy
 from .provider_registry import ProviderRegistry
 from .providers.base import ProviderClient
 from .providers.factory import make_client
+from .sweep import Sweeper
 from .tls import DEFAULT_VALIDITY
-from .usage import UsageConfig, UsageRefresher
+from .usage import UsageConfig, UsageRefresher, UsageSchedule
 from .webhook_bootstrap import bootstrap, keep_renewed, plan_from_args
+
+# The book of RedisDatabases is listed again this often (at least): it drops what no event could remove.
+BOOK_RELIST = 600.0
 
 
 def _env_float(name: str, default: float) -> float:
@@ -65,7 +70,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--max-concurrent-reconciles",
         type=int,
         default=int(_env_float("REDISDB_MAX_CONCURRENT_RECONCILES", 32)),
-        help="provider calls in flight at once (env REDISDB_MAX_CONCURRENT_RECONCILES; default 32)",
+        help="reconciles in flight at once, for changes and (separately, so a change never waits behind them) for "
+        "resumes and resyncs (env REDISDB_MAX_CONCURRENT_RECONCILES; default 32)",
     )
     parser.add_argument(
         "--liveness",
@@ -95,12 +101,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=os.environ.get("REDISDB_LEADER_ELECTION_IDENTITY", ""),
         help="holder identity; default: POD_NAME (downward API), else host name and process id",
     )
-    parser.add_argument("--leader-election-lease-duration", type=float, default=15.0, help="seconds (default 15)")
+    parser.add_argument(
+        "--leader-election-lease-duration",
+        type=float,
+        default=10.0,
+        help="seconds (default 10: a SIGKILLed leader is replaced in about 11 s, under the 15 s target)",
+    )
     parser.add_argument(
         "--leader-election-renew-deadline",
         type=float,
-        default=10.0,
-        help="seconds after its last renewal the leader stops writing and exits (default 10)",
+        default=6.0,
+        help="seconds after its last renewal the leader stops writing and exits (default 6; 4 s of slack)",
     )
     parser.add_argument(
         "--leader-election-retry-period", type=float, default=1.0, help="seconds between attempts (default 1)"
@@ -248,8 +259,9 @@ class OwnPrefixBlindDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         return essence
 
 
-# The webhook side's kopf never handles a change, so kopf would strip a finalizer "no handler requires" from
-# every object it sees: it gets a finalizer name that no object carries.
+# The webhook side's kopf (the admission handlers and the DatabaseBook's event handler) never handles a change, so
+# kopf would strip a finalizer "no handler requires" from every object it sees (and, for one being deleted, let
+# the deletion through before the leader's delete handler ran): it gets a finalizer name that no object carries.
 ADMISSION_SIDE_FINALIZER = f"{GROUP}/admission-side-never-set"
 
 
@@ -271,6 +283,15 @@ def build_settings(
         settings.admission.server = server
         settings.admission.managed = args.webhook_managed or None
         settings.persistence.finalizer = ADMISSION_SIDE_FINALIZER
+
+
+def admission_settings(args: argparse.Namespace, server: kopf.WebhookServer | None) -> kopf.OperatorSettings:
+    """The admission side's settings: with or without a webhook its kopf processes every RedisDatabase (the
+    DatabaseBook's event handler), so it never carries the leader's finalizer name."""
+    settings = kopf.OperatorSettings()
+    build_settings(settings, args, server)
+    settings.persistence.finalizer = ADMISSION_SIDE_FINALIZER
+    return settings
 
 
 def listening_ports(args: argparse.Namespace, settings: kopf.OperatorSettings, memo: kopf.Memo) -> dict[str, int]:
@@ -364,7 +385,10 @@ class Operator:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.memo = kopf.Memo()
+        self.book = self.memo["book"] = DatabaseBook()  # both sides read it; the admission side feeds it
         self.server = webhook_server(args)
+        if self.server is not None:
+            self.server.also_ready = self.book.listed.is_set
         self.election = election_config(args)
         self.elector: LeaderElector | None = None
         self.admission_stop = asyncio.Event()
@@ -386,6 +410,7 @@ class Operator:
         registry = kopf.OperatorRegistry()
         if self.server is not None:
             register_admission(registry, webhook_ignore_failures=self.args.webhook_failure_policy == "Ignore")
+        register_book(registry)
         _login(registry)
         args = self.args
 
@@ -394,6 +419,7 @@ class Operator:
             info = _connection(settings, logger)
             kube = KubeClient(info, relogin=lambda: kopf.login_with_service_account(settings=settings, logger=logger))
             memo["kube"] = kube
+            memo["book_listing"] = asyncio.create_task(self._keep_book(kube), name="RedisDatabase list")
             if self.plan is not None:
                 await bootstrap(kube, self.plan, logger)
                 memo["cert_renewal"] = asyncio.create_task(
@@ -412,6 +438,8 @@ class Operator:
 
         @kopf.on.cleanup(registry=registry)
         async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+            if "book_listing" in memo:
+                memo["book_listing"].cancel()
             if "cert_renewal" in memo:
                 memo["cert_renewal"].cancel()
             if "liveness" in memo:
@@ -422,6 +450,19 @@ class Operator:
                 await memo["kube"].aclose()
 
         return registry
+
+    async def _keep_book(self, kube: KubeClient) -> None:
+        """The first list of RedisDatabases (retried until it works), then one every BOOK_RELIST seconds."""
+        namespaces = list(self.args.namespace)
+        delay = 0.5
+        while not self.book.listed.is_set():
+            try:
+                await self.book.list_from(kube, namespaces)
+            except Exception as error:
+                logging.getLogger(__name__).warning("listing RedisDatabases failed (retrying): %s", error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        await self.book.keep_listed(kube, namespaces, max(self.args.resync_interval, BOOK_RELIST))
 
     # --- the reconciling side (the leader) ------------------------------------------------------------
 
@@ -452,7 +493,7 @@ class Operator:
             )
             memo["controller_kube"] = kube
             provider_registry = ProviderRegistry(kube, client_factory=gated_client)
-            memo["controller"] = DatabaseController(
+            memo["controller"] = controller = DatabaseController(
                 kube,
                 provider_registry,
                 ControllerConfig(
@@ -467,9 +508,21 @@ class Operator:
                 provider_registry,
                 UsageConfig(interval=args.usage_interval, calls_per_minute=args.usage_calls_per_minute),
             )
+            memo["sweeper"] = Sweeper(controller, args.resync_interval)
+            # Usage: one task for every database (usage.UsageSchedule), not a kopf daemon per database.
+            book: DatabaseBook = memo["book"]
+            memo["usage_schedule"] = asyncio.create_task(
+                UsageSchedule(memo["usage"], book).run(book.listed.wait), name="usage schedule"
+            )
 
         @kopf.on.cleanup(registry=registry)
         async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+            if "usage_schedule" in memo:
+                memo["usage_schedule"].cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await memo["usage_schedule"]
+            if "sweeper" in memo:
+                await memo["sweeper"].stop()
             if "controller" in memo:
                 await memo["controller"].registry.aclose()
             if "controller_kube" in memo:
@@ -538,7 +591,7 @@ class Operator:
                 await self.elector.release()
                 return
             self.elector.install_sigcont_check()
-            keeper = asyncio.create_task(self.elector.keep(), name="leader lease renewal")
+            self.elector.keep_in_thread(self.election_client)
             LEADER_WORK.set(self.elector)
         else:
             metrics.LEADER.set(1)
@@ -547,26 +600,25 @@ class Operator:
         try:
             await self._run_kopf(self.leading_registry(), settings, self.leading_stop, None)
         finally:
-            if self.elector is not None:
-                keeper.cancel()
-                if not self.stopping:
-                    self.elector.lost("the reconciling operator stopped")
+            if self.elector is not None and not self.stopping:
+                self.elector.lost("the reconciling operator stopped")
+
+    def election_client(self) -> KubeClient:
+        """A client for the Lease (one for the candidate, one for the renewal thread: each loop its own)."""
+        assert self.election is not None
+        settings = kopf.OperatorSettings()
+        logger = logging.getLogger(__name__)
+        return KubeClient(
+            _connection(settings, logger),
+            timeout=min(5.0, self.election.renew_deadline / 2),
+            relogin=lambda: kopf.login_with_service_account(settings=settings, logger=logger),
+        )
 
     async def run(self) -> None:
         install_kopf_write_gate()
         if self.election is not None:
-            settings = kopf.OperatorSettings()
-            logger = logging.getLogger(__name__)
-            self.elector = LeaderElector(
-                KubeClient(
-                    _connection(settings, logger),
-                    timeout=min(5.0, self.election.renew_deadline / 2),
-                    relogin=lambda: kopf.login_with_service_account(settings=settings, logger=logger),
-                ),
-                self.election,
-            )
-        settings = kopf.OperatorSettings()
-        build_settings(settings, self.args, self.server)
+            self.elector = LeaderElector(self.election_client(), self.election)
+        settings = admission_settings(self.args, self.server)
         asyncio.get_running_loop().set_task_factory(_task_factory)
         admission_context, leading_context = contextvars.copy_context(), contextvars.copy_context()
         admission_context.run(_SIDE.set, "admission")
@@ -600,7 +652,7 @@ async def run_operator(args: argparse.Namespace) -> None:
 
 
 class _RoutineSuccesses(logging.Filter):
-    """Drop kopf's line for every successful resync and admission review (kept with --verbose).
+    """Drop kopf's line for every successful resync, admission review and book event (kept with --verbose).
 
     With 1,000 databases they were most of the log and a few percent of the CPU, and a failure logs anyway.
     """
@@ -611,7 +663,7 @@ class _RoutineSuccesses(logging.Filter):
             record.levelno == logging.INFO
             and isinstance(message, str)
             and message.endswith(" succeeded.")
-            and message.startswith(("Timer 'resync'", "Webhook '"))
+            and message.startswith(("Timer 'resync'", "Timer 'recheck'", "Webhook '", "Handler 'book'"))
         )
 
 

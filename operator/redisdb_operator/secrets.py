@@ -151,6 +151,17 @@ def is_owned_by(secret: dict[str, Any], owner_uid: str) -> bool:
     return any(ref.get("uid") == owner_uid and ref.get("controller") for ref in refs)
 
 
+def secret_intact(secret: dict[str, Any] | None, owner_uid: str, shape: ConnectionSecretSpec | None) -> bool:
+    """The Secret is there, ours, and its data still matches the content hash we wrote (no hand edit)."""
+    if secret is None or not is_owned_by(secret, owner_uid):
+        return False
+    written = (secret.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_CONTENT_HASH)
+    try:
+        return written == content_hash(decode_data(secret), shape)
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
 def decode_data(secret: dict[str, Any]) -> dict[str, str]:
     return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
 

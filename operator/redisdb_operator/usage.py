@@ -1,9 +1,11 @@
 """`status.usage` (and with it pay-as-you-go's `status.estimatedMonthlyCost`), read from the provider's stats call.
 
 The rules are pure (`usage_fields`, `changed_fields`, `TokenBucket`, `first_offset`; the console link, limits and
-prices are `billing.py`'s), and `UsageRefresher` runs them once per database in a kopf daemon, apart from the
-reconcile: status fields of its own, written by merge patch, so usage never waits on a reconcile nor a reconcile on
-usage. The daemon also corrects the `billing` fields the reconcile leaves as they were (a plan that lost its price).
+prices are `billing.py`'s), and `UsageRefresher` runs them for each database from one task on the leader
+(`UsageSchedule`: a heap of when each database is next due; a kopf daemon per database was 10,000 tasks and
+kopf's daemon machinery at 10,000 databases), apart from the reconcile: status fields of its own, written by merge
+patch, so usage never waits on a reconcile nor a reconcile on usage. It also corrects the `billing` fields the
+reconcile leaves as they were (a plan that lost its price).
 
 Usage is read on a slow interval (default hourly), each database at its own offset in the interval (staggered by
 uid), and every provider account has a token bucket: a read that finds it empty, or the account held after a 429
@@ -17,11 +19,12 @@ import asyncio
 import dataclasses
 import datetime
 import hashlib
+import heapq
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any, Protocol
 
 from . import metrics
 from .billing import CURRENCY, static_fields
@@ -130,11 +133,8 @@ class UsageConfig:
         return max(1.0, self.calls_per_minute / 6)
 
 
-Wait = Callable[[float], Awaitable[bool]]  # sleep up to this long; True when the database is going away
-
-
 class UsageRefresher:
-    """One per operator: the per-account buckets, the per-provider totals, and the per-database daemon loop."""
+    """One per operator: the per-account buckets, the per-provider totals, and one database's refresh."""
 
     def __init__(
         self,
@@ -153,38 +153,16 @@ class UsageRefresher:
         self._buckets: dict[str, TokenBucket] = {}
         self._unresolved: dict[str, float] = {}  # provider name -> when resolving it last failed
 
+    @property
+    def config(self) -> UsageConfig:
+        return self._config
+
     def bucket(self, provider_name: str) -> TokenBucket:
         bucket = self._buckets.get(provider_name)
         if bucket is None:
             rate = self._config.calls_per_minute / 60
             bucket = self._buckets[provider_name] = TokenBucket(rate, self._config.burst, self._clock)
         return bucket
-
-    async def run(self, body: Mapping[str, Any], wait: Wait) -> None:
-        """The daemon of one database: keep its static fields current, read its usage when due. `body` is kopf's
-        live view of the object."""
-        meta = body.get("metadata") or {}
-        uid = str(meta.get("uid"))
-        interval = self._config.interval
-        due = self._clock() + first_offset(uid, interval) if self._config.enabled else float("inf")
-        check = min(STATIC_CHECK_SECONDS, interval) if self._config.enabled else STATIC_CHECK_SECONDS
-        try:
-            while True:
-                status = dict(body.get("status") or {})
-                ask = self._clock() >= due and bool(status.get("databaseId")) and not paused(body)
-                try:
-                    retry_in = await self.refresh(body, status, read_usage=ask)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # a daemon that dies stops usage for this database until a restart
-                    log.exception("usage of %s/%s: refresh failed", meta.get("namespace"), meta.get("name"))
-                    retry_in = interval if ask else None
-                if retry_in is not None:
-                    due = self._clock() + retry_in
-                if await wait(max(0.0, min(check, due - self._clock()))):
-                    return
-        finally:
-            metrics.USAGE_TOTALS.forget(uid)
 
     async def refresh(self, body: Mapping[str, Any], status: Mapping[str, Any], *, read_usage: bool) -> float | None:
         """Write what changed; with `read_usage`, ask the provider first. Returns when to read usage again (None:
@@ -255,3 +233,104 @@ class UsageRefresher:
         metrics.USAGE_READS.inc(provider=provider_name, outcome="ok")
         label = kind_of(handle.provider_type).display_name
         return interval, usage_fields(usage, provider_label=label, observed_at=observed_at)
+
+
+class Databases(Protocol):
+    """What the schedule reads: the RedisDatabases this process knows (database_book.DatabaseBook)."""
+
+    def uids(self) -> Collection[str]: ...
+
+    def get(self, uid: str, /) -> Mapping[str, Any] | None: ...
+
+
+class UsageSchedule:
+    """Every database's usage loop (the former per-database daemon's `run`) from one task: a heap of (when next
+    due, uid). A database is checked when it first appears (its static fields), then every STATIC_CHECK_SECONDS
+    (or the usage interval, if shorter), and reads its usage at its spread offset, then every interval; a skipped
+    read (bucket empty, account held) comes back when `refresh` says."""
+
+    TICK = 1.0
+    CONCURRENCY = 8  # refreshes in flight: a slow provider call never holds the others
+
+    def __init__(
+        self,
+        refresher: UsageRefresher,
+        databases: Databases,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._refresher = refresher
+        self._databases = databases
+        self._clock = clock
+        self._due: dict[str, float] = {}  # uid -> when its usage is read next
+        self._heap: list[tuple[float, str]] = []
+
+    def _admit(self) -> None:
+        """New databases get a spread first read and a check now; gone ones are forgotten."""
+        config = self._refresher.config
+        now = self._clock()
+        known = self._databases.uids()
+        for uid in [uid for uid in self._due if uid not in known]:
+            del self._due[uid]
+            metrics.USAGE_TOTALS.forget(uid)
+        for uid in known:
+            if uid not in self._due:
+                self._due[uid] = now + first_offset(uid, config.interval) if config.enabled else float("inf")
+                heapq.heappush(self._heap, (now, uid))
+
+    async def step(self) -> int:
+        """Refresh every database that is due now; returns how many."""
+        self._admit()
+        now = self._clock()
+        batch: list[str] = []
+        while self._heap and self._heap[0][0] <= now:
+            _, uid = heapq.heappop(self._heap)
+            if uid in self._due:
+                batch.append(uid)
+        limit = asyncio.Semaphore(self.CONCURRENCY)
+
+        async def one(uid: str) -> None:
+            async with limit:
+                await self._refresh(uid)
+
+        await asyncio.gather(*(one(uid) for uid in batch))
+        return len(batch)
+
+    async def _refresh(self, uid: str) -> None:
+        body = self._databases.get(uid)
+        meta = (body or {}).get("metadata") or {}
+        if body is None or meta.get("deletionTimestamp"):
+            self._due.pop(uid, None)
+            metrics.USAGE_TOTALS.forget(uid)
+            return
+        config = self._refresher.config
+        interval = config.interval
+        check = min(STATIC_CHECK_SECONDS, interval) if config.enabled else STATIC_CHECK_SECONDS
+        status = dict(body.get("status") or {})
+        due = self._due[uid]
+        ask = self._clock() >= due and bool(status.get("databaseId")) and not paused(body)
+        try:
+            retry_in = await self._refresher.refresh(body, status, read_usage=ask)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("usage of %s/%s: refresh failed", meta.get("namespace"), meta.get("name"))
+            retry_in = interval if ask else None
+        now = self._clock()
+        if retry_in is not None:
+            due = now + retry_in
+        if uid in self._due:
+            self._due[uid] = due
+            heapq.heappush(self._heap, (now + max(0.0, min(check, due - now)), uid))
+
+    async def run(self, ready: Callable[[], Awaitable[Any]]) -> None:
+        """Forever: wait until the databases are known (`ready`), then a step every TICK."""
+        await ready()
+        while True:
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("usage schedule: a step failed")
+            await asyncio.sleep(self.TICK)

@@ -15,7 +15,7 @@ import base64
 import hashlib
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class ReloadingWebhookServer(kopf.WebhookServer):
         self._current: ssl.SSLContext | None = None
         self.ready = False
         self.reloads = 0
+        # What else must hold before this replica reports ready (the operator's first list of RedisDatabases).
+        self.also_ready: Callable[[], bool] = lambda: True
 
     def _paths(self) -> list[Path]:
         return [Path(str(path)) for path in (self.certfile, self.pkeyfile, self.cafile) if path is not None]
@@ -74,7 +76,7 @@ class ReloadingWebhookServer(kopf.WebhookServer):
             return await self._serve(fn, request)
 
         async def readiness(_: aiohttp.web.Request) -> aiohttp.web.Response:
-            if not self.ready:
+            if not self.ready or not self.also_ready():
                 raise aiohttp.web.HTTPServiceUnavailable(reason="not serving admission yet")
             return aiohttp.web.Response(text="ok")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import time
 from typing import Any, NoReturn
 
 import aiohttp
@@ -55,6 +56,9 @@ class LeaseStore:
         if body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
             raise KubeConflict(409, "stale")
         return self._store(body)
+
+    async def aclose(self) -> None:
+        pass
 
     def _store(self, body: dict[str, Any]) -> dict[str, Any]:
         self.version += 1
@@ -251,3 +255,24 @@ def test_a_stopping_candidate_stops_waiting() -> None:
         return await asyncio.wait_for(waiting, timeout=5)
 
     assert asyncio.run(wait_then_stop()) is False
+
+
+def test_the_renewal_thread_renews_while_no_event_loop_runs_on_the_main_thread() -> None:
+    """A main loop seconds late (a burst of thousands of objects) must not starve the renewal past its deadline."""
+    store = LeaseStore()
+    config = ElectionConfig(
+        namespace="ns", name="lease", identity="a", lease_duration=3, renew_deadline=2, retry_period=0.05
+    )
+    leader = LeaderElector(store, config, exit_process=exit_process)  # type: ignore[arg-type]
+    assert asyncio.run(leader.try_acquire_or_renew())
+    first = store.version
+    thread = leader.keep_in_thread(lambda: store)  # type: ignore[arg-type,return-value]
+    waited = 0.0
+    while store.version < first + 3 and waited < 30:  # the main thread holds no loop at all meanwhile
+        time.sleep(0.05)
+        waited += 0.05
+    assert store.version >= first + 3
+    leader.check_write("PATCH something")  # still within the deadline the thread keeps moving
+    leader.stepping_down = True
+    thread.join(timeout=10)
+    assert not thread.is_alive()

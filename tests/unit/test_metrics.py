@@ -144,6 +144,8 @@ def test_the_operator_registry_has_every_documented_family() -> None:
         "redisdb_usage_bandwidth_bytes": "gauge",
         "redisdb_estimated_monthly_cost_usd": "gauge",
         "redisdb_secret_writes_total": "counter",
+        "redisdb_resync_sweeps_total": "counter",
+        "redisdb_resync_woken_total": "counter",
         "redisdb_leader": "gauge",
     }
 

@@ -7,7 +7,7 @@ import pytest
 
 from redisdb_operator.controller import ControllerConfig, DatabaseController
 from redisdb_operator.reconcile import LEGACY_KOPF_ANNOTATIONS
-from redisdb_operator.runner import build_settings, parse_args
+from redisdb_operator.runner import admission_settings, build_settings, parse_args
 from tests.unit.fakes import LOGGER, FakeKube, InMemoryProvider, OneProvider, body
 
 
@@ -18,6 +18,13 @@ def essence_annotations(annotations: dict[str, str]) -> dict[str, str]:
         body=kopf.Body({"metadata": {"name": "cache", "annotations": annotations}, "spec": {"primaryRegion": "mad"}})
     )
     return dict(essence.get("metadata", {}).get("annotations", {}))
+
+
+def test_the_admission_side_never_holds_the_leaders_finalizer_even_without_a_webhook() -> None:
+    leader = kopf.OperatorSettings()
+    build_settings(leader, parse_args([]))
+    admission = admission_settings(parse_args([]), None)
+    assert admission.persistence.finalizer != leader.persistence.finalizer
 
 
 def test_a_rotation_annotation_is_a_change_kopf_reacts_to() -> None:

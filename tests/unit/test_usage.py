@@ -15,6 +15,7 @@ from redisdb_operator.usage import (
     TokenBucket,
     UsageConfig,
     UsageRefresher,
+    UsageSchedule,
     changed_fields,
     first_offset,
     usage_fields,
@@ -211,22 +212,43 @@ async def test_a_broken_provider_is_not_asked_about_on_every_check() -> None:
     assert broken.asked == 2
 
 
+class Book:
+    def __init__(self, *bodies: dict[str, Any]) -> None:
+        self.bodies = {body["metadata"]["uid"]: body for body in bodies}
+
+    def uids(self) -> set[str]:
+        return set(self.bodies)
+
+    def get(self, uid: str) -> dict[str, Any] | None:
+        return self.bodies.get(uid)
+
+
 async def test_a_paused_database_gets_no_usage_read() -> None:
     clock = Clock()
     client = UsageClient([])
     usage, _ = refresher(client, clock)
     body = database_body()
     body["metadata"]["annotations"] = {"redisdb.dev/paused": "true"}
-    waits: list[float] = []
-
-    async def wait(seconds: float) -> bool:
-        waits.append(seconds)
+    schedule = UsageSchedule(usage, Book(body), clock=clock)
+    for _ in range(3):
+        await schedule.step()
         clock.now += 7200  # well past any read's due time
-        return len(waits) >= 3
-
-    await usage.run(body, wait)
-    assert client.usage_calls == 0 and len(waits) == 3
+    assert client.usage_calls == 0
     body["metadata"]["annotations"] = {}
-    waits.clear()
-    await usage.run(body, wait)
-    assert client.usage_calls >= 1
+    await schedule.step()
+    assert client.usage_calls == 1
+
+
+async def test_one_schedule_reads_each_database_once_an_interval_and_forgets_the_deleted() -> None:
+    clock = Clock()
+    client = UsageClient([])
+    usage, _ = refresher(client, clock, calls_per_minute=600)
+    book = Book(*(database_body(f"u{index}") for index in range(20)))
+    schedule = UsageSchedule(usage, book, clock=clock)
+    for _ in range(3600 // 60):  # one interval, a step a minute
+        await schedule.step()
+        clock.now += 60
+    assert client.usage_calls == 20  # each at its spread offset, once
+    del book.bodies["u0"]
+    await schedule.step()
+    assert "u0" not in schedule._due

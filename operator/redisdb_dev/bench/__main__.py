@@ -35,7 +35,7 @@ from typing import Any
 
 import uvloop
 
-from . import chart, scenarios
+from . import chart, scale, scenarios
 from .environment import REPO, control_plane, install, local_provider, operator_process
 from .report import latest_table, machine
 
@@ -77,6 +77,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--label", default="", help="a note stored with the results (e.g. 'before')")
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when any target is missed (CI, or `make bench ARGS=--check`)"
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=0,
+        help="instead of the parts: N databases at once with two electing operators (create, one resync interval "
+        "idle, a sample updated and deleted, SIGTERM and SIGKILL failover), the provider in its pooled mode; "
+        "results in scale-N.json (not in CI)",
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=8, help="with --scale: the local provider's shared redis-servers (default 8)"
     )
     args = parser.parse_args(argv)
     args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
@@ -221,8 +232,76 @@ async def run_parts(args: argparse.Namespace, kube: Any, provider: Any, operator
     return results
 
 
+def main_scale(args: argparse.Namespace) -> int:
+    """`--scale N`: the issue 15 measurement (bench/scale.py), its targets printed with met/missed."""
+    load_before = os.getloadavg()
+    started = datetime.datetime.now(datetime.UTC)
+    with tempfile.TemporaryDirectory(prefix="redisdb-bench-scale-") as tmp:
+        workdir = Path(tmp)
+        scenarios.say(f"scale {args.scale}: control plane, pooled local provider and two operators in {workdir}")
+        with (
+            control_plane(workdir) as kube,
+            local_provider(workdir / "provider", args.provider_latency_ms, pool_size=args.pool_size) as provider,
+        ):
+            install(kube, provider)
+            try:
+                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                    results = runner.run(
+                        scale.scale(
+                            kube,
+                            provider,
+                            workdir / "operators",
+                            args.scale,
+                            resync_interval=args.resync_interval,
+                            concurrency=args.max_concurrent_reconciles,
+                            apply_concurrency=args.apply_concurrency,
+                            phase_limit=args.phase_timeout,
+                        )
+                    )
+            finally:
+                for log in sorted((workdir / "operators").glob("*/operator.log")):
+                    shutil.copy(log, args.out / f"scale-{log.parent.name}.log")
+    finished = datetime.datetime.now(datetime.UTC)
+    report: dict[str, Any] = {
+        "meta": {
+            "date": started.strftime("%Y-%m-%d"),
+            "started": started.isoformat(timespec="seconds"),
+            "duration_s": round((finished - started).total_seconds()),
+            "label": args.label,
+            "commit": _git_commit(),
+            "machine": _machine(),
+            "load_average_before": [round(value, 2) for value in load_before],
+            "load_average_after": [round(value, 2) for value in os.getloadavg()],
+            "settings": {
+                "provider_latency_ms": args.provider_latency_ms,
+                "resync_interval_s": args.resync_interval,
+                "max_concurrent_reconciles": args.max_concurrent_reconciles,
+                "apply_concurrency": args.apply_concurrency,
+                "provider_pool_size": args.pool_size,
+            },
+        },
+        "scale": results,
+    }
+    report["targets"] = scale.targets(results)
+    json_path = args.out / f"scale-{args.scale}.json"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    if args.publish:
+        published = REPO / "docs" / "bench"
+        published.mkdir(parents=True, exist_ok=True)
+        shutil.copy(json_path, published / json_path.name)
+    print(json.dumps(results, indent=2))
+    for target in report["targets"]:
+        mark = "met   " if target["met"] else "MISSED"
+        print(f"{mark} {target['target']}: {target['value']} (goal {target['goal']})")
+    print(f"results: {json_path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.scale:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return main_scale(args)
     args.out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     started = datetime.datetime.now(datetime.UTC)

@@ -87,8 +87,9 @@ class LocalProvider:
 
 
 @contextlib.contextmanager
-def local_provider(workdir: Path, latency_ms: int) -> Iterator[LocalProvider]:
-    """The embedded provider (Fly GraphQL + Upstash v2) on a free port, with ``latency_ms`` per wire call."""
+def local_provider(workdir: Path, latency_ms: int, pool_size: int = 0) -> Iterator[LocalProvider]:
+    """The embedded provider (Fly GraphQL + Upstash v2) on a free port, with ``latency_ms`` per wire call
+    (``pool_size``: its benchmark-only pooled mode, databases sharing that many redis-servers)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port_file = workdir / "port"
     env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
@@ -109,6 +110,7 @@ def local_provider(workdir: Path, latency_ms: int) -> Iterator[LocalProvider]:
         FLY_ORG,
         "--log-level",
         "WARNING",
+        *(["--pool-size", str(pool_size)] if pool_size else []),
     ]
     with (workdir / "provider.log").open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -166,16 +168,23 @@ class OperatorProcess:
 
 @contextlib.contextmanager
 def operator_process(
-    kube: Kube, workdir: Path, *, resync_interval: float, max_concurrent_reconciles: int, extra_args: Sequence[str]
+    kube: Kube,
+    workdir: Path,
+    *,
+    resync_interval: float,
+    max_concurrent_reconciles: int,
+    extra_args: Sequence[str],
+    webhook: bool = True,
 ) -> Iterator[OperatorProcess]:
-    """`redisdb-operator run` with its managed webhook on loopback, as tests/harness/operator.py starts it."""
+    """`redisdb-operator run` with its managed webhook on loopback (unless not `webhook`), as
+    tests/harness/operator.py starts it."""
     workdir.mkdir(parents=True, exist_ok=True)
     ports_file = workdir / "ports.json"
     ports_file.unlink(missing_ok=True)
     argv = operator_argv(
         ports_file=ports_file,
         resync_interval=resync_interval,
-        webhook_cert_dir=workdir / "webhook-certs",
+        webhook_cert_dir=workdir / "webhook-certs" if webhook else None,
         extra_args=["--max-concurrent-reconciles", str(max_concurrent_reconciles), *extra_args],
     )
     env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig), "PYTHONPATH": str(REPO / "operator")}
@@ -194,7 +203,7 @@ def operator_process(
             if time.monotonic() > deadline:
                 raise SystemExit(f"the operator did not become healthy; see {log_path}")
             time.sleep(0.2)
-        while True:
+        while webhook:
             with contextlib.suppress(subprocess.CalledProcessError, SystemExit):
                 _webhook_client_config(kube, WEBHOOK_CONFIGURATION)
                 break

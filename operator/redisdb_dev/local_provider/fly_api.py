@@ -7,6 +7,7 @@ injected fault or an internal failure changes the HTTP status.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
 import hashlib
 import hmac
@@ -340,7 +341,8 @@ class FlyApi:
         def add_ons(arguments: dict[str, Any]) -> dict[str, Any]:
             wanted = arguments.get("type")
             nodes = [] if wanted not in (None, *ADDON_TYPES) else self.registry.owned(API, [slug])
-            return {"nodes": [self._add_on_json(db) for db in nodes], "totalCount": len(nodes)}
+            page, page_info = connection_page(nodes, arguments)
+            return {"nodes": [self._add_on_json(db) for db in page], "pageInfo": page_info, "totalCount": len(nodes)}
 
         return {
             "__typename": "Organization",
@@ -457,9 +459,11 @@ class FlyApi:
         if arguments.get("type") not in (None, *ADDON_TYPES):
             return {"nodes": []}
         nodes = self.registry.owned(API, _ORGS.get())
-        stats = await asyncio.gather(*(self._stats(db) for db in nodes))
+        page, page_info = connection_page(nodes, arguments)
+        stats = await asyncio.gather(*(self._stats(db) for db in page))
         return {
-            "nodes": [self._add_on_json(db, s) for db, s in zip(nodes, stats, strict=True)],
+            "nodes": [self._add_on_json(db, s) for db, s in zip(page, stats, strict=True)],
+            "pageInfo": page_info,
             "totalCount": len(nodes),
         }
 
@@ -573,3 +577,39 @@ class FlyApi:
         database = self._find(self._input(arguments))
         await self.registry.reset_password(database)
         return {"addOn": self._add_on_json(database)}
+
+
+def _cursor(index: int) -> str:
+    """An opaque cursor, as graphql-ruby's connections hand out (base64 of the position)."""
+    return base64.b64encode(f"cursor:{index}".encode()).decode()
+
+
+def _position(cursor: Any) -> int | None:
+    if not isinstance(cursor, str) or not cursor:
+        return None
+    try:
+        return int(base64.b64decode(cursor).decode().removeprefix("cursor:"))
+    except ValueError as error:
+        raise FieldError("INVALID_CURSOR", f"invalid cursor {cursor!r}") from error
+
+
+def connection_page(items: list[Any], arguments: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """A Relay connection's page of `items` for first/after (and last/before), with its pageInfo."""
+    start, end = 0, len(items)
+    after, before = _position(arguments.get("after")), _position(arguments.get("before"))
+    if after is not None:
+        start = min(len(items), after + 1)
+    if before is not None:
+        end = max(start, min(end, before))
+    first, last = arguments.get("first"), arguments.get("last")
+    if isinstance(first, int) and first >= 0:
+        end = min(end, start + first)
+    if isinstance(last, int) and last >= 0:
+        start = max(start, end - last)
+    page = items[start:end]
+    return page, {
+        "hasNextPage": end < len(items),
+        "hasPreviousPage": start > 0,
+        "startCursor": _cursor(start) if page else None,
+        "endCursor": _cursor(end - 1) if page else None,
+    }

@@ -110,7 +110,14 @@ async def serve(settings: Settings) -> int:
         tls=tls,
         bind_host=settings.redis_host,
         public_host=settings.public_host,
+        pool_size=settings.pool_size,
     )
+    if settings.pool_size:
+        log.warning(
+            "pooled mode: every database is a password on one of at most %d shared redis-servers per kind; "
+            "no isolation between databases, plan and eviction not applied (benchmarks only)",
+            settings.pool_size,
+        )
     runner: web.AppRunner | None = None
     try:
         await registry.restore()

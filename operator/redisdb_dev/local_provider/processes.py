@@ -113,6 +113,8 @@ class RedisSettings:
     policy: str
     replica_of: int | None = None
     tls: TlsFiles | None = None  # serve TLS only (Upstash databases are rediss://), replicate over TLS
+    maxclients: int = 512
+    appendonly: bool = True  # primaries only (replicas never keep one)
 
 
 class RedisInstance:
@@ -170,12 +172,12 @@ class RedisInstance:
             "--always-show-logo", "no",
             "--save", "",
             # Replicas resync from their primary on start, so only primaries keep an append-only file.
-            "--appendonly", "no" if is_replica else "yes",
+            "--appendonly", "yes" if self.settings.appendonly and not is_replica else "no",
             "--appendfsync", "everysec",
             "--maxmemory", str(self.settings.maxmemory),
             "--maxmemory-policy", self.settings.policy,
             # Small footprint: 1,000 of these share one small machine.
-            "--maxclients", "512",
+            "--maxclients", str(self.settings.maxclients),
             "--tcp-backlog", "128",
             "--hz", REDIS_HZ,
             "--dynamic-hz", "no",
@@ -372,3 +374,120 @@ def use_pidfd_child_watcher() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+
+
+class RedisPool:
+    """Benchmark-only (``--pool-size N``): at most N shared redis-servers per kind (plain, TLS) hold every database.
+
+    Each database is one more password of the server's ``default`` user (``ACL SETUSER default >PASSWORD``), so
+    its published URL stays ``redis://default:PASSWORD@host:port``. Nothing is isolated: every database on a server
+    sees the others' keys, and plan and eviction are recorded but not applied (they are per server). Made for
+    holding 10,000 databases on one small machine, never for the tests of isolation, eviction or replicas.
+    """
+
+    def __init__(self, *, size: int, state_dir: Path, host: str, ports: PortAllocator) -> None:
+        self.size = size
+        self.state_dir = state_dir
+        self.host = host
+        self.ports = ports
+        self._servers: dict[bool, list[RedisInstance]] = {False: [], True: []}
+        self._members: dict[int, int] = {}  # server port -> databases on it
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, tls: TlsFiles | None) -> RedisInstance:
+        """The least loaded server of the kind, started when the pool is not full yet."""
+        kind = tls is not None
+        async with self._lock:
+            servers = self._servers[kind]
+            if len(servers) < self.size:
+                index = len(servers)
+                server = RedisInstance(
+                    label=f"pool/{'tls' if kind else 'plain'}-{index}",
+                    data_dir=self.state_dir / "pool" / f"{'tls' if kind else 'plain'}-{index}",
+                    host=self.host,
+                    ports=self.ports,
+                    settings=RedisSettings(
+                        password=os.urandom(16).hex(),
+                        maxmemory=0,
+                        policy=POLICY_EVICTION_OFF,
+                        tls=tls,
+                        maxclients=10000,
+                        appendonly=False,
+                    ),
+                )
+                await server.start()
+                servers.append(server)
+                self._members[server.port] = 0
+            chosen = min(servers, key=lambda candidate: self._members.get(candidate.port, 0))
+            self._members[chosen.port] = self._members.get(chosen.port, 0) + 1
+            return chosen
+
+    def server_at(self, port: int) -> RedisInstance:
+        for server in (server for kind in self._servers.values() for server in kind):
+            if server.port == port:
+                return server
+        raise RedisStartError(f"no pooled redis-server on port {port}")
+
+    def release(self, server: RedisInstance) -> None:
+        self._members[server.port] = max(0, self._members.get(server.port, 0) - 1)
+
+    async def close(self) -> None:
+        servers = [server for kind in self._servers.values() for server in kind]
+        await asyncio.gather(*(server.stop() for server in servers), return_exceptions=True)
+
+
+class PooledInstance(RedisInstance):
+    """A database's "instance" in pooled mode: a password on a shared server of the RedisPool.
+
+    A read replica is one too (on the primary's server: there is no replication in this mode).
+    """
+
+    def __init__(self, *, label: str, data_dir: Path, host: str, pool: RedisPool, settings: RedisSettings) -> None:
+        super().__init__(label=label, data_dir=data_dir, host=host, ports=pool.ports, settings=settings)
+        self.pool = pool
+        self.server: RedisInstance | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.server.pid if self.server is not None else None
+
+    async def _acl(self, *rules: str) -> None:
+        assert self.server is not None
+        async with self.server.client() as client:
+            await client.execute_command("ACL", "SETUSER", "default", *rules)  # type: ignore[no-untyped-call]
+
+    async def start(self, preferred_port: int | None = None, wait_seconds: float = 30.0) -> None:
+        del preferred_port, wait_seconds  # the shared server's port, whatever was stored
+        if self.settings.replica_of is not None:  # the primary's server and password: nothing to add
+            self.server = self.pool.server_at(self.settings.replica_of)
+            self.port = self.server.port
+            return
+        self.server = await self.pool.acquire(self.settings.tls)
+        self.port = self.server.port
+        try:
+            await self._acl("on", f">{self.settings.password}")
+        except (RedisError, OSError) as error:
+            self.pool.release(self.server)
+            raise RedisStartError(f"could not add the password on {self.server.label}: {error}") from error
+
+    async def config_set(self, values: dict[str, str]) -> None:
+        """Plan and eviction are per server: recorded by the registry, not applied to the shared server."""
+
+    async def wait_replica_synced(self, wait_seconds: float = 10.0) -> bool:
+        return True
+
+    async def set_password(self, new_password: str) -> None:
+        old, self.settings.password = self.settings.password, new_password
+        if self.settings.replica_of is None:
+            await self._acl(f">{new_password}", f"<{old}")
+
+    async def stop(self, wait_seconds: float = 10.0) -> None:
+        if self.server is None:
+            return
+        server, self.server = self.server, None
+        if self.settings.replica_of is not None:
+            return
+        with contextlib.suppress(RedisError, OSError):
+            async with server.client() as client:
+                await client.execute_command("ACL", "SETUSER", "default", f"<{self.settings.password}")  # type: ignore[no-untyped-call]
+        self.pool.release(server)

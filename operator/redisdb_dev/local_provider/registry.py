@@ -27,8 +27,10 @@ from .commands import CommandPool
 from .processes import (
     POLICY_EVICTION_OFF,
     POLICY_EVICTION_ON,
+    PooledInstance,
     PortAllocator,
     RedisInstance,
+    RedisPool,
     RedisSettings,
     RedisStartError,
 )
@@ -171,15 +173,19 @@ class Registry:
         *,
         bind_host: str | None = None,
         public_host: str | None = None,
+        pool_size: int = 0,
     ) -> None:
         """``host``: where this provider reaches its redis-servers; ``bind_host``: where they listen (default
-        ``host``; 0.0.0.0 for every interface); ``public_host``: the endpoint handed to clients (default ``host``)."""
+        ``host``; 0.0.0.0 for every interface); ``public_host``: the endpoint handed to clients (default ``host``);
+        ``pool_size``: the benchmark-only pooled mode (--pool-size)."""
         self.state_dir = state_dir
         self.host = host
         self.bind_host = bind_host or host
         self.public_host = public_host or host
         self.tls = tls
         self.ports = PortAllocator(self.bind_host)
+        # Benchmark-only pooled mode (--pool-size): databases share a bounded set of redis-servers (no isolation).
+        self.pool = RedisPool(size=pool_size, state_dir=state_dir, host=host, ports=self.ports) if pool_size else None
         self.store = Store(state_dir / "registry.sqlite3")
         self.databases: dict[str, LocalDatabase] = {}
         self._reserved: set[tuple[ProviderType, str, str]] = set()
@@ -188,19 +194,24 @@ class Registry:
 
     def _instance(self, record: DatabaseRecord, region: str | None) -> RedisInstance:
         base = self.state_dir / "databases" / record.id
+        label = f"{record.id}/{region or record.primary_region}"
+        data_dir = base / (f"replica-{region}" if region else "primary")
+        settings = RedisSettings(
+            password=record.password,
+            maxmemory=_maxmemory(record.api, record.plan),
+            policy=_policy(record.eviction),
+            # Upstash databases are TLS-only (reference section 6); Fly's private-network ones have none.
+            tls=self.tls if record.api is ProviderType.UPSTASH else None,
+        )
+        if self.pool is not None:
+            return PooledInstance(label=label, data_dir=data_dir, host=self.host, pool=self.pool, settings=settings)
         return RedisInstance(
-            label=f"{record.id}/{region or record.primary_region}",
-            data_dir=base / (f"replica-{region}" if region else "primary"),
+            label=label,
+            data_dir=data_dir,
             host=self.host,
             bind_host=self.bind_host,
             ports=self.ports,
-            settings=RedisSettings(
-                password=record.password,
-                maxmemory=_maxmemory(record.api, record.plan),
-                policy=_policy(record.eviction),
-                # Upstash databases are TLS-only (reference section 6); Fly's private-network ones have none.
-                tls=self.tls if record.api is ProviderType.UPSTASH else None,
-            ),
+            settings=settings,
         )
 
     async def _start_replica(self, database: LocalDatabase, region: str, preferred_port: int | None) -> None:
@@ -250,10 +261,14 @@ class Registry:
     async def close(self) -> None:
         """Stop every redis-server this provider started; nothing may outlive the provider."""
         instances = [instance for database in self.databases.values() for instance in database.instances()]
+        if self.pool is not None:
+            instances = []  # passwords on the shared servers: stopping the pool is enough
         await asyncio.gather(
             *(database.close_commands() for database in self.databases.values()), return_exceptions=True
         )
         await asyncio.gather(*(instance.stop() for instance in instances), return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.close()
         self.store.close()
         log.info("stopped %d redis-server processes", len(instances))
 

@@ -45,6 +45,7 @@ class Settings:
     # The host put in the connection details and URLs this provider hands out (endpoint, hostname, REDIS_URL,
     # rest_url, dashboard links) and in its TLS certificate; None = where the redis-servers are reached locally.
     advertise_host: str | None = None
+    pool_size: int = 0  # benchmark-only pooled mode: databases share at most this many redis-servers per kind
 
     @property
     def redis_connect_host(self) -> str:
@@ -124,6 +125,14 @@ def _parser() -> argparse.ArgumentParser:
         help="directory of the CA the databases' TLS certificates are signed by (made if missing; may be shared "
         "by several providers); default <state dir>/tls",
     )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=int(env("LOCAL_PROVIDER_POOL_SIZE", "0")),
+        help="benchmarks only: databases share at most N redis-servers (per plain/TLS kind), each database one more "
+        "password of the default user; no isolation between databases, plan and eviction not applied. "
+        "Default 0: one redis-server per database (and per read replica)",
+    )
     parser.add_argument("--log-level", default=env("LOCAL_PROVIDER_LOG_LEVEL", "INFO"))
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request (paths only)")
     return parser
@@ -186,4 +195,5 @@ def parse_settings(argv: list[str]) -> Settings:
         access_log=args.access_log,
         tls_ca_dir=args.tls_ca_dir.resolve() if args.tls_ca_dir else None,
         advertise_host=advertise_host,
+        pool_size=max(0, args.pool_size),
     )

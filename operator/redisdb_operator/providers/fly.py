@@ -7,6 +7,7 @@ GraphQL reports failures as HTTP 200 with ``errors[]``; those are classified her
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import re
@@ -58,10 +59,13 @@ GET_BY_NAME_QUERY = (
     "query GetByName($name: String, $provider: String) { addOn(name: $name, provider: $provider) { ...AddOn } }"
     + _FRAGMENT
 )
+# A connection (reference section 6: first/after/before/last): read page by page, LIST_PAGE_SIZE add-ons at a time.
 LIST_QUERY = (
-    "query List($slug: String!) { organization(slug: $slug) { addOns(type: upstash_redis) { nodes { ...AddOn } } } }"
-    + _FRAGMENT
+    "query List($slug: String!, $first: Int, $after: String) { organization(slug: $slug) { "
+    "addOns(type: upstash_redis, first: $first, after: $after) { nodes { ...AddOn } pageInfo { hasNextPage endCursor } "
+    "} } }" + _FRAGMENT
 )
+LIST_PAGE_SIZE = 500
 UPDATE_MUTATION = (
     "mutation Update($addOnId: ID!, $planId: ID!, $readRegions: [String!]!, $options: JSON!, $metadata: JSON!) {\n"
     "  updateAddOn(input: {addOnId: $addOnId, planId: $planId, readRegions: $readRegions, options: $options, "
@@ -149,11 +153,25 @@ class FlyClient:
         )
         self._organization_id: str | None = None
         self._plans: tuple[Mapping[str, Any], ...] | None = None
+        # One in-flight fill of each look-up cache: 32 concurrent creates must not each ask for the organization.
+        self._org_lock = asyncio.Lock()
+        self._plans_lock = asyncio.Lock()
+        # What the last observation of each add-on showed beyond the Database (plan id, options, metadata): an
+        # update of the observed Database, a delete or a password reset need no read of their own.
+        self._seen: dict[str, tuple[Database, Mapping[str, Any]]] = {}
+        self._names: dict[str, str] = {}  # id -> name of every add-on observed (names never change)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     # --- protocol ----------------------------------------------------------------------------------------
+
+    def _observed(self, add_on: Any, *, operation: str) -> Database:
+        """parse_add_on, remembering what update/delete/reset need of this add-on (see _seen)."""
+        database = parse_add_on(add_on, operation=operation)
+        self._seen[database.id] = (database, _mutable_part(add_on))
+        self._names[database.id] = database.name
+        return database
 
     async def create(self, request: CreateDatabaseRequest) -> Database:
         organization_id = await self._org_id()
@@ -171,14 +189,16 @@ class FlyClient:
         data = await self._graphql(
             CREATE_MUTATION, {"input": add_on_input}, operation=f"create add-on {request.name!r}", idempotent=False
         )
-        return parse_add_on(_dig(data, "createAddOn", "addOn"), operation="create add-on")
+        return self._observed(_dig(data, "createAddOn", "addOn"), operation="create add-on")
 
     async def get(self, database_id: str) -> Database:
         data = await self._graphql(GET_QUERY, {"id": database_id}, operation=f"get add-on {database_id}")
         add_on = data.get("addOn")
         if add_on is None:
+            self._seen.pop(database_id, None)
+            self._names.pop(database_id, None)
             raise NotFoundError(f"fly get add-on {database_id}: not found")
-        return parse_add_on(add_on, operation="get add-on")
+        return self._observed(add_on, operation="get add-on")
 
     async def find_by_name(self, name: str) -> Database | None:
         try:
@@ -195,26 +215,45 @@ class FlyClient:
             # Same name in another organization: not ours to adopt; a create will report the name as taken.
             log.info("fly add-on %r exists in organization %r, not %r", name, slug, self.organization)
             return None
-        return parse_add_on(add_on, operation="find add-on")
+        return self._observed(add_on, operation="find add-on")
 
     async def list(self) -> Sequence[Database]:
-        try:
-            data = await self._graphql(LIST_QUERY, {"slug": self.organization}, operation="list add-ons")
-        except NotFoundError:
-            raise self._unknown_organization() from None
-        organization = data.get("organization")
-        if organization is None:
-            raise self._unknown_organization()
-        nodes = _dig(organization, "addOns", "nodes")
-        if not isinstance(nodes, list):
-            return []
-        return [parse_add_on(node, operation="list add-ons") for node in nodes if isinstance(node, Mapping)]
+        """Every add-on of the organization, page by page (a connection: `first`/`after`, `pageInfo`)."""
+        databases: list[Database] = []
+        seen: dict[str, tuple[Database, Mapping[str, Any]]] = {}
+        cursor: str | None = None
+        for _ in range(10_000):  # a cursor that never ends is the server's bug, not a reason to loop forever
+            variables: dict[str, Any] = {"slug": self.organization, "first": LIST_PAGE_SIZE, "after": cursor}
+            try:
+                data = await self._graphql(LIST_QUERY, variables, operation="list add-ons")
+            except NotFoundError:
+                raise self._unknown_organization() from None
+            organization = data.get("organization")
+            if organization is None:
+                raise self._unknown_organization()
+            nodes = _dig(organization, "addOns", "nodes")
+            for node in nodes if isinstance(nodes, list) else []:
+                if isinstance(node, Mapping):
+                    database = parse_add_on(node, operation="list add-ons")
+                    databases.append(database)
+                    seen[database.id] = (database, _mutable_part(node))
+            page = _dig(organization, "addOns", "pageInfo")
+            cursor = _str(page.get("endCursor")) if isinstance(page, Mapping) else ""
+            if not (isinstance(page, Mapping) and page.get("hasNextPage") is True and cursor):
+                break
+        self._seen = seen
+        self._names = {database.id: database.name for database in databases}
+        return databases
 
     async def update(self, database: Database, update: DatabaseUpdate) -> Database:
         if update.is_empty():
             return database
         database_id = database.id
-        current = await self._get_raw(database_id)
+        remembered = self._seen.pop(database_id, None)
+        if remembered is not None and (remembered[0] is database or remembered[0] == database):
+            current = remembered[1]  # what the observation passed in showed: no read of its own
+        else:
+            current = await self._get_raw(database_id)
         raw_plan = current.get("addOnPlan")
         current_plan: Mapping[str, Any] = raw_plan if isinstance(raw_plan, Mapping) else {}
         plan_id = (
@@ -250,7 +289,7 @@ class FlyClient:
         return update.applied_to(database)
 
     async def reset_password(self, database_id: str) -> Database:
-        name = _str((await self._get_raw(database_id)).get("name"))
+        name = await self._name_of(database_id)
         data = await self._graphql(
             RESET_MUTATION, {"name": name}, operation=f"reset password of add-on {database_id}", idempotent=False
         )
@@ -262,7 +301,9 @@ class FlyClient:
 
     async def delete(self, database_id: str) -> None:
         try:
-            name = _str((await self._get_raw(database_id)).get("name"))
+            name = await self._name_of(database_id)
+            self._seen.pop(database_id, None)
+            self._names.pop(database_id, None)
             await self._graphql(
                 DELETE_MUTATION, {"name": name}, operation=f"delete add-on {database_id}", idempotent=True
             )
@@ -326,6 +367,14 @@ class FlyClient:
 
     # --- helpers -----------------------------------------------------------------------------------------
 
+    async def _name_of(self, database_id: str) -> str:
+        """The add-on's name (Fly's mutations take the name, the operator records the id): from the last
+        observation when there was one (names never change), else read."""
+        name = self._names.get(database_id)
+        if name:
+            return name
+        return _str((await self._get_raw(database_id)).get("name"))
+
     async def _get_raw(self, database_id: str) -> Mapping[str, Any]:
         data = await self._graphql(GET_QUERY, {"id": database_id}, operation=f"get add-on {database_id}")
         add_on = data.get("addOn")
@@ -334,6 +383,12 @@ class FlyClient:
         return add_on
 
     async def _org_id(self) -> str:
+        if self._organization_id is not None:
+            return self._organization_id
+        async with self._org_lock:
+            return await self._fill_org_id()
+
+    async def _fill_org_id(self) -> str:
         if self._organization_id is None:
             try:
                 data = await self._graphql(
@@ -356,6 +411,12 @@ class FlyClient:
         )
 
     async def _plan_nodes(self) -> tuple[Mapping[str, Any], ...]:
+        if self._plans is not None:
+            return self._plans
+        async with self._plans_lock:
+            return await self._fill_plan_nodes()
+
+    async def _fill_plan_nodes(self) -> tuple[Mapping[str, Any], ...]:
         if self._plans is None:
             data = await self._graphql(PLANS_QUERY, {}, operation="list add-on plans")
             nodes = _dig(data, "addOnPlans", "nodes")
@@ -512,6 +573,11 @@ def plan_name_of(plan: Mapping[str, Any]) -> str:
         if canonical:
             return canonical
     return _str(plan.get("displayName")) or _str(plan.get("name")) or plan_id
+
+
+def _mutable_part(add_on: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What updateAddOn must echo of an add-on (its id, plan, regions, options, metadata), and its name."""
+    return {key: add_on.get(key) for key in ("id", "name", "addOnPlan", "readRegions", "options", "metadata")}
 
 
 def parse_add_on(add_on: Any, *, operation: str) -> Database:

@@ -1,0 +1,51 @@
+"""The operator's own map of RedisDatabases: claims, provider users and sweep bodies, newest version wins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redisdb_operator.admission import claim_of
+from redisdb_operator.database_book import DatabaseBook
+
+
+def _db(uid: str, name: str, version: int, provider: str = "fly", namespace: str = "team") -> dict[str, Any]:
+    return {
+        "metadata": {"uid": uid, "name": name, "namespace": namespace, "resourceVersion": str(version)},
+        "spec": {"providerRef": {"name": provider}, "primaryRegion": "iad"},
+    }
+
+
+def _claim(item: dict[str, Any]) -> str | None:
+    return claim_of(item["spec"], item["metadata"]["namespace"], item["metadata"]["name"])
+
+
+def test_events_fill_the_maps_and_a_deletion_empties_them() -> None:
+    book = DatabaseBook()
+    first = _db("u1", "cache", 5)
+    book.on_event("ADDED", first)
+    assert book.users_of("fly") == ["team/cache"]
+    assert [str(body.meta.uid) for body in book.databases_of("fly")] == ["u1"]
+    claim = _claim(first)
+    assert claim is not None and set(book.claims[claim]) == {"team/cache"}
+    book.on_event("MODIFIED", _db("u1", "cache", 6, provider="upstash"))
+    assert book.users_of("fly") == [] and book.users_of("upstash") == ["team/cache"]
+    book.on_event("DELETED", _db("u1", "cache", 7, provider="upstash"))
+    assert book.users_of("upstash") == [] and len(book) == 0 and len(book.claims) == 0
+
+
+def test_an_older_version_never_replaces_a_newer_one_and_a_deleted_object_stays_gone() -> None:
+    book = DatabaseBook()
+    book.put(_db("u1", "cache", 9, provider="upstash"))
+    book.put(_db("u1", "cache", 8, provider="fly"))  # a list taken before the last event
+    assert book.users_of("upstash") == ["team/cache"]
+    book.remove("u1")
+    book.put(_db("u1", "cache", 9, provider="upstash"))  # an older list that still had it
+    assert len(book) == 0
+
+
+def test_a_list_drops_what_it_lacks_unless_newer_than_the_list() -> None:
+    book = DatabaseBook()
+    book.put(_db("gone", "old", 3))
+    book.put(_db("new", "fresh", 12))  # created after the list was taken
+    book.replace_all([_db("kept", "kept", 4)], list_version=10)
+    assert book.users_of("fly") == ["team/fresh", "team/kept"]
