@@ -263,23 +263,7 @@ def main_scale(args: argparse.Namespace) -> int:
                     shutil.copy(log, args.out / f"scale-{log.parent.name}.log")
     finished = datetime.datetime.now(datetime.UTC)
     report: dict[str, Any] = {
-        "meta": {
-            "date": started.strftime("%Y-%m-%d"),
-            "started": started.isoformat(timespec="seconds"),
-            "duration_s": round((finished - started).total_seconds()),
-            "label": args.label,
-            "commit": _git_commit(),
-            "machine": _machine(),
-            "load_average_before": [round(value, 2) for value in load_before],
-            "load_average_after": [round(value, 2) for value in os.getloadavg()],
-            "settings": {
-                "provider_latency_ms": args.provider_latency_ms,
-                "resync_interval_s": args.resync_interval,
-                "max_concurrent_reconciles": args.max_concurrent_reconciles,
-                "apply_concurrency": args.apply_concurrency,
-                "provider_pool_size": args.pool_size,
-            },
-        },
+        "meta": _meta(args, started, finished, load_before, {"provider_pool_size": args.pool_size}),
         "scale": results,
     }
     report["targets"] = scale.targets(results)
@@ -295,6 +279,33 @@ def main_scale(args: argparse.Namespace) -> int:
         print(f"{mark} {target['target']}: {target['value']} (goal {target['goal']})")
     print(f"results: {json_path}")
     return 0
+
+
+def _meta(
+    args: argparse.Namespace,
+    started: datetime.datetime,
+    finished: datetime.datetime,
+    load_before: tuple[float, float, float],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """What a published run was: when, where, on which commit and with which settings (both kinds of run)."""
+    return {
+        "date": started.strftime("%Y-%m-%d"),
+        "started": started.isoformat(timespec="seconds"),
+        "duration_s": round((finished - started).total_seconds()),
+        "label": args.label,
+        "commit": _git_commit(),
+        "machine": _machine(),
+        "load_average_before": [round(value, 2) for value in load_before],
+        "load_average_after": [round(value, 2) for value in os.getloadavg()],
+        "settings": {
+            "provider_latency_ms": args.provider_latency_ms,
+            "resync_interval_s": args.resync_interval,
+            "max_concurrent_reconciles": args.max_concurrent_reconciles,
+            "apply_concurrency": args.apply_concurrency,
+            **settings,
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,24 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 operator_argv = operator.argv[3:]
     finished = datetime.datetime.now(datetime.UTC)
     report: dict[str, Any] = {
-        "meta": {
-            "date": started.strftime("%Y-%m-%d"),
-            "started": started.isoformat(timespec="seconds"),
-            "duration_s": round((finished - started).total_seconds()),
-            "label": args.label,
-            "commit": _git_commit(),
-            "machine": _machine(),
-            "load_average_before": [round(value, 2) for value in load_before],
-            "load_average_after": [round(value, 2) for value in os.getloadavg()],
-            "settings": {
-                "quick": args.quick,
-                "provider_latency_ms": args.provider_latency_ms,
-                "resync_interval_s": args.resync_interval,
-                "max_concurrent_reconciles": args.max_concurrent_reconciles,
-                "apply_concurrency": args.apply_concurrency,
-                "operator_argv": operator_argv,
-            },
-        },
+        "meta": _meta(args, started, finished, load_before, {"quick": args.quick, "operator_argv": operator_argv}),
         **results,
     }
     report["targets"] = _targets(report)
