@@ -274,7 +274,10 @@ FLY_ROWS = [
         nullable=FLY_NULLABLE),
     Row("addOn", ProviderType.FLY, _get, fly.GET_QUERY, {"data": {"addOn": FLY_ADD_ON}}, nullable=FLY_NULLABLE),
     Row("organization.addOns", ProviderType.FLY, _list, fly.LIST_QUERY,
-        {"data": {"organization": {"addOns": {"nodes": [FLY_ADD_ON]}}}}, nullable=FLY_NULLABLE),
+        # a Relay connection (flyctl's schema: AddOnConnection.pageInfo: PageInfo!); the adapter reads it page by page
+        {"data": {"organization": {"addOns": {"nodes": [FLY_ADD_ON],
+                                              "pageInfo": {"hasNextPage": False, "endCursor": "MQ"}}}}},
+        nullable=FLY_NULLABLE),
     Row("updateAddOn", ProviderType.FLY, _update(DatabaseUpdate(eviction=False)), fly.UPDATE_MUTATION,
         {"data": {"updateAddOn": {"addOn": {"id": FLY_ADD_ON["id"]}}}}, sent=_fly_eviction_off_sent),
     Row("resetAddOnPassword", ProviderType.FLY, _reset, fly.RESET_MUTATION,
