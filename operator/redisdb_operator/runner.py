@@ -38,7 +38,7 @@ from .models import GROUP, DeletionPolicy
 from .provider_registry import ProviderRegistry
 from .providers.base import ProviderClient
 from .providers.factory import make_client
-from .sweep import Sweeper
+from .sweep import OwnPrefixBlindDiffBaseStorage, Sweeper
 from .tls import DEFAULT_VALIDITY
 from .usage import UsageConfig, UsageRefresher, UsageSchedule
 from .webhook_bootstrap import bootstrap, keep_renewed, plan_from_args
@@ -241,22 +241,6 @@ def webhook_server(args: argparse.Namespace) -> HeldPortWebhookServer | None:
 
 
 KOPF_PREFIX = f"kopf.{GROUP}"
-
-
-class OwnPrefixBlindDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
-    """kopf's diff base, blind to every annotation of our kopf prefix (progress included), as to its own.
-
-    kopf recognises only `kopf.zalando.org` and prefixes marked `<prefix>/kopf-managed` (a marker it does not
-    write for prefixes starting with `kopf.`); the marker would also hide the user's redisdb.dev/* annotations.
-    """
-
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
-        essence = super().build(body=body, extra_fields=extra_fields)
-        annotations = essence.get("metadata", {}).get("annotations", {})
-        for key in [key for key in annotations if key.startswith(f"{self.prefix}/")]:
-            del annotations[key]
-        self.remove_empty_stanzas(essence)
-        return essence
 
 
 # The webhook side's kopf (the admission handlers and the DatabaseBook's event handler) never handles a change, so

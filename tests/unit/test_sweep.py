@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from redisdb_operator.models import ANNOTATION_PAUSED
+from redisdb_operator.models import ANNOTATION_PAUSED, ANNOTATION_ROTATE_PASSWORD
 from redisdb_operator.providers.base import Database
 from redisdb_operator.reconcile import Observation, Publish, Step, decide
 from redisdb_operator.secrets import connection_data, content_hash, render_connection_secret, secret_intact
@@ -103,6 +103,16 @@ def test_only_objects_kopf_is_done_with_are_swept() -> None:
     assert not settled_by_kopf(retrying)
     deleting = {"metadata": {"deletionTimestamp": "2026-11-30T00:00:00Z", "annotations": {LAST_HANDLED: "{}"}}}
     assert not settled_by_kopf(deleting)
+
+
+def test_an_edit_or_a_rotation_kopf_has_not_finished_is_not_swept() -> None:
+    """kopf's handler has it: a wake beside it, from a status that predates it, rotated the password twice."""
+    last = '{"spec": {"plan": "payg"}}'
+    handled = {"metadata": {"annotations": {LAST_HANDLED: last}}, "spec": {"plan": "payg"}, "status": {"x": 1}}
+    assert settled_by_kopf(handled)
+    rotating = {**handled, "metadata": {"annotations": {LAST_HANDLED: last, ANNOTATION_ROTATE_PASSWORD: "1"}}}
+    assert not settled_by_kopf(rotating)
+    assert not settled_by_kopf({**handled, "spec": {"plan": "fixed_1gb"}})
 
 
 def test_a_settled_database_hands_its_secret_name_to_the_secret_check() -> None:
