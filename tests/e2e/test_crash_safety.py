@@ -98,6 +98,39 @@ def assert_one_database_in_use(local_provider: LocalProvider, namespace: str) ->
     return matching[0]
 
 
+def apply_held(local_provider: LocalProvider, namespace: str, provider: str, point: str) -> int:
+    """Applies `cache` with its create armed to hold at `point`; returns the hold once a create is held there."""
+    hold = local_provider.admin.hold(point, name=f"{namespace}-cache")
+    apply(database("cache", provider), namespace)
+    local_provider.admin.wait_held(hold)
+    return hold
+
+
+def killed_before_it_exists_and_restarted(
+    running: OperatorProcess, local_provider: LocalProvider, namespace: str, provider: str
+) -> tuple[int, dict[str, Any]]:
+    """The create held before the database exists, the operator SIGKILLed at the hold and restarted: (the hold, the
+    object once Ready), the restarted operator having made its own database with one create of its own."""
+    hold = apply_held(local_provider, namespace, provider, "before_create")
+    assert named(local_provider, f"{namespace}-cache") == [], "held before the database exists"
+    running.kill()
+    running.restart()
+    ready = wait_ready("cache", namespace, timeout=120)
+    taken = actions(running)
+    assert taken.get("create") == 1 and not taken.get("adopt"), taken
+    return hold, ready
+
+
+def wait_creates_answered(local_provider: LocalProvider, name: str, operation: str, count: int) -> list[dict[str, Any]]:
+    """The provider's call log for `name` once it holds `count` creates, all answered (a released hold included)."""
+
+    def answered() -> list[dict[str, Any]] | None:
+        creates = [c for c in local_provider.admin.calls(name=name) if c["operation"] == operation]
+        return creates if len(creates) == count and all(c["outcome"] == "answered" for c in creates) else None
+
+    return wait_for(answered, 30, message=f"{count} creates of {name}, the released one answered")
+
+
 @pytest.mark.parametrize("provider", BOTH_APIS)
 @pytest.mark.parametrize("then", ["answer", "drop"])
 def test_killed_after_the_database_exists_the_restarted_operator_adopts_it(
@@ -112,9 +145,7 @@ def test_killed_after_the_database_exists_the_restarted_operator_adopts_it(
     admin, name = local_provider.admin, f"{namespace}-cache"
     running = operator_with_metrics(cluster, tmp_path)
     try:
-        hold = admin.hold("after_create", name=name)
-        apply(database("cache", provider), namespace)
-        admin.wait_held(hold)
+        hold = apply_held(local_provider, namespace, provider, "after_create")
         assert len(named(local_provider, name)) == 1, "held after the database exists"
         running.kill()  # the operator never sees the answer: the id it would record is lost
         admin.release(hold, then)  # the answer goes to a dead connection, or the connection is cut
@@ -133,26 +164,12 @@ def test_killed_before_the_database_exists_the_late_create_is_refused_by_name_on
 ) -> None:
     """The killed operator's create is still held when the restarted one creates; released afterwards, it reaches
     Fly, which refuses a second add-on of the name: one database, the restarted operator's."""
-    admin, name = local_provider.admin, f"{namespace}-cache"
     running = operator_with_metrics(cluster, tmp_path)
     try:
-        hold = admin.hold("before_create", name=name)
-        apply(database("cache", FLY_PROVIDER), namespace)
-        admin.wait_held(hold)
-        assert named(local_provider, name) == [], "held before the database exists"
-        running.kill()
-        running.restart()
-        wait_ready("cache", namespace, timeout=120)
-        taken = actions(running)
-        assert taken.get("create") == 1 and not taken.get("adopt"), taken
-        admin.release(hold, "answer")
-
-        def held_call_finished() -> list[dict[str, Any]] | None:
-            creates = [c for c in admin.calls(name=name) if c["operation"] == "createAddOn"]
-            return creates if creates and all(c["outcome"] == "answered" for c in creates) else None
-
-        creates = wait_for(held_call_finished, 30, message="the released create answered")
-        assert len(creates) == 2, creates  # the held one and the restarted operator's
+        hold, _ = killed_before_it_exists_and_restarted(running, local_provider, namespace, FLY_PROVIDER)
+        local_provider.admin.release(hold, "answer")
+        # the held one and the restarted operator's, both answered (the late one with Fly's refusal by name)
+        wait_creates_answered(local_provider, f"{namespace}-cache", "createAddOn", 2)
         assert_one_database_in_use(local_provider, namespace)
     finally:
         running.runner.stop_all()
@@ -167,21 +184,10 @@ def test_killed_before_the_database_exists_the_late_duplicate_is_deleted_on_upst
     admin, name = local_provider.admin, f"{namespace}-cache"
     running = operator_with_metrics(cluster, tmp_path)
     try:
-        hold = admin.hold("before_create", name=name)
-        apply(database("cache", UPSTASH_PROVIDER), namespace)
-        admin.wait_held(hold)
-        assert named(local_provider, name) == [], "held before the database exists"
-        running.kill()
-        running.restart()
-        kept_id = wait_ready("cache", namespace, timeout=120)["status"]["databaseId"]
-        assert actions(running).get("create") == 1, actions(running)
+        hold, ready = killed_before_it_exists_and_restarted(running, local_provider, namespace, UPSTASH_PROVIDER)
+        kept_id = ready["status"]["databaseId"]
         admin.release(hold, "answer")  # lands now; its answer goes to the killed operator's closed connection
-
-        def held_call_finished() -> list[dict[str, Any]] | None:
-            creates = [c for c in admin.calls(name=name) if c["operation"] == "create"]
-            return creates if len(creates) == 2 and all(c["outcome"] == "answered" for c in creates) else None
-
-        wait_for(held_call_finished, 30, message="the released create answered")
+        wait_creates_answered(local_provider, name, "create", 2)
 
         def duplicate_deleted() -> dict[str, Any] | None:
             found = [e for e in events_for("cache", namespace) if e["reason"] == "DuplicateDeleted"]
@@ -215,9 +221,7 @@ def test_a_create_that_times_out_and_lands_late_is_adopted(
     admin, name = local_provider.admin, f"{namespace}-cache"
     running = operator_with_metrics(cluster, tmp_path)
     try:
-        hold = admin.hold("before_create", name=name)
-        apply(database("cache", provider), namespace)
-        admin.wait_held(hold)
+        hold = apply_held(local_provider, namespace, provider, "before_create")
 
         def marked_uncertain() -> str | None:
             status = (get_json("redisdatabase", "cache", namespace) or {}).get("status") or {}
@@ -251,9 +255,7 @@ def test_an_answer_that_never_comes_after_the_create_is_adopted(
     admin, name = local_provider.admin, f"{namespace}-cache"
     running = operator_with_metrics(cluster, tmp_path)
     try:
-        hold = admin.hold("after_create", name=name)
-        apply(database("cache", UPSTASH_PROVIDER), namespace)
-        admin.wait_held(hold)
+        hold = apply_held(local_provider, namespace, UPSTASH_PROVIDER, "after_create")
         wait_ready("cache", namespace, timeout=150)  # after the 30 s budget, while the call is still held
         assert_one_database_in_use(local_provider, namespace)
         assert_took_it_over(running, namespace)
