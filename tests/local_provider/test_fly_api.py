@@ -61,6 +61,18 @@ class Fly:
         data: dict[str, Any] = body["data"]
         return data
 
+    async def create_add_on(
+        self, name: str, primary: str, read_regions: list[str] | None = None, *, org_slug: str = "personal"
+    ) -> dict[str, Any]:
+        """A pay-as-you-go Upstash Redis add-on made through `createAddOn` (no `readRegions` sent when None)."""
+        org = (await self.data(ORG, slug=org_slug))["organization"]
+        wanted: dict[str, Any] = {"organizationId": org["id"], "name": name, "primaryRegion": primary}
+        if read_regions is not None:
+            wanted["readRegions"] = read_regions
+        wanted |= {"planId": (await plan_ids(self))["payg"], "type": "upstash_redis"}
+        add_on: dict[str, Any] = (await self.data(CREATE, input=wanted))["createAddOn"]["addOn"]
+        return add_on
+
     async def aclose(self) -> None:
         await self.http.aclose()
 

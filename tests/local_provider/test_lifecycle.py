@@ -11,7 +11,7 @@ import httpx
 from tests.harness.local_provider import LocalProvider, redis_servers_under, running_local_provider
 
 from .helpers import eventually, pid_alive, redis_client, replica_value, unique
-from .test_fly_api import CREATE, GET, ORG, Fly, host_port, plan_ids
+from .test_fly_api import GET, Fly, host_port
 
 
 async def test_restart_keeps_databases_and_data(own_local_provider: LocalProvider) -> None:
@@ -36,20 +36,7 @@ async def test_restart_keeps_databases_and_data(own_local_provider: LocalProvide
         await client.set("durable", "yes")
         await client.hset("hash", mapping={"a": "1", "b": "2"})
     fly = Fly(local_provider)
-    org = (await fly.data(ORG, slug="personal"))["organization"]
-    add_on = (
-        await fly.data(
-            CREATE,
-            input={
-                "organizationId": org["id"],
-                "name": unique("fly-survivor"),
-                "primaryRegion": "fra",
-                "readRegions": [],
-                "planId": (await plan_ids(fly))["payg"],
-                "type": "upstash_redis",
-            },
-        )
-    )["createAddOn"]["addOn"]
+    add_on = await fly.create_add_on(unique("fly-survivor"), "fra", [])
     await fly.aclose()
     fly_password, _, fly_port = host_port(add_on["publicUrl"])
     async with redis_client(fly_port, fly_password) as client:

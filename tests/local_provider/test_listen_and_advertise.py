@@ -26,7 +26,7 @@ from redisdb_operator.kubectl_plugin import pod as connect_pod
 from tests.harness.local_provider import REPO, LocalProvider, redis_servers_under, running_local_provider
 
 from .helpers import port_open, redis_client, unique
-from .test_fly_api import CREATE, ORG, Fly, plan_ids
+from .test_fly_api import Fly
 
 
 def _machine_address() -> str:
@@ -111,21 +111,9 @@ async def test_fly_database_is_handed_out_and_served_at_the_advertised_address(
 ) -> None:
     fly = Fly(advertising_provider)
     try:
-        org = (await fly.data(ORG, slug=advertising_provider.fly_org))["organization"]
-        plans = await plan_ids(fly)
-        add_on = (
-            await fly.data(
-                CREATE,
-                input={
-                    "organizationId": org["id"],
-                    "name": unique("advertised-fly"),
-                    "primaryRegion": "cdg",
-                    "readRegions": ["ams"],
-                    "planId": plans["payg"],
-                    "type": "upstash_redis",
-                },
-            )
-        )["createAddOn"]["addOn"]
+        add_on = await fly.create_add_on(
+            unique("advertised-fly"), "cdg", ["ams"], org_slug=advertising_provider.fly_org
+        )
     finally:
         await fly.aclose()
     assert add_on["hostname"] == MACHINE_IP and add_on["privateIp"] == MACHINE_IP

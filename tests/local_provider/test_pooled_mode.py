@@ -15,7 +15,7 @@ import redis.exceptions
 from tests.harness.local_provider import redis_servers_under, running_local_provider
 
 from .helpers import redis_client, unique
-from .test_fly_api import CREATE, ORG, Fly, host_port, plan_ids
+from .test_fly_api import Fly, host_port
 
 
 async def test_many_databases_share_a_bounded_pool(tmp_path: Path) -> None:
@@ -30,22 +30,9 @@ async def test_many_databases_share_a_bounded_pool(tmp_path: Path) -> None:
                 assert response.status_code == 200, response.text
                 upstash.append(response.json())
             fly = Fly(provider)
-            org = (await fly.data(ORG, slug="personal"))["organization"]
             fly_urls = []
             for _ in range(5):
-                add_on = (
-                    await fly.data(
-                        CREATE,
-                        input={
-                            "organizationId": org["id"],
-                            "name": unique("fly-pooled"),
-                            "primaryRegion": "fra",
-                            "readRegions": [],
-                            "planId": (await plan_ids(fly))["payg"],
-                            "type": "upstash_redis",
-                        },
-                    )
-                )["createAddOn"]["addOn"]
+                add_on = await fly.create_add_on(unique("fly-pooled"), "fra", [])
                 assert add_on["publicUrl"].startswith("redis://default:")
                 fly_urls.append(add_on["publicUrl"])
             await fly.aclose()

@@ -13,7 +13,7 @@ import httpx
 from tests.harness.local_provider import LocalProvider
 
 from .helpers import redis_client, unique
-from .test_fly_api import CREATE, ORG, Fly, plan_ids
+from .test_fly_api import Fly
 
 N = 25
 STATS = 'query Stats($name: String) { addOn(name: $name, provider: "upstash_redis") { id stats ssoLink } }'
@@ -84,22 +84,10 @@ async def test_upstash_stats_count_commands_from_the_redis_server(local_provider
 async def test_fly_stats_and_sso_links(local_provider: LocalProvider) -> None:
     fly = Fly(local_provider)
     try:
-        org = (await fly.data(ORG, slug=local_provider.fly_org))["organization"]
-        plans = await plan_ids(fly)
         made = {}
         for role in ("busy", "idle"):
             name = unique(f"fly-usage-{role}")
-            created = await fly.data(
-                CREATE,
-                input={
-                    "organizationId": org["id"],
-                    "name": name,
-                    "primaryRegion": "iad",
-                    "planId": plans["payg"],
-                    "type": "upstash_redis",
-                },
-            )
-            made[role] = (name, created["createAddOn"]["addOn"])
+            made[role] = (name, await fly.create_add_on(name, "iad", org_slug=local_provider.fly_org))
 
         async def requests(role: str) -> int:
             add_on = (await fly.data(STATS, name=made[role][0]))["addOn"]
