@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+import redisdb_dev.bench.__main__ as bench_main
 from redisdb_dev.bench.__main__ import _targets, exit_code, parse_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,3 +31,28 @@ def test_make_bench_passes_args() -> None:
         ["make", "-n", "bench", "ARGS=--quick --check"], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert "-m redisdb_dev.bench --quick --check" in dry_run.stdout
+
+
+def test_scale_run_honours_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`--scale N --check` exits 1 on a missed target too (it once returned 0 whatever the targets said); the
+    control plane, provider and measurement are stood in for: only the report and exit path run."""
+
+    @contextlib.contextmanager
+    def nothing(*_args: Any, **_kwargs: Any) -> Iterator[None]:
+        yield None
+
+    async def measured(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        return {"databases": 10}
+
+    monkeypatch.setattr(bench_main, "control_plane", nothing)
+    monkeypatch.setattr(bench_main, "local_provider", nothing)
+    monkeypatch.setattr(bench_main, "install", lambda *_args: None)
+    monkeypatch.setattr(bench_main.scale, "scale", measured)
+    verdict = {"target": "10 Ready", "value": "1 s", "goal": "< 300 s", "met": False}
+    monkeypatch.setattr(bench_main.scale, "targets", lambda _results: [verdict])
+    out = ["--scale", "10", "--out", str(tmp_path)]
+    assert bench_main.main([*out, "--check"]) == 1
+    assert bench_main.main(out) == 0
+    verdict["met"] = True
+    assert bench_main.main([*out, "--check"]) == 0
+    assert (tmp_path / "scale-10.json").exists()

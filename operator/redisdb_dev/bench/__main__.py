@@ -274,11 +274,9 @@ def main_scale(args: argparse.Namespace) -> int:
         published.mkdir(parents=True, exist_ok=True)
         shutil.copy(json_path, published / json_path.name)
     print(json.dumps(results, indent=2))
-    for target in report["targets"]:
-        mark = "met   " if target["met"] else "MISSED"
-        print(f"{mark} {target['target']}: {target['value']} (goal {target['goal']})")
+    print_targets(report["targets"])
     print(f"results: {json_path}")
-    return 0
+    return exit_code(report["targets"], check=args.check)
 
 
 def _meta(
@@ -355,11 +353,15 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(args.out / "latest.png", published / "latest.png")
     print(latest_table(report))
     print(f"\nMachine: {machine(report)}.\n")
-    for target in report["targets"]:
-        mark = "met   " if target["met"] else "MISSED"
-        print(f"{mark} {target['target']}: {target['value']} (goal {target['goal']})")
+    print_targets(report["targets"])
     print(f"results: {json_path} and {args.out / 'latest.png'}")
     return exit_code(report["targets"], check=args.check)
+
+
+def print_targets(targets: list[dict[str, Any]]) -> None:
+    for target in targets:
+        mark = "met   " if target["met"] else "MISSED"
+        print(f"{mark} {target['target']}: {target['value']} (goal {target['goal']})")
 
 
 def exit_code(targets: list[dict[str, Any]], *, check: bool) -> int:
