@@ -15,7 +15,6 @@ import ssl
 import statistics
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -45,6 +44,7 @@ from .webhook import (
     _percentile,
     _webhook_buckets,
     _webhook_client_config,
+    create_review,
 )
 from .webhook import bench_end_to_end as webhook_end_to_end
 from .webhook import bench_webhook as webhook_direct
@@ -481,25 +481,7 @@ async def bulk(
 
 
 def _admission_review(index: int) -> bytes:
-    obj = manifest(f"bench-direct-{index}", ["ams"])
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "redisdb.dev", "version": "v1alpha1", "kind": "RedisDatabase"},
-            "resource": {"group": "redisdb.dev", "version": "v1alpha1", "resource": "redisdatabases"},
-            "name": obj["metadata"]["name"],
-            "namespace": NAMESPACE,
-            "operation": "CREATE",
-            "userInfo": {"username": "bench"},
-            "object": obj,
-            "oldObject": None,
-            "dryRun": True,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-        },
-    }
-    return json.dumps(review).encode()
+    return json.dumps(create_review(manifest(f"bench-direct-{index}", ["ams"]))).encode()
 
 
 async def webhook_direct_light(url: str, ca_pem: bytes, total: int, concurrency: int) -> dict[str, Any]:

@@ -106,6 +106,27 @@ def _database(name: str) -> dict[str, Any]:
     }
 
 
+def create_review(obj: dict[str, Any]) -> dict[str, Any]:
+    """The AdmissionReview the apiserver sends for a dry-run CREATE of `obj` (what the direct benchmarks post)."""
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "redisdb.dev", "version": "v1alpha1", "kind": "RedisDatabase"},
+            "resource": {"group": "redisdb.dev", "version": "v1alpha1", "resource": "redisdatabases"},
+            "name": obj["metadata"]["name"],
+            "namespace": NAMESPACE,
+            "operation": "CREATE",
+            "userInfo": {"username": "bench"},
+            "object": obj,
+            "oldObject": None,
+            "dryRun": True,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    }
+
+
 def _provider() -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
@@ -198,25 +219,7 @@ async def bench_webhook(url: str, ca_pem: bytes, total: int, concurrency: int) -
     async with httpx.AsyncClient(verify=context, limits=limits, timeout=30) as client:
 
         async def one(index: int) -> bool:
-            obj = _database(f"bench-direct-{index}")
-            review = {
-                "apiVersion": "admission.k8s.io/v1",
-                "kind": "AdmissionReview",
-                "request": {
-                    "uid": str(uuid.uuid4()),
-                    "kind": {"group": "redisdb.dev", "version": "v1alpha1", "kind": "RedisDatabase"},
-                    "resource": {"group": "redisdb.dev", "version": "v1alpha1", "resource": "redisdatabases"},
-                    "name": obj["metadata"]["name"],
-                    "namespace": NAMESPACE,
-                    "operation": "CREATE",
-                    "userInfo": {"username": "bench"},
-                    "object": obj,
-                    "oldObject": None,
-                    "dryRun": True,
-                    "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-                },
-            }
-            response = await client.post(url, json=review)
+            response = await client.post(url, json=create_review(_database(f"bench-direct-{index}")))
             return response.status_code == 200 and bool(response.json()["response"]["allowed"])
 
         await one(-1)  # warm up: connection and kopf's first request
