@@ -1,6 +1,6 @@
 """The imperative shell around the pure core: observe -> decide -> act -> publish -> write status once.
 
-Every decision is `reconcile.decide` (or `reconcile.decide_deletion`); this module only carries them out. When an
+Every decision is `reconcile.decide` (or `deletion.decide_deletion`); this module only carries them out. When an
 action's outcome changes what is known (a create answered, a name looked up), the outcome goes back to the
 decision as the next observation. One path serves every trigger (create, update, resume, resync): handlers only
 say whether the observation must be fresh (a spec change) or may come from the shared per-provider snapshot.
@@ -19,15 +19,8 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from . import metrics, reconcile
-from .desired import CreateAction, UpdateAction
-from .errors import backoff_delay, classify_error
-from .kube import KubeClient, custom_path
-from .ledger import ObjectLedger
-from .models import GROUP, VERSION, DeletionPolicy, RedisDatabaseSpec
-from .provider_registry import ProviderHandle, ProviderRegistry
-from .providers.base import AlreadyExistsError, Database, NotFoundError, UnauthorizedError, UnavailableError
-from .reconcile import (
+from . import decision, deletion, metrics, reconcile
+from .decision import (
     Delete,
     DeleteDuplicates,
     Facts,
@@ -46,6 +39,13 @@ from .reconcile import (
     Step,
     Wait,
 )
+from .desired import CreateAction, UpdateAction
+from .errors import backoff_delay, classify_error
+from .kube import KubeClient, custom_path
+from .ledger import ObjectLedger
+from .models import GROUP, VERSION, DeletionPolicy, RedisDatabaseSpec
+from .provider_registry import ProviderHandle, ProviderRegistry
+from .providers.base import AlreadyExistsError, Database, NotFoundError, UnauthorizedError, UnavailableError
 from .secrets import SecretPublisher, SecretTarget, connection_data, content_hash, has_credentials
 from .status import SUSPENDED_REASONS, condition, parse_timestamp, waiting_for_spec_change
 
@@ -205,7 +205,7 @@ class DatabaseController:
                 result = "temporary_error" if verdict.temporary else "permanent_error"
                 if isinstance(error, UnauthorizedError) and resource.provider_name:
                     self._registry.invalidate(resource.provider_name)
-                self._apply(body, reconcile.failure_status(resource, verdict.reason, verdict.message, now()), status)
+                self._apply(body, decision.failure_status(resource, verdict.reason, verdict.message, now()), status)
                 if verdict.reason == "InternalError":
                     logger.exception("reconcile failed")
                 if verdict.temporary:
@@ -388,7 +388,7 @@ class DatabaseController:
             uncertain_create_window=self._config.uncertain_create_window,
             default_deletion_policy=self._config.default_deletion_policy,
         )
-        plan = reconcile.decide_deletion(facts, Observation.first(resource))
+        plan = deletion.decide_deletion(facts, Observation.first(resource))
         if isinstance(plan.action, Release):
             _post(body, plan.events)  # kept by policy: no provider, no lock
             return
@@ -421,11 +421,11 @@ class DatabaseController:
                         await handle.client.delete(action.database_id)
                         handle.observer.forget(action.database_id)
                         seen = plan.observe(Step.DELETED)
-                    plan = reconcile.decide_deletion(facts, seen)
+                    plan = deletion.decide_deletion(facts, seen)
             except Exception as error:
                 verdict = classify_error(error)
-                message = reconcile.deletion_failure_message(verdict.message)
-                failure = reconcile.failure_status(resource, verdict.reason, message, now())
+                message = deletion.deletion_failure_message(verdict.message)
+                failure = decision.failure_status(resource, verdict.reason, message, now())
                 _post(body, failure.events)
                 for key, value in failure.status.items():
                     patch.status[key] = value

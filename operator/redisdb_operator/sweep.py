@@ -28,10 +28,10 @@ import kopf
 
 from . import metrics, reconcile
 from .controller import DatabaseController, now, provider_facts, resource_of
+from .decision import Facts, LookUp, Observation, Publish, Refuse, Step
 from .kube import KubeError, secret_path
 from .models import GROUP
 from .provider_registry import ProviderHandle
-from .reconcile import Facts, LookUp, Observation, Publish, Refuse, Step
 from .secrets import ANNOTATION_CONTENT_HASH, connection_data, content_hash, has_credentials, secret_intact
 from .status import waiting_for_spec_change
 

@@ -60,7 +60,10 @@ def top_level(names: set[str]) -> set[str]:
     return {name.split(".")[0] for name in names}
 
 
-@pytest.mark.parametrize("module", [f"{PACKAGE}.reconcile", f"{PACKAGE}.desired", f"{PACKAGE}.status"])
+CORE = ["reconcile", "decision", "duplicates", "deletion", "desired", "status"]
+
+
+@pytest.mark.parametrize("module", [f"{PACKAGE}.{name}" for name in CORE])
 def test_the_reconcile_core_does_no_io(module: str) -> None:
     everything = reachable(module)
     assert not top_level(everything) & {"kopf", "httpx", "aiohttp", "asyncio"}, sorted(everything)
@@ -87,6 +90,13 @@ def test_the_reconcile_core_does_no_io(module: str) -> None:
 )
 def test_lower_layers_never_reach_up(module: str, forbidden: str) -> None:
     assert forbidden not in reachable(module)
+
+
+@pytest.mark.parametrize("module", ["decision", "duplicates", "deletion"])
+def test_the_core_parts_never_reach_the_reconcile_that_uses_them(module: str) -> None:
+    """`reconcile` builds on the vocabulary (`decision`) and the duplicate rule (`duplicates`), and the deletion
+    stands beside it: none of them imports `reconcile` back, which would tie the split together again."""
+    assert f"{PACKAGE}.reconcile" not in reachable(f"{PACKAGE}.{module}")
 
 
 def test_the_walk_sees_imports() -> None:

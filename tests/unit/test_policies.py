@@ -8,10 +8,7 @@ import datetime
 
 import pytest
 
-from redisdb_operator.desired import CreateAction, UpdateAction
-from redisdb_operator.models import DeletionPolicy, LabelSelector, RedisDatabaseSpec
-from redisdb_operator.providers.base import Database, ProviderType
-from redisdb_operator.reconcile import (
+from redisdb_operator.decision import (
     Delete,
     Facts,
     Hold,
@@ -24,9 +21,12 @@ from redisdb_operator.reconcile import (
     ResetPassword,
     Resource,
     Step,
-    decide,
-    decide_deletion,
 )
+from redisdb_operator.deletion import decide_deletion
+from redisdb_operator.desired import CreateAction, UpdateAction
+from redisdb_operator.models import DeletionPolicy, LabelSelector, RedisDatabaseSpec
+from redisdb_operator.providers.base import Database, ProviderType
+from redisdb_operator.reconcile import decide
 from redisdb_operator.status import PERMANENT_REASONS, RECHECKED_BY_RESYNC, condition, waiting_for_spec_change
 
 T0 = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)

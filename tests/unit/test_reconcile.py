@@ -8,10 +8,7 @@ import datetime
 import pytest
 from pydantic import ValidationError
 
-from redisdb_operator.desired import CreateAction, UpdateAction
-from redisdb_operator.models import RedisDatabaseSpec
-from redisdb_operator.providers.base import Database, ProviderType
-from redisdb_operator.reconcile import (
+from redisdb_operator.decision import (
     Delete,
     DeleteDuplicates,
     Facts,
@@ -26,11 +23,14 @@ from redisdb_operator.reconcile import (
     Resource,
     Step,
     Wait,
-    decide,
-    decide_deletion,
-    duplicates_to_delete,
     stranger_database,
 )
+from redisdb_operator.deletion import decide_deletion
+from redisdb_operator.desired import CreateAction, UpdateAction
+from redisdb_operator.duplicates import duplicates_to_delete
+from redisdb_operator.models import RedisDatabaseSpec
+from redisdb_operator.providers.base import Database, ProviderType
+from redisdb_operator.reconcile import decide
 from redisdb_operator.status import condition
 
 

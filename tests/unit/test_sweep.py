@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 
+from redisdb_operator.decision import Observation, Publish, Step
 from redisdb_operator.models import ANNOTATION_PAUSED, ANNOTATION_ROTATE_PASSWORD
 from redisdb_operator.providers.base import Database
-from redisdb_operator.reconcile import Observation, Publish, Step, decide
+from redisdb_operator.reconcile import decide
 from redisdb_operator.secrets import connection_data, content_hash, render_connection_secret, secret_intact
 from redisdb_operator.status import failed_conditions
 from redisdb_operator.sweep import LAST_HANDLED, needs_wake, resume_can_wait, settled_by_kopf
