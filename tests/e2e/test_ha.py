@@ -272,6 +272,39 @@ def _dry_run(name: str, namespace: str, **spec: Any) -> subprocess.CompletedProc
     return kubectl("apply", "--dry-run=server", "-f", "-", "-n", namespace, input=manifest, check=False)
 
 
+def webhook_operator(
+    cluster: Cluster, workdir: Path, configuration: str, cert_args: list[str], request: pytest.FixtureRequest
+) -> tuple[OperatorProcess, int]:
+    """An operator serving its own ValidatingWebhookConfiguration `configuration` with failurePolicy Fail on a port
+    the OS picks, its certificate checked every second; (the operator, the webhook's port)."""
+    operator = start_operator(
+        cluster,
+        workdir,
+        webhook=False,
+        extra_args=[
+            "--webhook-listen=127.0.0.1:0",  # the OS picks; read back from the ports file
+            "--webhook-host=127.0.0.1",
+            f"--webhook-managed={configuration}",
+            "--webhook-failure-policy=Fail",
+            "--webhook-cert-check-interval=1",
+            *cert_args,
+        ],
+    )
+    request.node.stash[PROCESS_RUNNERS] = operator.runner
+    wait_for(lambda: get_json("validatingwebhookconfiguration", configuration), 60, message="the configuration")
+    return operator, operator.ports()["webhook"]
+
+
+def admitted_as_expected(name: str, namespace: str) -> str | None:
+    """None when a good dry run is admitted and a bad one refused by the webhook (Fail policy: an unreachable or
+    untrusted webhook fails the good one; the bad one proves it was asked), else what the two said."""
+    good = _dry_run(name, namespace)
+    bad = _dry_run(name, namespace, providerRef={"name": "no-such-provider"})
+    if good.returncode != 0 or "no-such-provider" not in bad.stderr:
+        return f"{good.stderr.strip()} / {bad.stderr.strip()}"
+    return None
+
+
 def test_webhook_certificate_renews_without_failed_admission(
     cluster: Cluster,
     providers: None,
@@ -281,38 +314,24 @@ def test_webhook_certificate_renews_without_failed_admission(
 ) -> None:
     configuration = f"renewal-{namespace[-6:]}.redisdb.dev"
     secret = f"webhook-renewal-{namespace[-6:]}"
-    operator = start_operator(
-        cluster,
-        tmp_path,
-        webhook=False,
-        extra_args=[
-            "--webhook-listen=127.0.0.1:0",  # the OS picks; read back from the ports file
-            f"--webhook-cert-dir={tmp_path / 'certs'}",
-            "--webhook-host=127.0.0.1",
-            f"--webhook-managed={configuration}",
-            "--webhook-failure-policy=Fail",
-            f"--webhook-cert-secret={SYSTEM_NAMESPACE}/{secret}",
-            "--webhook-cert-validity=60",
-            "--webhook-cert-check-interval=1",
-        ],
-    )
-    request.node.stash[PROCESS_RUNNERS] = operator.runner
-    port = operator.ports()["webhook"]
+    cert_args = [
+        f"--webhook-cert-dir={tmp_path / 'certs'}",
+        f"--webhook-cert-secret={SYSTEM_NAMESPACE}/{secret}",
+        "--webhook-cert-validity=60",
+    ]
+    operator, port = webhook_operator(cluster, tmp_path, configuration, cert_args, request)
     try:
-        wait_for(lambda: get_json("validatingwebhookconfiguration", configuration), 60, message="the configuration")
         serials: list[int] = []
         reviews = failures = 0
         first_ca = secret_data(secret, SYSTEM_NAMESPACE)["ca.crt"]
 
         def renewed_twice() -> bool:
             nonlocal reviews, failures
-            good = _dry_run("renewal", namespace)
-            bad = _dry_run("renewal", namespace, providerRef={"name": "no-such-provider"})
+            problem = admitted_as_expected("renewal", namespace)
             reviews += 2
-            # Fail policy: an unreachable or untrusted webhook fails the good one; the bad one proves it was asked.
-            if good.returncode != 0 or "no-such-provider" not in bad.stderr:
+            if problem is not None:
                 failures += 1
-                raise AssertionError(f"admission failed: {good.stderr.strip()} / {bad.stderr.strip()}")
+                raise AssertionError(f"admission failed: {problem}")
             cert = served_certificate(port)
             if not serials or serials[-1] != cert.serial_number:
                 serials.append(cert.serial_number)
@@ -344,23 +363,8 @@ def test_certificate_files_renewed_elsewhere_are_picked_up_without_failed_admiss
     """As cert-manager's mounted Secret changes: new files (here even a new CA) replace the old ones at once."""
     configuration = f"files-{namespace[-6:]}.redisdb.dev"
     certs = write_webhook_cert_dir(tmp_path / "certs", ["127.0.0.1"])
-    operator = start_operator(
-        cluster,
-        tmp_path,
-        webhook=False,
-        extra_args=[
-            "--webhook-listen=127.0.0.1:0",  # the OS picks; read back from the ports file
-            f"--webhook-cert-dir={certs}",
-            "--webhook-host=127.0.0.1",
-            f"--webhook-managed={configuration}",
-            "--webhook-failure-policy=Fail",
-            "--webhook-cert-check-interval=1",
-        ],
-    )
-    request.node.stash[PROCESS_RUNNERS] = operator.runner
-    port = operator.ports()["webhook"]
+    operator, port = webhook_operator(cluster, tmp_path, configuration, [f"--webhook-cert-dir={certs}"], request)
     try:
-        wait_for(lambda: get_json("validatingwebhookconfiguration", configuration), 60, message="the configuration")
         before = served_certificate(port).serial_number
         failures: list[str] = []
         reviews = 0
@@ -368,11 +372,10 @@ def test_certificate_files_renewed_elsewhere_are_picked_up_without_failed_admiss
 
         def review() -> None:
             nonlocal reviews
-            good = _dry_run("files", namespace)
-            bad = _dry_run("files", namespace, providerRef={"name": "no-such-provider"})
+            problem = admitted_as_expected("files", namespace)
             reviews += 2
-            if good.returncode != 0 or "no-such-provider" not in bad.stderr:
-                failures.append(f"{good.stderr.strip()} / {bad.stderr.strip()}")
+            if problem is not None:
+                failures.append(problem)
 
         with AdmissionLoad(cluster, namespace, tmp_path / "load") as load:
             for _ in range(5):
