@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeAlias
+from urllib.parse import quote
 
 import kopf
 
 from .admission import admission_warnings, validate_redisdatabase
 from .controller import DatabaseController
-from .database_book import DatabaseBook
+from .database_book import DatabaseBook, provider_of
 from .errors import ConfigurationError
 from .models import GROUP, VERSION
 from .provider_checks import ProviderChecker, ProviderDeletion
@@ -49,6 +50,25 @@ class _FirstOf(Mapping[str, Mapping[str, Any]]):
 
     def __len__(self) -> int:
         return len(self._index)
+
+
+async def providers_for_admission(
+    indexed: Mapping[str, Mapping[str, Any]],
+    spec: Mapping[str, Any],
+    read: Callable[[str], Awaitable[Mapping[str, Any] | None]] | None,
+) -> Mapping[str, Mapping[str, Any]]:
+    """The RedisProviders an admission review judges by: the index, plus the referenced one read from the apiserver
+    when the index lacks it. kopf fills an index as it lists, and a just-started replica (a rollout, a restart)
+    serves admission meanwhile: the index then holds only the providers listed so far, and a valid object was once
+    refused with "RedisProvider local-upstash does not exist (known: chart-fly, chart-upstash, local-fly)". One
+    GET, only on the path that would refuse."""
+    wanted = provider_of(spec)
+    if wanted in indexed or read is None:
+        return indexed
+    live = await read(wanted)
+    if live is None:
+        return indexed
+    return {**indexed, wanted: dict(live.get("spec") or {})}
 
 
 # The namespace labels (spec.allowedNamespaces, at admission and at reconcile) and the users of each provider (its
@@ -215,13 +235,21 @@ def register_admission(registry: kopf.OperatorRegistry, *, webhook_ignore_failur
         claims = book.claims
         meta = body.get("metadata") or {}
         namespace = str(meta.get("namespace") or "")
+        kube = kwargs["memo"].get("kube")
+        known = await providers_for_admission(
+            _FirstOf(providers),
+            body.get("spec") or {},
+            (lambda name: kube.get(f"/apis/{GROUP}/{VERSION}/redisproviders/{quote(name, safe='')}"))
+            if kube is not None
+            else None,
+        )
         problem = validate_redisdatabase(
             operation=str(kwargs.get("operation")),
             namespace=namespace,
             name=str(meta.get("name") or meta.get("generateName") or ""),
             spec=body.get("spec") or {},
             old_spec=(old or {}).get("spec") if old else None,
-            providers=_FirstOf(providers),
+            providers=known,
             claims=claims,
             namespace_labels=labels_of_namespace(namespace, kwargs),
         )
@@ -230,9 +258,7 @@ def register_admission(registry: kopf.OperatorRegistry, *, webhook_ignore_failur
         warnings: list[str] | None = kwargs.get("warnings")
         if warnings is not None:  # kopf returns these in the AdmissionReview; kubectl prints them
             warnings.extend(
-                admission_warnings(
-                    operation=str(kwargs.get("operation")), spec=body.get("spec") or {}, providers=_FirstOf(providers)
-                )
+                admission_warnings(operation=str(kwargs.get("operation")), spec=body.get("spec") or {}, providers=known)
             )
 
     kopf.index(*PROVIDERS, id="providers", registry=registry)(index_providers)
