@@ -39,6 +39,7 @@ from .provider_registry import ProviderRegistry
 from .providers.base import ProviderClient
 from .providers.factory import make_client
 from .sweep import SECRET_CHECKS_PER_SWEEP, OwnPrefixBlindDiffBaseStorage, Sweeper
+from .takeover import TakeoverLane
 from .tls import DEFAULT_VALIDITY
 from .usage import UsageConfig, UsageRefresher, UsageSchedule
 from .webhook_bootstrap import bootstrap, keep_renewed, plan_from_args
@@ -508,9 +509,17 @@ class Operator:
             memo["usage_schedule"] = asyncio.create_task(
                 UsageSchedule(memo["usage"], book).run(book.listed.wait), name="usage schedule"
             )
+            # Changes the old leader left pending go first, before kopf's walk of every object (takeover.py).
+            memo["takeover"] = lane = TakeoverLane(controller, book)
+            book.listeners.append(lane.on_book_event)
+            await lane.first_pass()
 
         @kopf.on.cleanup(registry=registry)
         async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+            if "takeover" in memo:
+                with contextlib.suppress(ValueError):
+                    memo["book"].listeners.remove(memo["takeover"].on_book_event)
+                await memo["takeover"].stop()
             if "usage_schedule" in memo:
                 memo["usage_schedule"].cancel()
                 with contextlib.suppress(asyncio.CancelledError):
