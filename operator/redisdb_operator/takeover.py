@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from kopf._core.engines import posting
 
 from .controller import DatabaseController
 from .database_book import DatabaseBook
@@ -72,8 +74,13 @@ class TakeoverLane:
         self._handled: dict[str, tuple[bool, Any]] = {}
         self._labels: dict[str, Mapping[str, str] | None] = {}
         # the leading side's context: a change offered by a book event (the admission side's task) is still the
-        # leader's work (its write gate, its kopf's Event poster)
+        # leader's work (its write gate). kopf's Event queue exists only inside its per-object processing, so the
+        # lane's kopf.event calls go to a queue of its own, posted through the controller's (gated) client.
+        self._events: asyncio.Queue[posting.K8sEvent] = asyncio.Queue()
+        self._poster: asyncio.Task[None] | None = None
         self._context = contextvars.copy_context()
+        self._context.run(posting.event_queue_var.set, self._events)
+        self._context.run(posting.event_queue_loop_var.set, asyncio.get_running_loop())
 
     @property
     def open(self) -> bool:
@@ -121,6 +128,8 @@ class TakeoverLane:
         if uid in self._running:
             self._again.add(uid)
             return
+        if self._poster is None:
+            self._poster = asyncio.create_task(self._post_events(), name="takeover events")
         self._running[uid] = asyncio.create_task(
             self._handle(uid), name=f"takeover {uid}", context=self._context.copy()
         )
@@ -180,7 +189,35 @@ class TakeoverLane:
         self._handled[uid] = (False, seen)
         return True
 
+    async def _post_events(self) -> None:
+        """What kopf's poster does for its handlers: each Event of the lane's reconciles, as a core/v1 Event."""
+        while True:
+            event = await self._events.get()
+            ref = dict(event.ref)
+            namespace = str(ref.get("namespace") or "default")
+            stamp = datetime.datetime.now(datetime.UTC).isoformat()
+            body = {
+                "metadata": {"namespace": namespace, "generateName": "kopf-event-"},
+                "action": "Action?",
+                "type": event.type,
+                "reason": event.reason,
+                "message": event.message[:1024],
+                "reportingComponent": "kopf",
+                "reportingInstance": "dev",
+                "source": {"component": "kopf"},
+                "involvedObject": ref,
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "eventTime": stamp,
+            }
+            try:
+                await self._controller.kube.create(f"/api/v1/namespaces/{namespace}/events", body)
+            except Exception as error:  # auxiliary, as kopf treats them
+                log.warning("takeover: could not post an Event (%s)", error)
+
     async def stop(self) -> None:
+        if self._poster is not None:
+            self._poster.cancel()
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
