@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import json
+
+import kopf
 
 from redisdb_operator import sweep
+from redisdb_operator.controller import ControllerConfig, DatabaseController
 from redisdb_operator.models import ANNOTATION_PAUSED, ANNOTATION_ROTATE_PASSWORD
 from redisdb_operator.providers.base import Database
 from redisdb_operator.reconcile import Observation, Publish, Step, decide
 from redisdb_operator.secrets import connection_data, content_hash, render_connection_secret, secret_intact
 from redisdb_operator.status import failed_conditions
-from redisdb_operator.sweep import LAST_HANDLED, needs_wake, resume_can_wait, settled_by_kopf
+from redisdb_operator.sweep import DIFF_BASE, LAST_HANDLED, Sweeper, needs_wake, resume_can_wait, settled_by_kopf
 
+from .fakes import FakeKube, InMemoryProvider, OneProvider, body
 from .test_reconcile import facts, made, ours
 
 
@@ -167,3 +172,25 @@ def test_secret_reads_past_the_budget_visit_each_known_secret_once_per_cycle() -
     assert all(sweep.secret_due(uid, False, 3, len(uids), 250) for uid in uids)
     # within the budget every Secret is read at every sweep, as before
     assert all(sweep.secret_due(uid, True, 1, 250, 250) for uid in uids)
+
+
+def test_a_settled_object_whose_status_patch_has_not_landed_is_left_for_the_next_sweep() -> None:
+    handled = {"metadata": {"annotations": {LAST_HANDLED: "{}"}}}
+    assert settled_by_kopf(handled) and not sweep.status_landed(handled)
+    assert sweep.status_landed({**handled, "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+
+
+async def test_the_sweep_skips_a_settled_object_whose_status_has_not_landed() -> None:
+    """Between kopf's object patch and its status patch: waking it cost a lookup by name at the provider."""
+    provider = InMemoryProvider(names_are_unique=True)
+    registry = OneProvider(provider)
+    controller = DatabaseController(FakeKube(), registry, ControllerConfig())  # type: ignore[arg-type]
+    raw = dict(body())
+    raw["metadata"] = {**raw["metadata"], "annotations": {LAST_HANDLED: json.dumps(DIFF_BASE.build(body=body()))}}
+    just_created = kopf.Body(raw)
+    assert settled_by_kopf(just_created)
+    result = await Sweeper(controller, 300).sweep(
+        registry.handle, [just_created], namespace_labels=lambda _ns: {}, latest=lambda _ns, _uid: None
+    )
+    assert (result.woken, result.skipped) == (0, 1)
+    assert provider.calls == ["list"]
