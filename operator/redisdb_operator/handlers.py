@@ -15,7 +15,7 @@ from .database_book import DatabaseBook
 from .errors import ConfigurationError
 from .models import GROUP, VERSION
 from .provider_checks import ProviderChecker, ProviderDeletion
-from .sweep import Sweeper, resume_can_wait, settled_by_kopf
+from .sweep import Sweeper, resume_can_wait, settled_by_kopf_cached
 from .takeover import TakeoverLane
 
 # How long an admission review waits for the first list of RedisDatabases before refusing (apiserver timeout 10 s).
@@ -129,7 +129,7 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
             return  # not read yet: the next sweep has them
         # Only what the sweep may wake: a resolve of the provider keeps its cached client warm (registry TTL), which
         # must not happen for databases that are only being deleted.
-        bodies = [body for body in book.databases_of(name) if settled_by_kopf(body)]
+        bodies = [body for body in book.databases_of(name) if settled_by_kopf_cached(body)]
         if not bodies:
             return
         try:

@@ -103,6 +103,28 @@ def settled_by_kopf(body: Mapping[str, Any]) -> bool:
     return DIFF_BASE.fetch(body=current) == DIFF_BASE.build(body=current)
 
 
+# uid -> (resourceVersion, settled_by_kopf): the essence comparison deep-copies the body, and it was a fifth of the
+# idle CPU (twice per database per sweep) for bodies that had not changed since the last sweep.
+_SETTLED: dict[str, tuple[str, bool]] = {}
+_SETTLED_LIMIT = 100_000
+
+
+def settled_by_kopf_cached(body: Mapping[str, Any]) -> bool:
+    """`settled_by_kopf`, remembered per object version (a resourceVersion names one state of the object)."""
+    meta = body.get("metadata") or {}
+    uid, version = str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+    if not uid or not version:
+        return settled_by_kopf(body)
+    held = _SETTLED.get(uid)
+    if held is not None and held[0] == version:
+        return held[1]
+    settled = settled_by_kopf(body)
+    if len(_SETTLED) >= _SETTLED_LIMIT:
+        _SETTLED.clear()  # deleted objects' entries: dropped all at once, rebuilt by the next sweep
+    _SETTLED[uid] = (version, settled)
+    return settled
+
+
 def status_landed(body: Mapping[str, Any]) -> bool:
     """Whether the body shows a status written by a reconcile: kopf patches the object (its last-handled
     annotation) and then its status subresource, so a sweep between the two saw a settled object with no status,
@@ -228,7 +250,7 @@ class Sweeper:
         for body in bodies:
             result.databases += 1
             uid = str(body.meta.uid)
-            if uid in self._waking or not settled_by_kopf(body) or not status_landed(body):
+            if uid in self._waking or not settled_by_kopf_cached(body) or not status_landed(body):
                 result.skipped += 1
                 continue
             resource = resource_of(body)

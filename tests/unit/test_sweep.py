@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import kopf
+import pytest
 
 from redisdb_operator import sweep
 from redisdb_operator.controller import ControllerConfig, DatabaseController
@@ -194,3 +196,23 @@ async def test_the_sweep_skips_a_settled_object_whose_status_has_not_landed() ->
     )
     assert (result.woken, result.skipped) == (0, 1)
     assert provider.calls == ["list"]
+
+
+def test_settled_is_computed_once_per_object_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The essence comparison deep-copies the body: a fifth of the idle CPU, twice per database per sweep."""
+    computed: list[str] = []
+    real = sweep.settled_by_kopf
+
+    def counting(body: Any) -> bool:
+        computed.append(body["metadata"]["resourceVersion"])
+        return real(body)
+
+    monkeypatch.setattr(sweep, "settled_by_kopf", counting)
+    handled = {"metadata": {"uid": "u-cache", "resourceVersion": "7", "annotations": {LAST_HANDLED: "{}"}}}
+    assert all(sweep.settled_by_kopf_cached(handled) for _ in range(3))
+    edited = {
+        "metadata": {"uid": "u-cache", "resourceVersion": "8", "annotations": {LAST_HANDLED: "{}"}},
+        "spec": {"x": 1},
+    }
+    assert not sweep.settled_by_kopf_cached(edited)
+    assert computed == ["7", "8"]
