@@ -12,10 +12,10 @@ The connection Secrets: the operator has no list/watch on Secrets (the chart gra
 purpose), so the sweep reads settled databases' Secrets with one GET each (a few concurrent) and wakes a database
 when its Secret is gone, no longer owned, or its data no longer matches the content-hash annotation this operator
 wrote (edited by hand). Those GETs were most of the idle CPU at 10,000 databases (about 1 ms each), so one sweep
-reads at most `secret_checks_per_sweep` of the Secrets whose content this process already knows (default 2,500
+reads at most `secret_checks_per_sweep` of the Secrets whose content this process already knows (default 1,000
 per provider): up to that many databases every Secret is read at every sweep, as the per-object timer did; past
-it each is read every ceil(databases / budget)-th sweep (at 10,000: every 4th, so a deleted or edited Secret is
-restored within 4 resync intervals). A Secret whose content this process does not know yet (after a restart or a
+it each is read every ceil(databases / budget)-th sweep (at 10,000: every 10th, so a deleted or edited Secret is
+restored within 10 resync intervals). A Secret whose content this process does not know yet (after a restart or a
 takeover) is read at the next sweep regardless. The sweep also compares the content the snapshot implies with
 what this process last published (a provider-side password change), at every sweep.
 """
@@ -50,7 +50,7 @@ MAX_WAKE_RETRIES = 20
 # Concurrent Secret reads of one sweep: enough to hide the round trip, few enough to leave the apiserver alone.
 SECRET_READS = 8
 # Secrets of one provider whose content this process knows, read per sweep at most (see the module docstring).
-SECRET_CHECKS_PER_SWEEP = 2500
+SECRET_CHECKS_PER_SWEEP = 1000
 
 
 def secret_due(uid: str, known: bool, sweep_number: int, known_count: int, budget: int) -> bool:
