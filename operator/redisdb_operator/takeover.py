@@ -31,7 +31,7 @@ from .controller import DatabaseController
 from .database_book import DatabaseBook
 from .kube import KubeError
 from .models import GROUP
-from .sweep import DIFF_BASE, settled_by_kopf
+from .sweep import DIFF_BASE, settled_by_kopf_cached
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ def pending(body: Mapping[str, Any]) -> bool:
         return False  # creates stay kopf's: its handler (and the ledger) own the only-once create
     if meta.get("deletionTimestamp"):
         return FINALIZER in (meta.get("finalizers") or ())
-    if settled_by_kopf(body):
-        return False
-    return status.get("observedGeneration") != meta.get("generation")
+    if status.get("observedGeneration") == meta.get("generation"):
+        return False  # the cheap test first: a takeover asks it of every database in the book
+    return not settled_by_kopf_cached(body)
 
 
 class TakeoverLane:
