@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import urllib.parse
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, cast
 
 import kopf
@@ -74,8 +74,6 @@ class DatabaseBook:
         self._deleted: dict[str, float] = {}  # uid -> when (monotonic)
         self.listed = asyncio.Event()
         self.claims: Mapping[str, Collection[str]] = _Claims(self._by_claim)
-        # called with each body a watch event puts (the takeover lane's new edits)
-        self.listeners: list[Callable[[kopf.Body], None]] = []
 
     # --- reading ---
 
@@ -164,13 +162,8 @@ class DatabaseBook:
         """kopf's raw watch event (type None while it lists)."""
         if event_type == "DELETED":
             self.remove(str((raw.get("metadata") or {}).get("uid") or ""))
-            return
-        self.put(raw)
-        if self.listeners:
-            body = self._bodies.get(str((raw.get("metadata") or {}).get("uid") or ""))
-            for listener in list(self.listeners):
-                if body is not None:
-                    listener(body)
+        else:
+            self.put(raw)
 
     async def list_from(self, kube: KubeClient, namespaces: list[str]) -> None:
         """List every watched RedisDatabase (paged) into the book; `listed` is set after the first success."""

@@ -511,14 +511,11 @@ class Operator:
             )
             # Changes the old leader left pending go first, before kopf's walk of every object (takeover.py).
             memo["takeover"] = lane = TakeoverLane(controller, book)
-            book.listeners.append(lane.on_book_event)
             await lane.first_pass()
 
         @kopf.on.cleanup(registry=registry)
         async def cleanup(memo: kopf.Memo, **_: Any) -> None:
             if "takeover" in memo:
-                with contextlib.suppress(ValueError):
-                    memo["book"].listeners.remove(memo["takeover"].on_book_event)
                 await memo["takeover"].stop()
             if "usage_schedule" in memo:
                 memo["usage_schedule"].cancel()

@@ -5,8 +5,12 @@ A new leader's kopf lists every RedisDatabase and walks them in the list's order
 `DatabaseBook` already holds every body, so at takeover the leader knows which ones are pending: an existing
 database whose spec generation the last reconcile has not seen (Synced.observedGeneration), or one being deleted.
 Those are handled at once, from the book, before and beside kopf's walk: an edit as kopf's update handler would
-(fresh from the provider: one read, then the update), a deletion through the same controller delete. For a
-short window after the takeover (`WINDOW`) the same happens to edits that arrive while kopf is still walking.
+(fresh from the provider: one read, then the update), a deletion through the same controller delete, all inside
+kopf's startup (kopf's watch starts after it; the startup waits for them up to FIRST_PASS_WAIT).
+
+Only the changes pending at the takeover take the lane: an edit that arrives later is kopf's alone, because the
+lane's reconcile and kopf's handler of the same event would each work from a body whose status predates the
+other's write (seen in e2e: an Upstash plan change, unobservable once made, sent twice).
 
 kopf's own handler still runs for each of them afterwards; it returns at once when the lane handled exactly
 the configuration kopf now sees (`handled`), so a change is not sent to the provider twice. Anything the lane
@@ -20,7 +24,6 @@ import asyncio
 import contextvars
 import datetime
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,9 +39,6 @@ from .sweep import DIFF_BASE, settled_by_kopf_cached
 log = logging.getLogger(__name__)
 
 FINALIZER = f"{GROUP}/finalizer"  # the leader's (runner.build_settings): a deletion it has not released yet
-# Seconds after a takeover during which new edits also take the lane (kopf's walk of 10,000 objects took ~9 s).
-# Past it every change is kopf's alone again.
-WINDOW = 30.0
 # How long kopf's startup waits for the changes pending at takeover before it starts its own walk.
 FIRST_PASS_WAIT = 5.0
 
@@ -64,27 +64,22 @@ def pending(body: Mapping[str, Any]) -> bool:
 class TakeoverLane:
     """The leader's first work after a takeover: every pending change in the book, then new ones for a while."""
 
-    def __init__(self, controller: DatabaseController, book: DatabaseBook, *, window: float = WINDOW) -> None:
+    def __init__(self, controller: DatabaseController, book: DatabaseBook) -> None:
         self._controller = controller
         self._book = book
-        self._until = time.monotonic() + window
         self._running: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         # uid -> (a deletion?, the essence) the lane finished: kopf's handler of the same skips it
         self._handled: dict[str, tuple[bool, Any]] = {}
         self._labels: dict[str, Mapping[str, str] | None] = {}
-        # the leading side's context: a change offered by a book event (the admission side's task) is still the
-        # leader's work (its write gate). kopf's Event queue exists only inside its per-object processing, so the
-        # lane's kopf.event calls go to a queue of its own, posted through the controller's (gated) client.
+        # the leading side's context (its write gate). kopf's Event queue exists only inside its per-object
+        # processing, so the lane's kopf.event calls go to a queue of its own, posted through the controller's
+        # (gated) client.
         self._events: asyncio.Queue[posting.K8sEvent] = asyncio.Queue()
         self._poster: asyncio.Task[None] | None = None
         self._context = contextvars.copy_context()
         self._context.run(posting.event_queue_var.set, self._events)
         self._context.run(posting.event_queue_loop_var.set, asyncio.get_running_loop())
-
-    @property
-    def open(self) -> bool:
-        return time.monotonic() < self._until
 
     def handled(self, body: Mapping[str, Any], *, deletion: bool) -> bool:
         """Whether the lane already finished this deletion, or exactly this configuration (kopf's handler then has
@@ -111,7 +106,7 @@ class TakeoverLane:
         try:
             await asyncio.wait_for(self._book.listed.wait(), FIRST_PASS_WAIT)
         except TimeoutError:
-            return  # not read yet: kopf's walk has them (and the window the edits that arrive meanwhile)
+            return  # not read yet: kopf's walk has them
         for uid in list(self._book.uids()):
             body = self._book.get(uid)
             if body is not None and pending(body):
@@ -121,7 +116,7 @@ class TakeoverLane:
             await asyncio.wait(list(self._running.values()), timeout=FIRST_PASS_WAIT)
 
     def offer(self, body: Mapping[str, Any]) -> None:
-        """A body seen (at takeover, or a book event within the window): handle it if it is pending."""
+        """A body the book holds at the takeover: handle it if it is pending."""
         if not pending(body):
             return
         uid = str((body.get("metadata") or {}).get("uid") or "")
@@ -133,10 +128,6 @@ class TakeoverLane:
         self._running[uid] = asyncio.create_task(
             self._handle(uid), name=f"takeover {uid}", context=self._context.copy()
         )
-
-    def on_book_event(self, body: Mapping[str, Any]) -> None:
-        if self.open:
-            self.offer(body)
 
     async def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         if namespace not in self._labels:

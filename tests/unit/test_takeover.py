@@ -102,26 +102,3 @@ async def test_an_edit_and_a_deletion_left_pending_are_handled_at_takeover_and_k
     newer = dict(edited)
     newer["spec"] = {"primaryRegion": "us-east-1", "eviction": False}
     assert not lane.handled(kopf.Body(newer), deletion=False)
-
-
-async def test_within_the_window_an_edit_arriving_by_event_takes_the_lane_after_it_only_kopf() -> None:
-    provider = InMemoryProvider(names_are_unique=True)
-    controller = DatabaseController(PatchingKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
-    edited = handled_by_kopf(
-        body(await created(controller, "edited")),
-        "edited",
-        generation=2,
-        spec={"primaryRegion": "us-east-1", "eviction": True},
-    )
-    book = DatabaseBook()
-    closed = TakeoverLane(controller, book, window=0)
-    book.listeners.append(closed.on_book_event)
-    book.on_event("MODIFIED", edited)
-    assert not closed.handled(edited, deletion=False) and not await closed.settled(edited, deletion=False)
-    book.listeners.clear()
-    provider.calls.clear()
-    lane = TakeoverLane(controller, book)
-    book.listeners.append(lane.on_book_event)
-    book.on_event("MODIFIED", edited)
-    assert await lane.settled(edited, deletion=False)
-    assert provider.calls == ["get", "update"]
