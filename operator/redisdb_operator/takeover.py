@@ -3,7 +3,7 @@
 A new leader's kopf lists every RedisDatabase and walks them in the list's order; at 10,000 the walk took about
 9 s before it reached an edited one (failover 20 s after a SIGKILL, 7.5 s after a SIGTERM). Every replica's
 `DatabaseBook` already holds every body, so at takeover the leader knows which ones are pending: an existing
-database whose spec generation the last reconcile has not seen (Synced.observedGeneration), or one being deleted.
+database whose spec generation the last reconcile has not seen (status.observedGeneration), or one being deleted.
 Those are handled at once, from the book, before and beside kopf's walk: an edit as kopf's update handler would
 (fresh from the provider: one read, then the update), a deletion through the same controller delete, all inside
 kopf's startup (kopf's watch starts after it; the startup waits for them up to FIRST_PASS_WAIT).
