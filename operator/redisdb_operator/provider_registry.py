@@ -54,8 +54,8 @@ class ProviderObserver:
         self._failure: Exception | None = None
         self._lock = asyncio.Lock()
         # Our own writes while a list is in flight (None: no list in flight), replayed over its answer: a list of
-        # 10,000 databases takes seconds (20 pages), and a database created meanwhile on a page already read was
-        # missing from the new snapshot; the sweep then confirmed each by id (280 extra calls in a 10,000 burst).
+        # 10,000 databases takes seconds (20 pages), and a database created meanwhile on a page already read would
+        # be missing from the new snapshot (a sweep would then confirm it at the provider by id).
         self._written_during_list: list[tuple[str, Database | None]] | None = None
 
     @property

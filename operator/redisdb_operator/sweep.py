@@ -127,9 +127,9 @@ def settled_by_kopf_cached(body: Mapping[str, Any]) -> bool:
 
 def status_landed(body: Mapping[str, Any]) -> bool:
     """Whether the body shows a status written by a reconcile: kopf patches the object (its last-handled
-    annotation) and then its status subresource, so a sweep between the two saw a settled object with no status,
-    woke it, and its reconcile looked the database up by name at the provider (12 calls and status writes per
-    1,000 creates). Every reconcile's outcome writes conditions; until they show, the next sweep looks again."""
+    annotation) and then its status subresource, so a sweep between the two would see a settled object with no
+    status, wake it, and its reconcile would look the database up at the provider and write the status again.
+    Every reconcile's outcome writes conditions; until they show, the next sweep looks again."""
     return bool((body.get("status") or {}).get("conditions"))
 
 
