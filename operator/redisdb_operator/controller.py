@@ -143,9 +143,15 @@ class DatabaseController:
     # --- a reconcile the resync sweep asked for (no kopf handler carries its patch) ---------------------------
 
     async def wake(
-        self, body: kopf.Body, *, retry: int = 0, namespace_labels: Mapping[str, str] | None = None
+        self,
+        body: kopf.Body,
+        *,
+        retry: int = 0,
+        namespace_labels: Mapping[str, str] | None = None,
+        fresh: bool = False,
     ) -> float | None:
-        """Reconcile from the snapshot, as the per-object timer did, and write the patch kopf would have written.
+        """Reconcile from the snapshot, as the per-object timer did (or `fresh`, as kopf's update handler does: the
+        takeover lane), and write the patch kopf would have written.
 
         Returns None when done, or the delay before a retry (a temporary failure, as kopf would retry it).
         """
@@ -157,7 +163,7 @@ class DatabaseController:
         delay: float | None = None
         try:
             await self.reconcile(
-                body, fresh=False, patch=patch, logger=logger, retry=retry, namespace_labels=namespace_labels
+                body, fresh=fresh, patch=patch, logger=logger, retry=retry, namespace_labels=namespace_labels
             )
         except kopf.TemporaryError as error:
             delay = float(error.delay) if error.delay is not None else 60.0

@@ -16,7 +16,8 @@ from .database_book import DatabaseBook, provider_of
 from .errors import ConfigurationError
 from .models import GROUP, VERSION
 from .provider_checks import ProviderChecker, ProviderDeletion
-from .sweep import Sweeper, resume_can_wait, settled_by_kopf
+from .sweep import Sweeper, resume_can_wait, settled_by_kopf_cached
+from .takeover import TakeoverLane
 
 # How long an admission review waits for the first list of RedisDatabases before refusing (apiserver timeout 10 s).
 BOOK_WAIT = 8.0
@@ -97,9 +98,15 @@ def labels_of_namespace(namespace: str, kwargs: Mapping[str, Any]) -> dict[str, 
 def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: float) -> None:
     """The leader's handlers: reconcile, delete and the timers. Intervals come from configuration."""
 
+    async def done_at_takeover(memo: Any, body: kopf.Body, *, deletion: bool = False) -> bool:
+        lane: TakeoverLane | None = memo.get("takeover")
+        return lane is not None and await lane.settled(body, deletion=deletion)
+
     async def on_redisdatabase_change(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
     ) -> None:
+        if await done_at_takeover(memo, body):
+            return  # the takeover lane sent exactly this configuration to the provider already
         controller: DatabaseController = memo["controller"]
         await controller.reconcile(
             body,
@@ -113,7 +120,7 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
     async def on_redisdatabase_resume(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
     ) -> None:
-        if resume_can_wait(body):
+        if resume_can_wait(body) or await done_at_takeover(memo, body):
             return  # the first sweep after the start compares it with the snapshot (and reads its Secret)
         controller: DatabaseController = memo["controller"]
         await controller.reconcile(
@@ -128,6 +135,8 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
     async def on_redisdatabase_delete(
         body: kopf.Body, patch: kopf.Patch, logger: Logger, memo: Any, **kwargs: Any
     ) -> None:
+        if await done_at_takeover(memo, body, deletion=True):
+            return  # the takeover lane finished this deletion; kopf releases the finalizer
         controller: DatabaseController = memo["controller"]
         await controller.delete(body, patch=patch, logger=logger, retry=kwargs.get("retry", 0))
 
@@ -140,7 +149,7 @@ def register_reconcilers(registry: kopf.OperatorRegistry, *, resync_interval: fl
             return  # not read yet: the next sweep has them
         # Only what the sweep may wake: a resolve of the provider keeps its cached client warm (registry TTL), which
         # must not happen for databases that are only being deleted.
-        bodies = [body for body in book.databases_of(name) if settled_by_kopf(body)]
+        bodies = [body for body in book.databases_of(name) if settled_by_kopf_cached(body)]
         if not bodies:
             return
         try:

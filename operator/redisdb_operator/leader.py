@@ -121,6 +121,9 @@ class LeaderElector:
         self._observed_record: tuple[Any, ...] | None = None
         self._observed_at = float("-inf")
         self._in_flight = 0
+        # The Lease as this process last wrote it: a renewal replaces it without reading it first (a conflict
+        # means someone else wrote it, and the Lease is then read and judged as a candidate would).
+        self._written: dict[str, Any] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         metrics.LEADER.set(0)
@@ -196,6 +199,19 @@ class LeaderElector:
         """One attempt; True when this process holds the Lease afterwards. Exits when a holder finds it taken."""
         kube = kube or self._kube
         started = self._clock()
+        written = self._written
+        if self.leading and written is not None and not self.stepping_down:
+            # A renewal: one PUT guarded by the resourceVersion we wrote (the GET before it was half the renewal
+            # cost, about 0.4 % of a core at one renewal a second).
+            if started >= self._write_deadline:
+                self.lost("could not renew it in time")
+            try:
+                self._written = await kube.replace(self.path, self._lease_body(written, _microtime()))
+            except KubeConflict:
+                self._written = None  # written by someone else since: read it below
+            else:
+                self._write_deadline = started + self._config.renew_deadline
+                return True
         existing = await kube.get(self.path)
         if existing is not None:
             spec = existing.get("spec") or {}
@@ -216,9 +232,9 @@ class LeaderElector:
         body = self._lease_body(existing, _microtime())
         try:
             if existing is None:
-                await kube.create(LEASES.format(namespace=self._config.namespace), body)
+                self._written = await kube.create(LEASES.format(namespace=self._config.namespace), body)
             else:
-                await kube.replace(self.path, body)
+                self._written = await kube.replace(self.path, body)
         except KubeConflict:
             return False  # another candidate (or renewal) won this round; look again next time
         # Our record is written: nobody takes over before `started + lease_duration` by their clocks.

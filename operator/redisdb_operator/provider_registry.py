@@ -53,6 +53,10 @@ class ProviderObserver:
         self._failed_at = float("-inf")
         self._failure: Exception | None = None
         self._lock = asyncio.Lock()
+        # Our own writes while a list is in flight (None: no list in flight), replayed over its answer: a list of
+        # 10,000 databases takes seconds (20 pages), and a database created meanwhile on a page already read would
+        # be missing from the new snapshot (a sweep would then confirm it at the provider by id).
+        self._written_during_list: list[tuple[str, Database | None]] | None = None
 
     @property
     def age(self) -> float:
@@ -73,16 +77,25 @@ class ProviderObserver:
             if self._failure is not None and time.monotonic() - self._failed_at <= max_age:
                 raise self._failure
             started = time.monotonic()
+            written: list[tuple[str, Database | None]] = []
+            self._written_during_list = written
             try:
                 databases = await self._client.list()
             except Exception as error:
                 self._failure, self._failed_at = error, started
                 raise
+            finally:
+                self._written_during_list = None
             self._failure = None
             self._by_id = {database.id: database for database in databases}
             self._by_name = {database.name: database for database in databases}
             self._shared_names = {name for name, n in collections.Counter(d.name for d in databases).items() if n > 1}
             self._taken_at = started
+            for database_id, database in written:  # newer than whatever page the list read them on
+                if database is None:
+                    self.forget(database_id)
+                else:
+                    self.remember(database)
 
     async def lookup(self, *, database_id: str | None, name: str, max_age: float) -> Database | None:
         await self.refresh(max_age)
@@ -106,10 +119,14 @@ class ProviderObserver:
 
     def remember(self, database: Database) -> None:
         """Write-through after our own create/update, so the next lookup does not see stale state."""
+        if self._written_during_list is not None:
+            self._written_during_list.append((database.id, database))
         self._by_id[database.id] = database
         self._by_name[database.name] = database
 
     def forget(self, database_id: str) -> None:
+        if self._written_during_list is not None:
+            self._written_during_list.append((database_id, None))
         database = self._by_id.pop(database_id, None)
         if database is not None and self._by_name.get(database.name) is database:
             self._by_name.pop(database.name)

@@ -38,7 +38,8 @@ from .models import GROUP, DeletionPolicy
 from .provider_registry import ProviderRegistry
 from .providers.base import ProviderClient
 from .providers.factory import make_client
-from .sweep import OwnPrefixBlindDiffBaseStorage, Sweeper
+from .sweep import SECRET_CHECKS_PER_SWEEP, OwnPrefixBlindDiffBaseStorage, Sweeper
+from .takeover import TakeoverLane
 from .tls import DEFAULT_VALIDITY
 from .usage import UsageConfig, UsageRefresher, UsageSchedule
 from .webhook_bootstrap import bootstrap, keep_renewed, plan_from_args
@@ -65,6 +66,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=float,
         default=_env_float("REDISDB_RESYNC_INTERVAL", 300.0),
         help="seconds between drift checks of each database (env REDISDB_RESYNC_INTERVAL; default 300)",
+    )
+    parser.add_argument(
+        "--secret-checks-per-resync",
+        type=int,
+        default=int(_env_float("REDISDB_SECRET_CHECKS_PER_RESYNC", SECRET_CHECKS_PER_SWEEP)),
+        help="connection Secrets read per resync sweep and RedisProvider at most; past it each is read every "
+        "ceil(databases / this)-th interval, so a deleted or edited Secret is restored within that many "
+        f"intervals (env REDISDB_SECRET_CHECKS_PER_RESYNC; default {SECRET_CHECKS_PER_SWEEP})",
     )
     parser.add_argument(
         "--max-concurrent-reconciles",
@@ -217,6 +226,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(list(argv))
     if args.usage_interval < 0:
         parser.error(f"--usage-interval must be 0 (off) or a number of seconds, not {args.usage_interval:g}")
+    if args.secret_checks_per_resync < 1:
+        parser.error(f"--secret-checks-per-resync must be at least 1, not {args.secret_checks_per_resync}")
     if args.usage_calls_per_minute <= 0:
         parser.error(f"--usage-calls-per-minute must be above 0, not {args.usage_calls_per_minute:g}")
     return args
@@ -492,15 +503,20 @@ class Operator:
                 provider_registry,
                 UsageConfig(interval=args.usage_interval, calls_per_minute=args.usage_calls_per_minute),
             )
-            memo["sweeper"] = Sweeper(controller, args.resync_interval)
+            memo["sweeper"] = Sweeper(controller, args.resync_interval, args.secret_checks_per_resync)
             # Usage: one task for every database (usage.UsageSchedule), not a kopf daemon per database.
             book: DatabaseBook = memo["book"]
             memo["usage_schedule"] = asyncio.create_task(
                 UsageSchedule(memo["usage"], book).run(book.listed.wait), name="usage schedule"
             )
+            # Changes the old leader left pending go first, before kopf's walk of every object (takeover.py).
+            memo["takeover"] = lane = TakeoverLane(controller, book)
+            await lane.first_pass()
 
         @kopf.on.cleanup(registry=registry)
         async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+            if "takeover" in memo:
+                await memo["takeover"].stop()
             if "usage_schedule" in memo:
                 memo["usage_schedule"].cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -276,3 +276,30 @@ def test_the_renewal_thread_renews_while_no_event_loop_runs_on_the_main_thread()
     leader.stepping_down = True
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_a_renewal_is_one_write_without_a_read_and_still_exits_when_taken() -> None:
+    """The GET before each renewal was half its cost (one a second); a conflict reads the Lease as before."""
+    store, clock = LeaseStore(), Clock()
+    leader, other = elector(store, clock, "a"), elector(store, clock, "b")
+    reads = 0
+    real_get = store.get
+
+    async def counted_get(path: str) -> dict[str, Any] | None:
+        nonlocal reads
+        reads += 1
+        return await real_get(path)
+
+    store.get = counted_get  # type: ignore[method-assign]
+    assert asyncio.run(leader.try_acquire_or_renew())
+    reads = 0
+    for _ in range(3):
+        clock.now += 1
+        assert asyncio.run(leader.try_acquire_or_renew())
+    assert reads == 0 and store.version == 4
+    asyncio.run(other.try_acquire_or_renew())
+    clock.now += 16
+    asyncio.run(other.try_acquire_or_renew())  # took over an expired lease
+    clock.now -= 10
+    with pytest.raises(Exited):
+        asyncio.run(leader.try_acquire_or_renew())

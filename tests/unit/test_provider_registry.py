@@ -69,3 +69,34 @@ async def test_namesakes_and_forgetting_one_of_them() -> None:
     left = await observer.lookup(database_id=None, name="shop-cache", max_age=60)
     assert left is not None and left.id != found.id
     assert observer.namesakes("shop-cache") == ()
+
+
+class SlowList:
+    """A list whose answer was read before the writes made while it is in flight (its pages were read earlier)."""
+
+    def __init__(self) -> None:
+        self.answered = asyncio.Event()
+
+    async def list(self) -> Sequence[Database]:
+        await self.answered.wait()
+        return [
+            Database(id="db-1", name="shop-cache", primary_region="mad", plan="payg"),
+            Database(id="db-2", name="shop-gone", primary_region="mad", plan="payg"),
+        ]
+
+
+async def test_our_writes_during_a_list_survive_its_answer() -> None:
+    """A database created (or deleted) by us while a 20-page list was in flight stays in (or out of) the snapshot:
+    a sweep would confirm every missing one at the provider by id."""
+    client = SlowList()
+    observer = ProviderObserver(client)  # type: ignore[arg-type]
+    refreshing = asyncio.create_task(observer.refresh(max_age=0))
+    await asyncio.sleep(0)
+    created = Database(id="db-3", name="shop-new", primary_region="mad", plan="payg")
+    observer.remember(created)
+    observer.forget("db-2")
+    client.answered.set()
+    await refreshing
+    assert observer.cached("db-3", "shop-new") == created
+    assert observer.cached("db-2", "shop-gone") is None
+    assert observer.cached("db-1", "shop-cache") is not None

@@ -256,6 +256,7 @@ def main_scale(args: argparse.Namespace) -> int:
                             concurrency=args.max_concurrent_reconciles,
                             apply_concurrency=args.apply_concurrency,
                             phase_limit=args.phase_timeout,
+                            operator_args=args.operator_arg,
                         )
                     )
             finally:
@@ -263,7 +264,16 @@ def main_scale(args: argparse.Namespace) -> int:
                     shutil.copy(log, args.out / f"scale-{log.parent.name}.log")
     finished = datetime.datetime.now(datetime.UTC)
     report: dict[str, Any] = {
-        "meta": _meta(args, started, finished, load_before, {"provider_pool_size": args.pool_size}),
+        "meta": _meta(
+            args,
+            started,
+            finished,
+            load_before,
+            {
+                "provider_pool_size": args.pool_size,
+                **({"operator_args": args.operator_arg} if args.operator_arg else {}),
+            },
+        ),
         "scale": results,
     }
     report["targets"] = scale.targets(results)

@@ -24,7 +24,7 @@ import statistics
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +77,17 @@ def lease_holder(kube: Kube) -> str:
 class Candidates:
     """The two operator processes (op-a serves the webhook), each restartable as a standby."""
 
-    def __init__(self, kube: Kube, workdir: Path, *, resync_interval: float, concurrency: int) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        workdir: Path,
+        *,
+        resync_interval: float,
+        concurrency: int,
+        operator_args: Sequence[str] = (),
+    ) -> None:
         self.kube = kube
+        self.operator_args = list(operator_args)
         self.workdir = workdir
         self.resync_interval = resync_interval
         self.concurrency = concurrency
@@ -94,7 +103,7 @@ class Candidates:
                 self.workdir / f"{identity}-{self.starts[identity]}",
                 resync_interval=self.resync_interval,
                 max_concurrent_reconciles=self.concurrency,
-                extra_args=election_args(identity),
+                extra_args=[*election_args(identity), *self.operator_args],
                 webhook=identity == "op-a",
             )
         )
@@ -212,10 +221,13 @@ async def scale(
     concurrency: int,
     apply_concurrency: int,
     phase_limit: float,
+    operator_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     names = [f"scale-{index}" for index in range(size)]
     result: dict[str, Any] = {"databases": size, "apply_concurrency": apply_concurrency}
-    candidates = Candidates(kube, workdir, resync_interval=resync_interval, concurrency=concurrency)
+    candidates = Candidates(
+        kube, workdir, resync_interval=resync_interval, concurrency=concurrency, operator_args=operator_args
+    )
     try:
         candidates.start("op-a")
         await asyncio.to_thread(_wait, lambda: lease_holder(kube) == "op-a", 60, "op-a leading")
