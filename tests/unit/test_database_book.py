@@ -49,3 +49,23 @@ def test_a_list_drops_what_it_lacks_unless_newer_than_the_list() -> None:
     book.put(_db("new", "fresh", 12))  # created after the list was taken
     book.replace_all([_db("kept", "kept", 4)], list_version=10)
     assert book.users_of("fly") == ["team/fresh", "team/kept"]
+
+
+def test_bodies_are_kept_without_managed_fields_and_the_watched_object_is_left_as_it_was() -> None:
+    """managedFields are most of a parsed body's memory and nothing reads them: the book keeps everything else
+    (the sweep reads kopf's annotations, finalizers, generation and status), and never edits the event's dict."""
+    book = DatabaseBook()
+    event = _db("u1", "cache", 5)
+    event["metadata"] |= {
+        "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}],
+        "annotations": {"kopf.redisdb.dev/last-handled-configuration": "{}"},
+        "finalizers": ["redisdb.dev/finalizer"],
+        "generation": 2,
+    }
+    event["status"] = {"observedGeneration": 2}
+    book.on_event("ADDED", event)
+    kept = book.get("u1")
+    assert kept is not None and "managedFields" not in kept["metadata"]
+    assert {key: value for key, value in event["metadata"].items() if key != "managedFields"} == dict(kept["metadata"])
+    assert kept["spec"] == event["spec"] and kept["status"] == event["status"]
+    assert "managedFields" in event["metadata"]  # kopf's own copy untouched
