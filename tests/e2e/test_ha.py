@@ -10,6 +10,7 @@ import base64
 import collections
 import contextlib
 import datetime
+import json
 import os
 import signal
 import socket
@@ -137,6 +138,13 @@ def test_kill_leader_during_workload(
         print(f"after SIGKILL of the leader: {report.summary()}, clean {seconds:.1f}s after the workload")
 
 
+def kopf_handled(obj: dict[str, Any] | None, **spec: Any) -> dict[str, Any] | None:
+    """The object when kopf's last-handled configuration holds these spec fields, else None."""
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    handled = json.loads(annotations.get("kopf.redisdb.dev/last-handled-configuration") or "{}")
+    return obj if all((handled.get("spec") or {}).get(key) == value for key, value in spec.items()) else None
+
+
 def test_stopped_leader_resumed_makes_no_write(
     cluster: Cluster,
     providers: None,
@@ -158,7 +166,15 @@ def test_stopped_leader_resumed_makes_no_write(
             # A change the stopped leader's watch has buffered: resumed without the gate, it would handle it.
             apply(database("paused", readRegions=["ams"]), namespace)
             wait_for(lambda: lease_holder(lease) == standby, 60, message=f"{standby} takes the Lease over")
-            obj = wait_ready("paused", namespace, generation=2)
+            wait_ready("paused", namespace, generation=2)
+            # The new leader's takeover lane writes Ready; kopf's own handler of the edit then records the
+            # configuration it handled, one more write by the new leader (seen in CI as "the resumed leader wrote"):
+            # `before` is the object once the new leader has done both.
+            obj = wait_for(
+                lambda: kopf_handled(get_json("redisdatabase", "paused", namespace), readRegions=["ams"]),
+                60,
+                message="the new leader's kopf records the handled edit",
+            )
         except BaseException:
             os.killpg(stopped.popen.pid, signal.SIGCONT)
             raise
