@@ -62,13 +62,12 @@ def pending(body: Mapping[str, Any]) -> bool:
 
 
 class TakeoverLane:
-    """The leader's first work after a takeover: every pending change in the book, then new ones for a while."""
+    """The leader's first work after a takeover: every change pending in the book, each handled once."""
 
     def __init__(self, controller: DatabaseController, book: DatabaseBook) -> None:
         self._controller = controller
         self._book = book
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._again: set[str] = set()
         # uid -> (a deletion?, the essence) the lane finished: kopf's handler of the same skips it
         self._handled: dict[str, tuple[bool, Any]] = {}
         self._labels: dict[str, Mapping[str, str] | None] = {}
@@ -121,7 +120,6 @@ class TakeoverLane:
             return
         uid = str((body.get("metadata") or {}).get("uid") or "")
         if uid in self._running:
-            self._again.add(uid)
             return
         if self._poster is None:
             self._poster = asyncio.create_task(self._post_events(), name="takeover events")
@@ -140,15 +138,9 @@ class TakeoverLane:
 
     async def _handle(self, uid: str) -> None:
         try:
-            while True:
-                self._again.discard(uid)
-                body = self._book.get(uid)
-                if body is None or not pending(body):
-                    return
-                if not await self._once(body):
-                    return
-                if uid not in self._again:
-                    return
+            body = self._book.get(uid)
+            if body is not None and pending(body):
+                await self._once(body)
         except asyncio.CancelledError:
             raise
         except Exception:
