@@ -295,7 +295,12 @@ class DatabaseController:
                     seen = plan.observe(Step.CREATED, created)
             elif isinstance(action, UpdateAction):
                 assert seen.database is not None
-                updated = await client.update(seen.database, action.update)
+                try:
+                    updated = await client.update(seen.database, action.update)
+                except NotFoundError:
+                    # Deleted at the provider since the snapshot saw it: the retry confirms that by id and recreates.
+                    handle.observer.forget(seen.database.id)
+                    raise
                 seen = plan.observe(Step.UPDATED, updated, changes=action.changes)
             elif isinstance(action, ResetPassword):
                 seen = plan.observe(Step.PASSWORD_RESET, await client.reset_password(action.database_id))
@@ -307,9 +312,12 @@ class DatabaseController:
         raise RuntimeError(f"the reconcile of {resource.namespace}/{resource.name} did not settle in {MAX_STEPS} steps")
 
     async def _look_up(self, handle: ProviderHandle, action: LookUp) -> Database | None:
-        if action.snapshot:
+        if action.snapshot and action.list_if_stale:
             max_age = self._config.resync_interval * 0.9
             return await handle.observer.lookup(database_id=action.database_id, name=action.name, max_age=max_age)
+        if action.snapshot and handle.observer.age <= self._config.resync_interval * 2:
+            # Current enough for a spec change while the resync keeps listing (once an interval); older, it stalled.
+            return handle.observer.cached(action.database_id, action.name)
         if action.database_id is not None:
             try:
                 return await handle.client.get(action.database_id)

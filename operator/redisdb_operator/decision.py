@@ -161,7 +161,6 @@ class Step(enum.StrEnum):
     START = "start"  # nothing looked up yet in this event
     CREATE_IS_THE_LOOKUP = "create_is_the_lookup"  # nothing recorded, names unique: the create's answer tells
     SNAPSHOT = "snapshot"  # the shared per-provider snapshot: may be stale
-    GOT_BY_ID = "got_by_id"  # the provider's answer to a get of the recorded id (None: not found)
     FOUND_BY_NAME = "found_by_name"  # the provider's answer to a lookup by name
     CONFIRMED_BY_ID = "confirmed_by_id"  # the snapshot said missing: the recorded id asked again at the provider
     CONFIRMED_BY_NAME = "confirmed_by_name"  # ... and then the name
@@ -212,6 +211,9 @@ class LookUp:
     name: str
     database_id: str | None = None
     snapshot: bool = False
+    # A spec change reads the snapshot only while it is current: one older than the resync interval is not listed
+    # again for one database (thousands of add-ons, many pages); the recorded id is read instead.
+    list_if_stale: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

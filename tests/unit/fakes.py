@@ -89,6 +89,8 @@ class InMemoryProvider:
         if update.is_empty():
             return database
         self.calls.append("update")
+        if database.id not in self.databases:
+            raise NotFoundError("database not found")
         self.databases[database.id] = update.applied_to(self.databases[database.id])
         return update.applied_to(database)
 

@@ -179,9 +179,49 @@ async def test_an_update_publishes_what_the_provider_answered_without_reading_ag
     await controller.reconcile(
         body(applied({}, created), spec=spec, generation=2), fresh=True, patch=changed, logger=LOGGER
     )
+    # no resync has listed the provider yet: the recorded id is read (not a list of every database for one)
     assert provider.calls == ["get", "update"]  # observed once, changed once, never read back
     assert changed.status["eviction"] is True and changed.status["observedGeneration"] == 2
     assert ("Normal", "Updated", "updated at the provider: eviction: false -> true") in posted_events
+
+
+async def test_a_spec_change_costs_one_provider_call_once_the_resync_has_listed() -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    registry = OneProvider(provider)
+    controller = DatabaseController(FakeKube(), registry, ControllerConfig())  # type: ignore[arg-type]
+    created = kopf.Patch()
+    await controller.reconcile(body(), fresh=True, patch=created, logger=LOGGER)
+    await registry.handle.observer.refresh(max_age=0)  # the resync's list
+    provider.calls.clear()
+    status = applied({}, created)
+    for generation, eviction in ((2, True), (3, False)):
+        changed = kopf.Patch()
+        spec = {"primaryRegion": "us-east-1", "eviction": eviction}
+        await controller.reconcile(
+            body(status, spec=spec, generation=generation), fresh=True, patch=changed, logger=LOGGER
+        )
+        status = applied(status, changed)
+        assert status["eviction"] is eviction and status["observedGeneration"] == generation
+    assert provider.calls == ["update", "update"]  # the snapshot (with our own writes) is the observation
+    assert provider.databases["db-1"].eviction is False
+
+
+async def test_a_spec_change_of_a_database_deleted_since_the_list_recreates_it() -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    registry = OneProvider(provider)
+    controller = DatabaseController(FakeKube(), registry, ControllerConfig())  # type: ignore[arg-type]
+    created = kopf.Patch()
+    await controller.reconcile(body(), fresh=True, patch=created, logger=LOGGER)
+    await registry.handle.observer.refresh(max_age=0)
+    provider.databases.clear()  # deleted outside Kubernetes; the snapshot still shows it
+    status = applied({}, created)
+    spec = {"primaryRegion": "us-east-1", "eviction": True}
+    with pytest.raises(kopf.TemporaryError):
+        await controller.reconcile(body(status, spec=spec, generation=2), fresh=True, patch=kopf.Patch(), logger=LOGGER)
+    retried = kopf.Patch()  # kopf's retry: the snapshot forgot it, the id is asked at the provider, then recreated
+    await controller.reconcile(body(status, spec=spec, generation=2), fresh=True, patch=retried, logger=LOGGER)
+    assert retried.status["databaseId"] == "db-2" and list(provider.databases) == ["db-2"]
+    assert provider.databases["db-2"].eviction is True
 
 
 # --- issue 13: what real providers answer ---------------------------------------------------------------------

@@ -154,8 +154,10 @@ def test_observe_adopts_an_older_database_read_only_and_changes_nothing() -> Non
 def test_observe_follows_the_name_when_the_recorded_id_is_gone() -> None:
     f = facts(spec=OBSERVE, status={"databaseId": "db-1"})
     plan = decide(f, Observation.first(f.resource))
-    assert plan.action == LookUp(Step.GOT_BY_ID, "shop-cache", "db-1")
-    plan = decide(f, plan.observe(Step.GOT_BY_ID, None))
+    assert plan.action == LookUp(Step.SNAPSHOT, "shop-cache", "db-1", snapshot=True, list_if_stale=False)
+    plan = decide(f, plan.observe(Step.SNAPSHOT, None))
+    assert plan.action == LookUp(Step.CONFIRMED_BY_ID, "shop-cache", "db-1")
+    plan = decide(f, plan.observe(Step.CONFIRMED_BY_ID, None))
     assert plan.action == LookUp(Step.CONFIRMED_BY_NAME, "shop-cache")
     plan = decide(f, plan.observe(Step.CONFIRMED_BY_NAME, database(id="db-2")))
     assert isinstance(plan.action, Publish) and plan.status == {"databaseId": "db-2"}
@@ -163,10 +165,10 @@ def test_observe_follows_the_name_when_the_recorded_id_is_gone() -> None:
 
 def test_observe_publishes_even_another_primary_region_and_never_rotates() -> None:
     f = facts(spec=OBSERVE, status={"databaseId": "db-1"}, annotations={"redisdb.dev/rotate-password": "now"})
-    plan = decide(f, Observation(step=Step.GOT_BY_ID, database=database(primary_region="ams"), known_id="db-1"))
+    plan = decide(f, Observation(step=Step.SNAPSHOT, database=database(primary_region="ams"), known_id="db-1"))
     assert isinstance(plan.action, Publish) and plan.action.status["primaryRegion"] == "ams"
     managed = facts(status={"databaseId": "db-1"}, annotations={"redisdb.dev/rotate-password": "now"})
-    step = Observation(step=Step.GOT_BY_ID, database=database(), known_id="db-1")
+    step = Observation(step=Step.SNAPSHOT, database=database(), known_id="db-1")
     assert isinstance(decide(managed, step).action, ResetPassword)  # the same facts under Manage do rotate
 
 
@@ -174,7 +176,7 @@ def test_manage_still_updates_and_refuses_a_strangers_database() -> None:
     f = facts(spec={"primaryRegion": "cdg", "readRegions": ["ams"]})
     plan = decide(f, Observation(step=Step.FOUND_BY_NAME, database=database()))
     assert isinstance(plan.action, Refuse) and plan.action.reason == "NameTaken"
-    plan = decide(f, Observation(step=Step.GOT_BY_ID, database=database(), known_id="db-1"))
+    plan = decide(f, Observation(step=Step.SNAPSHOT, database=database(), known_id="db-1"))
     assert isinstance(plan.action, UpdateAction)
 
 

@@ -137,7 +137,8 @@ def test_a_fresh_create_on_a_unique_name_provider_goes_straight_to_the_provider(
     ("fresh", "names_are_unique", "status", "lookup"),
     [
         (True, False, {}, LookUp(Step.FOUND_BY_NAME, "shop-cache")),
-        (True, True, {"databaseId": "db-1"}, LookUp(Step.GOT_BY_ID, "shop-cache", "db-1")),
+        # a spec change of a recorded database: the snapshot, not listed again for it (one call per update)
+        (True, True, {"databaseId": "db-1"}, LookUp(Step.SNAPSHOT, "shop-cache", "db-1", True, False)),
         (False, True, {"databaseId": "db-1"}, LookUp(Step.SNAPSHOT, "shop-cache", "db-1", snapshot=True)),
     ],
 )
@@ -203,7 +204,7 @@ def test_an_adopted_database_that_differs_is_then_updated() -> None:
 
 def test_one_update_per_event_whatever_the_adapter_answers() -> None:
     f = facts(spec={"primaryRegion": "cdg", "readRegions": ["ams", "fra"]}, status={"databaseId": "db-1"})
-    plan = decide(f, Observation(step=Step.GOT_BY_ID, database=ours(), known_id="db-1"))
+    plan = decide(f, Observation(step=Step.SNAPSHOT, database=ours(), known_id="db-1"))
     assert isinstance(plan.action, UpdateAction)
     unchanged = decide(f, plan.observe(Step.UPDATED, ours(), changes=plan.action.changes))
     assert isinstance(unchanged.action, Publish)  # the next resync judges it, the event does not loop
@@ -246,7 +247,7 @@ def test_a_timed_out_create_is_remembered_and_then_awaited() -> None:
 def test_password_rotation(status: dict[str, object], created_now: bool, resets: bool) -> None:
     f = facts(status=status, annotations={"redisdb.dev/rotate-password": "2"})
     known_id = str(status["databaseId"]) if "databaseId" in status else None
-    seen = Observation(step=Step.GOT_BY_ID, database=ours(), known_id=known_id, created=created_now)
+    seen = Observation(step=Step.SNAPSHOT, database=ours(), known_id=known_id, created=created_now)
     plan = decide(f, seen)
     assert isinstance(plan.action, ResetPassword) == resets
     if resets:
@@ -260,7 +261,7 @@ def test_password_rotation(status: dict[str, object], created_now: bool, resets:
 
 def test_an_idle_resync_writes_no_status() -> None:
     f = facts(status={"databaseId": "db-1"})
-    first = decide(f, Observation(step=Step.GOT_BY_ID, database=ours(), known_id="db-1"))
+    first = decide(f, Observation(step=Step.SNAPSHOT, database=ours(), known_id="db-1"))
     assert isinstance(first.action, Publish)
     settled = facts(fresh=False, status=dict(first.action.status))
     again = decide(settled, Observation(step=Step.SNAPSHOT, database=ours(), known_id="db-1"))
@@ -269,7 +270,7 @@ def test_an_idle_resync_writes_no_status() -> None:
 
 def test_the_ready_rule_follows_the_provider_state() -> None:
     f = facts(status={"databaseId": "db-1"})
-    plan = decide(f, Observation(step=Step.GOT_BY_ID, database=ours(state="creating"), known_id="db-1"))
+    plan = decide(f, Observation(step=Step.SNAPSHOT, database=ours(state="creating"), known_id="db-1"))
     assert isinstance(plan.action, Publish)
     ready = condition(plan.action.status["conditions"], "Ready")
     assert ready is not None and (ready["status"], ready["reason"]) == ("False", "NotActive")
@@ -296,7 +297,7 @@ def test_an_invalid_spec_is_refused_before_any_provider_call(spec: dict[str, obj
 
 def test_a_primary_region_mismatch_is_a_conflict() -> None:
     f = facts(status={"databaseId": "db-1"})
-    plan = decide(f, Observation(step=Step.GOT_BY_ID, database=ours(primary_region="ams"), known_id="db-1"))
+    plan = decide(f, Observation(step=Step.SNAPSHOT, database=ours(primary_region="ams"), known_id="db-1"))
     assert isinstance(plan.action, Refuse) and plan.action.reason == "PrimaryRegionMismatch"
 
 
@@ -348,7 +349,7 @@ def test_a_plan_change_the_provider_cannot_show_is_sent_once_against_the_plan_la
     unreadable = ours(plan="paid", plan_observable=False)
     status = {"databaseId": "db-1", "observedGeneration": 1, "plan": "fixed_1gb"}
     changed = facts(spec={"primaryRegion": "cdg", "readRegions": ["ams"], "plan": "fixed_5gb"}, status=status)
-    plan = decide(changed, Observation(step=Step.GOT_BY_ID, database=unreadable, known_id="db-1"))
+    plan = decide(changed, Observation(step=Step.SNAPSHOT, database=unreadable, known_id="db-1"))
     assert isinstance(plan.action, UpdateAction) and plan.action.update.plan == "fixed_5gb"
     assert [change.describe() for change in plan.action.changes] == ["plan: fixed_1gb -> fixed_5gb"]
     updated = decide(changed, plan.observe(Step.UPDATED, plan.action.update.applied_to(unreadable)))

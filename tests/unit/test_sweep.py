@@ -25,7 +25,7 @@ from .test_reconcile import facts, made, ours
 
 def _settled_status(database: Database) -> dict[str, object]:
     """The status a successful reconcile of `database` leaves behind."""
-    first = decide(facts(status={"databaseId": database.id}), Observation(step=Step.GOT_BY_ID, database=database))
+    first = decide(facts(status={"databaseId": database.id}), Observation(step=Step.SNAPSHOT, database=database))
     assert isinstance(first.action, Publish)
     return {"databaseId": database.id, **first.action.status}
 

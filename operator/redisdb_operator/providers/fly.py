@@ -286,7 +286,24 @@ class FlyClient:
             operation=f"update add-on {database_id}",
             idempotent=True,  # the whole desired state is sent, so a repeat lands in the same place
         )
-        return update.applied_to(database)
+        updated = update.applied_to(database)
+        # What we sent is what the add-on now holds (prod_pack, never echoed, stays at the server): the next update
+        # of this database needs no read either.
+        plan_part: Mapping[str, Any] = current_plan
+        if plan_id != _str(current_plan.get("id")):
+            nodes = await self._plan_nodes()
+            plan_part = next((node for node in nodes if _str(node.get("id")) == plan_id), {"id": plan_id})
+        self._seen[database_id] = (
+            updated,
+            {
+                **current,
+                "addOnPlan": plan_part,
+                "readRegions": read_regions,
+                "options": options,
+                "metadata": metadata,
+            },
+        )
+        return updated
 
     async def reset_password(self, database_id: str) -> Database:
         name = await self._name_of(database_id)

@@ -268,7 +268,22 @@ async def test_update_is_one_mutation_with_edited_options(fly: FlyClient, graphq
         "options": {"eviction": False},  # auto_upgrade is for fixed plans only; false is sent explicitly
         "metadata": {"k": "v"},
     }
-    updated = await fly.update(observed, DatabaseUpdate(plan="fixed_1gb", read_regions=("ams", "fra"), eviction=True))
+    # The next update of what the last one answered needs no read: the adapter knows what it sent.
+    calls = len(graphql.calls)
+    again = await fly.update(updated, DatabaseUpdate(read_regions=()))
+    assert graphql.names()[calls:] == ["Update"]
+    assert graphql.variables("Update") == {
+        "addOnId": "addon-1",
+        "planId": PAYG_PLAN_ID,
+        "readRegions": [],
+        "options": {"eviction": False},
+        "metadata": {"k": "v"},
+    }
+    # A database it has not seen as it is (another observation) is read first.
+    stale = again.model_copy(update={"read_regions": ("fra",)})
+    calls = len(graphql.calls)
+    updated = await fly.update(stale, DatabaseUpdate(plan="fixed_1gb", read_regions=("ams", "fra"), eviction=True))
+    assert graphql.names()[calls:] == ["Get", "Plans", "Update"]  # the plan catalog once, for the plan change
     assert (updated.plan, updated.read_regions, updated.eviction) == ("fixed_1gb", ("ams", "fra"), True)
     variables = graphql.variables("Update")
     assert variables["planId"] == "plan-1g"
@@ -277,6 +292,10 @@ async def test_update_is_one_mutation_with_edited_options(fly: FlyClient, graphq
     calls = len(graphql.calls)
     assert await fly.update(observed, DatabaseUpdate()) is observed
     assert len(graphql.calls) == calls
+    # ...and what it sent for a plan change carries the plan's name, so the following update needs no read either.
+    await fly.update(updated, DatabaseUpdate(eviction=False))
+    assert graphql.names()[calls:] == ["Update"]
+    assert graphql.variables("Update")["options"] == {"eviction": False, "auto_upgrade": True}
 
 
 async def test_reset_password_by_name(fly: FlyClient, graphql: FakeGraphQL) -> None:
