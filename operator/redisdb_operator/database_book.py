@@ -81,6 +81,9 @@ class DatabaseBook:
         self._by_claim: dict[str, set[str]] = {}
         self._by_provider: dict[str, dict[str, kopf.Body]] = {}
         self._deleted: dict[str, float] = {}  # uid -> when (monotonic)
+        # Bumped when a uid comes or goes (not when a body changes): readers that walk every uid (the usage
+        # schedule, once a second) walk only after it moved.
+        self.membership = 0
         self.listed = asyncio.Event()
         self.claims: Mapping[str, Collection[str]] = _Claims(self._by_claim)
 
@@ -114,6 +117,8 @@ class DatabaseBook:
             new, old = _version(raw), _version(held)
             if new is not None and old is not None and new < old:
                 return
+        else:
+            self.membership += 1
         self._drop_derived(uid)
         body = kopf.Body(cast(kopf.RawBody, slim(raw)))
         namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
@@ -130,7 +135,8 @@ class DatabaseBook:
 
     def remove(self, uid: str) -> None:
         self._drop_derived(uid)
-        self._bodies.pop(uid, None)
+        if self._bodies.pop(uid, None) is not None:
+            self.membership += 1
         self._keys.pop(uid, None)
         self._deleted[uid] = time.monotonic()
 

@@ -153,6 +153,10 @@ class ProviderRegistry:
     def invalidate(self, provider_name: str) -> None:
         self._checked_at.pop(provider_name, None)
 
+    def peek(self, provider_name: str) -> ProviderHandle | None:
+        """The handle held now, without checking it again (None: not loaded yet)."""
+        return self._handles.get(provider_name)
+
     async def get(self, provider_name: str) -> ProviderHandle:
         """The handle for a RedisProvider; raises ConfigurationError naming what to fix."""
         handle = self._handles.get(provider_name)

@@ -23,7 +23,7 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping
 from typing import Any, Protocol
 
 from . import metrics
@@ -152,6 +152,8 @@ class UsageRefresher:
         self._rng = rng
         self._buckets: dict[str, TokenBucket] = {}
         self._unresolved: dict[str, float] = {}  # provider name -> when resolving it last failed
+        self._catalogs: dict[str, tuple[object, int]] = {}  # provider name -> (its live catalog, a serial)
+        self._checked: dict[str, Hashable] = {}  # uid -> the static inputs of its last check that wrote all it had to
 
     @property
     def config(self) -> UsageConfig:
@@ -164,12 +166,39 @@ class UsageRefresher:
             bucket = self._buckets[provider_name] = TokenBucket(rate, self._config.burst, self._clock)
         return bucket
 
+    def static_inputs(self, body: Mapping[str, Any]) -> Hashable | None:
+        """What a check without a usage read depends on: the object's version and its provider's handle and live
+        catalog. The same inputs as at the last check mean nothing to write (None: not known without a read)."""
+        meta = body.get("metadata") or {}
+        provider_name = str(((body.get("spec") or {}).get("providerRef") or {}).get("name") or "default")
+        handle = self._registry.peek(provider_name)
+        if handle is None or not meta.get("resourceVersion"):
+            return None
+        catalog = handle.live_catalog
+        seen = self._catalogs.get(provider_name)
+        if seen is None or seen[0] is not catalog:  # replaced at each provider check; a new serial only if changed
+            serial = 0 if seen is None else seen[1] + (seen[0] != catalog)
+            self._catalogs[provider_name] = seen = (catalog, serial)
+        return (str(meta["resourceVersion"]), provider_name, handle.version_key, seen[1])
+
+    def settled(self, body: Mapping[str, Any]) -> bool:
+        """A check without a usage read would see what the last one saw (and wrote): nothing to do."""
+        inputs = self.static_inputs(body)
+        return inputs is not None and self._checked.get(str((body.get("metadata") or {}).get("uid"))) == inputs
+
+    def forget(self, uid: str) -> None:
+        self._checked.pop(uid, None)
+        metrics.USAGE_TOTALS.forget(uid)
+
     async def refresh(self, body: Mapping[str, Any], status: Mapping[str, Any], *, read_usage: bool) -> float | None:
         """Write what changed; with `read_usage`, ask the provider first. Returns when to read usage again (None:
         no read was due)."""
         meta = body.get("metadata") or {}
         spec = body.get("spec") or {}
         provider_name = str((spec.get("providerRef") or {}).get("name") or "default")
+        uid = str(meta.get("uid"))
+        inputs = self.static_inputs(body)
+        self._checked.pop(uid, None)
         handle = await self._provider(provider_name, status)
         if handle is None:
             return None
@@ -190,7 +219,10 @@ class UsageRefresher:
                 await self._kube.merge_patch(path, {"status": patch})
             except KubeError as error:
                 log.warning("usage of %s/%s: status not written: %s", meta.get("namespace"), meta.get("name"), error)
-        metrics.USAGE_TOTALS.set(str(meta.get("uid")), provider=provider_name, status={**status, **wanted})
+                inputs = None  # checked again at the next check
+        if inputs is not None:
+            self._checked[uid] = inputs
+        metrics.USAGE_TOTALS.set(uid, provider=provider_name, status={**status, **wanted})
         return retry_in
 
     async def _provider(self, provider_name: str, status: Mapping[str, Any]) -> ProviderHandle | None:
@@ -238,6 +270,8 @@ class UsageRefresher:
 class Databases(Protocol):
     """What the schedule reads: the RedisDatabases this process knows (database_book.DatabaseBook)."""
 
+    membership: int  # changes whenever a uid comes or goes
+
     def uids(self) -> Collection[str]: ...
 
     def get(self, uid: str, /) -> Mapping[str, Any] | None: ...
@@ -264,19 +298,36 @@ class UsageSchedule:
         self._clock = clock
         self._due: dict[str, float] = {}  # uid -> when its usage is read next
         self._heap: list[tuple[float, str]] = []
+        self._admitted: int | None = None  # the book's membership at the last admission
 
     def _admit(self) -> None:
-        """New databases get a spread first read and a check now; gone ones are forgotten."""
+        """New databases get a spread first read and a check now; gone ones are forgotten (only after the book's
+        membership moved: walking 10,000 uids every second was most of an idle leader's CPU)."""
+        membership = self._databases.membership
+        if membership == self._admitted:
+            return
+        self._admitted = membership
         config = self._refresher.config
         now = self._clock()
         known = self._databases.uids()
         for uid in [uid for uid in self._due if uid not in known]:
             del self._due[uid]
-            metrics.USAGE_TOTALS.forget(uid)
+            self._refresher.forget(uid)
         for uid in known:
             if uid not in self._due:
                 self._due[uid] = now + first_offset(uid, config.interval) if config.enabled else float("inf")
                 heapq.heappush(self._heap, (now, uid))
+
+    def _unchanged(self, uid: str, now: float) -> bool:
+        """No usage read is due and the check would see what the last one saw: nothing to do, no task."""
+        body = self._databases.get(uid)
+        return body is not None and now < self._due[uid] and self._refresher.settled(body)
+
+    def _next_check(self, uid: str, due: float) -> None:
+        config = self._refresher.config
+        check = min(STATIC_CHECK_SECONDS, config.interval) if config.enabled else STATIC_CHECK_SECONDS
+        now = self._clock()
+        heapq.heappush(self._heap, (now + max(0.0, min(check, due - now)), uid))
 
     async def step(self) -> int:
         """Refresh every database that is due now; returns how many."""
@@ -285,7 +336,11 @@ class UsageSchedule:
         batch: list[str] = []
         while self._heap and self._heap[0][0] <= now:
             _, uid = heapq.heappop(self._heap)
-            if uid in self._due:
+            if uid not in self._due:
+                continue
+            if self._unchanged(uid, now):
+                self._next_check(uid, self._due[uid])
+            else:
                 batch.append(uid)
         limit = asyncio.Semaphore(self.CONCURRENCY)
 
@@ -301,11 +356,9 @@ class UsageSchedule:
         meta = (body or {}).get("metadata") or {}
         if body is None or meta.get("deletionTimestamp"):
             self._due.pop(uid, None)
-            metrics.USAGE_TOTALS.forget(uid)
+            self._refresher.forget(uid)
             return
-        config = self._refresher.config
-        interval = config.interval
-        check = min(STATIC_CHECK_SECONDS, interval) if config.enabled else STATIC_CHECK_SECONDS
+        interval = self._refresher.config.interval
         status = dict(body.get("status") or {})
         due = self._due[uid]
         ask = self._clock() >= due and bool(status.get("databaseId")) and not paused(body)
@@ -316,12 +369,11 @@ class UsageSchedule:
         except Exception:
             log.exception("usage of %s/%s: refresh failed", meta.get("namespace"), meta.get("name"))
             retry_in = interval if ask else None
-        now = self._clock()
         if retry_in is not None:
-            due = now + retry_in
+            due = self._clock() + retry_in
         if uid in self._due:
             self._due[uid] = due
-            heapq.heappush(self._heap, (now + max(0.0, min(check, due - now)), uid))
+            self._next_check(uid, due)
 
     async def run(self, ready: Callable[[], Awaitable[Any]]) -> None:
         """Forever: wait until the databases are known (`ready`), then a step every TICK."""

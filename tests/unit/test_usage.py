@@ -108,6 +108,9 @@ class Registry:
     async def get(self, name: str) -> ProviderHandle:
         return self.handle
 
+    def peek(self, name: str) -> ProviderHandle | None:
+        return self.handle
+
 
 class Kube:
     def __init__(self) -> None:
@@ -201,6 +204,9 @@ async def test_a_broken_provider_is_not_asked_about_on_every_check() -> None:
             self.asked += 1
             raise RuntimeError("no such RedisProvider")
 
+        def peek(self, name: str) -> ProviderHandle | None:
+            return None
+
     broken, kube = Broken(), Kube()
     usage = UsageRefresher(kube, broken, UsageConfig(), clock=clock)  # type: ignore[arg-type]
     body = database_body()
@@ -215,8 +221,14 @@ async def test_a_broken_provider_is_not_asked_about_on_every_check() -> None:
 class Book:
     def __init__(self, *bodies: dict[str, Any]) -> None:
         self.bodies = {body["metadata"]["uid"]: body for body in bodies}
+        self.walks = 0
+
+    @property
+    def membership(self) -> int:
+        return hash(frozenset(self.bodies))
 
     def uids(self) -> set[str]:
+        self.walks += 1
         return set(self.bodies)
 
     def get(self, uid: str) -> dict[str, Any] | None:
@@ -252,3 +264,37 @@ async def test_one_schedule_reads_each_database_once_an_interval_and_forgets_the
     del book.bodies["u0"]
     await schedule.step()
     assert "u0" not in schedule._due
+
+
+async def test_a_settled_database_costs_the_schedule_no_refresh_until_its_inputs_change() -> None:
+    """At 10,000 databases the check every minute (no provider call) and the walk of every uid every second were
+    most of an idle leader's CPU: both now happen only when something they depend on moved."""
+    clock = Clock()
+    client = UsageClient([])
+    usage, kube = refresher(client, clock, calls_per_minute=600)
+    registry = usage._registry  # type: ignore[attr-defined]
+    bodies = [database_body(f"u{index}") for index in range(3)]
+    for body in bodies:
+        body["metadata"]["resourceVersion"] = "1"
+    book = Book(*bodies)
+    schedule = UsageSchedule(usage, book, clock=clock)
+    assert await schedule.step() == 3  # first seen: each checked once (static fields written)
+    checked = len(kube.patches)
+    walks = book.walks
+    for _ in range(5):  # five minutes of checks, no read due yet (rng 0.5 puts reads later than this)
+        clock.now += 60
+        assert await schedule.step() == 0
+    assert len(kube.patches) == checked and book.walks == walks and client.usage_calls == 0
+    bodies[0]["metadata"]["resourceVersion"] = "2"  # its status changed: checked again at its next check
+    clock.now += 60
+    assert await schedule.step() == 1
+    registry.handle.live_catalog = {"plans": []}  # the provider check replaced the catalog with another one
+    clock.now += 60
+    assert await schedule.step() == 3
+    registry.handle.live_catalog = {"plans": []}  # replaced by an equal one: nothing to check
+    clock.now += 60
+    assert await schedule.step() == 0
+    del book.bodies["u2"]  # membership moved: walked once more, the gone one forgotten
+    clock.now += 1
+    await schedule.step()
+    assert book.walks == walks + 1 and "u2" not in schedule._due
