@@ -71,6 +71,24 @@ async def test_an_observed_database_is_updated_and_deleted_with_one_call_each(
     assert created.id not in {database["id"] for database in provider.admin.databases()}
 
 
+async def test_consecutive_updates_cost_one_call_each_and_a_usage_read_is_counted_apart(
+    fly_client: FlyClient, provider: LocalProvider
+) -> None:
+    created = await fly_client.create(CreateDatabaseRequest(name=_name(), primary_region=PRIMARY))
+    try:
+        provider.admin.reset_counters()
+        first = await fly_client.update(created, DatabaseUpdate(read_regions=("ams",)))
+        await fly_client.update(first, DatabaseUpdate(eviction=True))  # what the last update left: no read
+        assert _fly_calls(provider) == {"fly:updateAddOn": 2}
+        after = provider.admin.database(created.id)
+        assert after["read_regions"] == ["ams"] and after["eviction"] is True
+        provider.admin.reset_counters()
+        await fly_client.usage(created.id)
+        assert _fly_calls(provider) == {"fly:addOn.stats": 1}  # the usage read, apart from the reconcile's reads
+    finally:
+        await fly_client.delete(created.id)
+
+
 async def test_an_update_of_a_database_never_observed_reads_it_first(
     fly_client: FlyClient, provider: LocalProvider
 ) -> None:

@@ -291,6 +291,7 @@ async def scale(
                     2,
                 ),
                 "provider_calls": calls["provider_calls"],
+                "usage_reads": calls["usage_reads"],
                 "provider_calls_by_operation": calls["provider_calls_by_operation"],
                 "apiserver_writes": calls["operator_writes"],
                 "operator_rss_mib": round(statistics.median(rss) / 1024, 1) if rss else None,
@@ -374,19 +375,19 @@ def _add_targets(result: dict[str, Any], add: Callable[[str, Any, str, bool], No
     if size >= 10000:
         add(f"{size} Ready", f"{create['seconds']} s", "< 300 s", create["seconds"] < 300)
     add(
-        "provider calls per create",
+        "provider calls per create (usage reads apart)",
         create["provider_calls_per_resource"],
         "1.00",
         create["provider_calls_per_resource"] <= 1.0,
     )
     add(
-        "provider calls per update",
+        "provider calls per update (usage reads apart)",
         result["update"]["provider_calls_per_resource"],
         "1",
         result["update"]["provider_calls_per_resource"] <= 1.0,
     )
     add(
-        "provider calls per delete",
+        "provider calls per delete (usage reads apart)",
         result["delete"]["provider_calls_per_resource"],
         "1",
         result["delete"]["provider_calls_per_resource"] <= 1.0,

@@ -26,7 +26,7 @@ from redisdb_operator.providers import catalog
 from redisdb_operator.providers.base import ProviderType
 
 from . import fly_schema, graphql, usage
-from .gate import WireGate
+from .gate import WireGate, counted_operation
 from .registry import LocalDatabase, Registry, RegistryError
 from .rest_api import base_url, url_host
 from .settings import Settings
@@ -273,7 +273,7 @@ class FlyApi:
             message = str(error) if isinstance(error, graphql.GraphQLError) else "The request body is not JSON."
             return web.json_response({"errors": [{"message": message}]})
 
-        failure = await self.gate.enter([f"fly:{selected.name}" for selected in fields])
+        failure = await self.gate.enter([f"fly:{counted_operation(selected)}" for selected in fields])
         if failure is not None:
             return self._failure(failure.status, failure.message, failure.headers)
         token = _ORGS.set(orgs)
