@@ -195,7 +195,7 @@ class DatabaseController:
         async with self._ledger.lock(resource.uid), self._provider_slots if fresh else self._background_slots:
             if self._ledger.deletion_finished(resource.uid) or body.meta.get("deletionTimestamp"):
                 return  # a timer that waited for the deletion to finish: its body is stale, nothing is left to do
-            for key in reconcile.legacy_annotations(resource.annotations):
+            for key in reconcile.legacy_annotations(resource.annotations, resource.status):
                 patch.metadata.annotations[key] = None
             started, result = time.monotonic(), "success"
             status: dict[str, Any] = {}  # written to the patch once, whatever happens

@@ -481,6 +481,17 @@ class DatabaseUsage(CamelModel):
     observed_at: str | None = Field(default=None, description="When the provider was asked (RFC 3339).")
 
 
+class KopfRecord(CamelModel):
+    """The operator framework's bookkeeping (kopf), kept in the status so that it is written with the status."""
+
+    last_handled_configuration: str | None = Field(
+        default=None,
+        description="The spec, labels and annotations the operator last handled (JSON): what a change is compared "
+        "with. Written in the same status write as the outcome, not as an annotation of its own (a second write "
+        "per change).",
+    )
+
+
 class RedisDatabaseStatus(CamelModel):
     """Observed state, written only by the operator."""
 
@@ -542,6 +553,7 @@ class RedisDatabaseStatus(CamelModel):
         description="Usage the provider reports, refreshed on the operator's usage interval (default hourly). "
         "Unset where the provider has no stats call.",
     )
+    kopf: KopfRecord | None = Field(default=None, description="Operator bookkeeping; not for users.")
 
 
 class RedisDatabase(CamelModel):

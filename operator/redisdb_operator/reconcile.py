@@ -70,9 +70,19 @@ LEGACY_KOPF_ANNOTATIONS = (
 )
 
 
-def legacy_annotations(annotations: Mapping[str, str]) -> list[str]:
-    """The old kopf bookkeeping annotations present on the object: every reconcile removes them."""
-    return [key for key in LEGACY_KOPF_ANNOTATIONS if key in annotations]
+# kopf's diff base as an annotation, before it moved into the status (sweep.StatusDiffBaseStorage).
+LEGACY_DIFF_BASE_ANNOTATION = "kopf.redisdb.dev/last-handled-configuration"
+
+
+def legacy_annotations(annotations: Mapping[str, str], status: Mapping[str, Any] | None = None) -> list[str]:
+    """The old kopf bookkeeping annotations present on the object: every reconcile removes them. The old diff
+    base goes only once the status holds its successor: until then it is what kopf compares a change with."""
+    legacy = [key for key in LEGACY_KOPF_ANNOTATIONS if key in annotations]
+    if LEGACY_DIFF_BASE_ANNOTATION in annotations and ((status or {}).get("kopf") or {}).get(
+        "lastHandledConfiguration"
+    ):
+        legacy.append(LEGACY_DIFF_BASE_ANNOTATION)
+    return legacy
 
 
 # --- the one decision of a reconcile -------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from .models import GROUP, DeletionPolicy
 from .provider_registry import ProviderRegistry
 from .providers.base import ProviderClient
 from .providers.factory import make_client
-from .sweep import SECRET_CHECKS_PER_SWEEP, OwnPrefixBlindDiffBaseStorage, Sweeper
+from .sweep import SECRET_CHECKS_PER_SWEEP, StatusDiffBaseStorage, Sweeper
 from .takeover import TakeoverLane
 from .tls import DEFAULT_VALIDITY
 from .usage import UsageConfig, UsageRefresher, UsageSchedule
@@ -267,9 +267,7 @@ def build_settings(
     # kopf's bookkeeping under its own prefix: kopf leaves every annotation of its storage prefix out of the
     # change detection, and the user's redisdb.dev/rotate-password annotation must trigger a reconcile.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = OwnPrefixBlindDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = StatusDiffBaseStorage()
     # Handler log lines stay in the log; only explicit Events and warnings reach the API.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300

@@ -44,7 +44,7 @@ from .status import waiting_for_spec_change
 log = logging.getLogger(__name__)
 
 KOPF_PREFIX = f"kopf.{GROUP}"
-LAST_HANDLED = f"{KOPF_PREFIX}/last-handled-configuration"
+LAST_HANDLED = reconcile.LEGACY_DIFF_BASE_ANNOTATION  # f"{KOPF_PREFIX}/last-handled-configuration"
 # A wake that keeps failing is retried like kopf retries a handler, at most this often.
 MAX_WAKE_RETRIES = 20
 # Concurrent Secret reads of one sweep: enough to hide the round trip, few enough to leave the apiserver alone.
@@ -79,8 +79,31 @@ class OwnPrefixBlindDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         return essence
 
 
+# Where kopf kept its diff base before it moved to the status: still read for objects last handled then.
+LEGACY_DIFF_BASE = OwnPrefixBlindDiffBaseStorage(prefix=KOPF_PREFIX, key="last-handled-configuration")
+DIFF_BASE_FIELD = "status.kopf.lastHandledConfiguration"  # models.KopfRecord
+
+
+class StatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
+    """kopf's diff base in `status.kopf.lastHandledConfiguration`, blind to our kopf prefix's annotations.
+
+    In the status, kopf writes it with the handler's outcome in one PATCH of the status subresource; as an
+    annotation it was a PATCH of the object of its own for every handled change (and one more watch event for
+    every replica). Objects last handled before keep it in the annotation, which is read until the next change.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(field=DIFF_BASE_FIELD)
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return LEGACY_DIFF_BASE.build(body=body, extra_fields=extra_fields)  # status is never part of it
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return super().fetch(body=body) or LEGACY_DIFF_BASE.fetch(body=body)
+
+
 # The diff base kopf keeps (build_settings installs the same storage): what kopf last handled.
-DIFF_BASE = OwnPrefixBlindDiffBaseStorage(prefix=KOPF_PREFIX, key="last-handled-configuration")
+DIFF_BASE = StatusDiffBaseStorage()
 
 
 def settled_by_kopf(body: Mapping[str, Any]) -> bool:
@@ -93,14 +116,13 @@ def settled_by_kopf(body: Mapping[str, Any]) -> bool:
     if meta.get("deletionTimestamp"):
         return False
     annotations = meta.get("annotations") or {}
-    if LAST_HANDLED not in annotations:
-        return False
     if any(key.startswith(f"{KOPF_PREFIX}/") and key != LAST_HANDLED for key in annotations):
         return False
     # A spec edit or a user annotation (rotate-password) that kopf has not finished handling: its handler runs
     # at once, and a wake beside it, from a body whose status predates it, would rotate a second time.
     current = body if isinstance(body, kopf.Body) else kopf.Body(cast(kopf.RawBody, dict(body)))
-    return DIFF_BASE.fetch(body=current) == DIFF_BASE.build(body=current)
+    handled = DIFF_BASE.fetch(body=current)
+    return handled is not None and handled == DIFF_BASE.build(body=current)
 
 
 # uid -> (resourceVersion, settled_by_kopf): the essence comparison deep-copies the body, and it was a fifth of the

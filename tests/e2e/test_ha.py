@@ -140,8 +140,8 @@ def test_kill_leader_during_workload(
 
 def kopf_handled(obj: dict[str, Any] | None, **spec: Any) -> dict[str, Any] | None:
     """The object when kopf's last-handled configuration holds these spec fields, else None."""
-    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
-    handled = json.loads(annotations.get("kopf.redisdb.dev/last-handled-configuration") or "{}")
+    record = ((obj or {}).get("status") or {}).get("kopf") or {}  # sweep.StatusDiffBaseStorage
+    handled = json.loads(record.get("lastHandledConfiguration") or "{}")
     return obj if all((handled.get("spec") or {}).get(key) == value for key, value in spec.items()) else None
 
 

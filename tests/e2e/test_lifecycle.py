@@ -6,6 +6,7 @@ provider backs every database with real redis-servers. Both wire APIs (fly, upst
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from typing import Any
 
@@ -336,7 +337,10 @@ def test_an_upgrade_removes_the_old_kopf_bookkeeping(
     annotations = wait_for(cleaned, 30, message="the legacy kopf annotations removed")
     assert "redisdb.dev/last-handled-configuration" not in annotations
     assert annotations["redisdb.dev/keep-me"] == "a user's annotation"
-    assert "kopf.redisdb.dev/last-handled-configuration" in annotations
+    # kopf's own record is in the status now, written with the outcome (no annotation write of its own)
+    assert "kopf.redisdb.dev/last-handled-configuration" not in annotations
+    record = (get_json("redisdatabase", "cache", namespace) or {})["status"]["kopf"]["lastHandledConfiguration"]
+    assert json.loads(record)["spec"]["primaryRegion"] == FLY["primary"]
     kubectl("delete", "rdb", "cache", "-n", namespace, "--timeout=60s")
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import kopf
 import pytest
 
 from redisdb_operator.controller import ControllerConfig, DatabaseController
-from redisdb_operator.reconcile import LEGACY_KOPF_ANNOTATIONS
+from redisdb_operator.models import RedisDatabase
+from redisdb_operator.reconcile import LEGACY_DIFF_BASE_ANNOTATION, LEGACY_KOPF_ANNOTATIONS
 from redisdb_operator.runner import admission_settings, build_settings, parse_args
 from tests.unit.fakes import LOGGER, FakeKube, InMemoryProvider, OneProvider, body
 
@@ -51,3 +54,50 @@ async def test_reconcile_removes_the_legacy_annotations() -> None:
     annotations = {**dict.fromkeys(LEGACY_KOPF_ANNOTATIONS, "yes"), "redisdb.dev/rotate-password": "x"}
     await controller.reconcile(body(annotations=annotations), fresh=True, patch=patch, logger=LOGGER)
     assert dict(patch.metadata.annotations) == dict.fromkeys(LEGACY_KOPF_ANNOTATIONS)
+
+
+def leader_diff_base() -> kopf.DiffBaseStorage:
+    settings = kopf.OperatorSettings()
+    build_settings(settings, parse_args([]))
+    return settings.persistence.diffbase_storage
+
+
+def test_kopf_keeps_its_diff_base_in_the_status_so_a_handled_change_is_one_status_write() -> None:
+    storage = leader_diff_base()
+    raw = {"metadata": {"name": "cache", "annotations": {"a": "b"}}, "spec": {"primaryRegion": "mad"}}
+    essence = storage.build(body=kopf.Body(raw))
+    patch = kopf.Patch()
+    storage.store(body=kopf.Body(raw), patch=patch, essence=essence)
+    # kopf sends a patch with only `status` as one PATCH of the status subresource (no PATCH of the object)
+    assert dict(patch) == {"status": {"kopf": {"lastHandledConfiguration": json.dumps(essence, separators=(",", ":"))}}}
+    stored = {**raw, "status": dict(patch)["status"]}
+    assert storage.fetch(body=kopf.Body(stored)) == essence
+    # the CRD keeps the field (a structural schema would prune an unknown one, and kopf would see no diff base)
+    status_schema = RedisDatabase.model_json_schema(by_alias=True)["$defs"]["KopfRecord"]
+    assert "lastHandledConfiguration" in status_schema["properties"]
+
+
+def test_an_object_last_handled_before_the_move_is_compared_with_its_annotation() -> None:
+    storage = leader_diff_base()
+    raw = {"metadata": {"name": "cache"}, "spec": {"primaryRegion": "mad"}}
+    essence = storage.build(body=kopf.Body(raw))
+    annotated = {
+        **raw,
+        "metadata": {"name": "cache", "annotations": {LEGACY_DIFF_BASE_ANNOTATION: json.dumps(essence)}},
+    }
+    assert storage.fetch(body=kopf.Body(annotated)) == essence
+    assert storage.build(body=kopf.Body(annotated)) == essence  # our prefix's annotation is no change
+
+
+@pytest.mark.usefixtures("posted_events")
+async def test_the_old_diff_base_annotation_goes_once_the_status_holds_its_successor() -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    annotations = {LEGACY_DIFF_BASE_ANNOTATION: "{}"}
+    first = kopf.Patch()
+    await controller.reconcile(body(annotations=annotations), fresh=True, patch=first, logger=LOGGER)
+    assert LEGACY_DIFF_BASE_ANNOTATION not in dict(first.metadata.annotations)  # still what kopf compares with
+    status = {**dict(first.status), "kopf": {"lastHandledConfiguration": "{}"}}
+    second = kopf.Patch()
+    await controller.reconcile(body(status, annotations=annotations), fresh=True, patch=second, logger=LOGGER)
+    assert dict(second.metadata.annotations) == {LEGACY_DIFF_BASE_ANNOTATION: None}

@@ -189,7 +189,7 @@ async def test_the_sweep_skips_a_settled_object_whose_status_has_not_landed() ->
     registry = OneProvider(provider)
     controller = DatabaseController(FakeKube(), registry, ControllerConfig())  # type: ignore[arg-type]
     raw = dict(body())
-    raw["metadata"] = {**raw["metadata"], "annotations": {LAST_HANDLED: json.dumps(DIFF_BASE.build(body=body()))}}
+    raw["status"] = {"kopf": {"lastHandledConfiguration": json.dumps(DIFF_BASE.build(body=body()))}}
     just_created = kopf.Body(raw)
     assert settled_by_kopf(just_created)
     result = await Sweeper(controller, 300).sweep(

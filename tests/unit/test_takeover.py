@@ -12,7 +12,7 @@ from kopf._core.engines import posting
 
 from redisdb_operator.controller import ControllerConfig, DatabaseController
 from redisdb_operator.database_book import DatabaseBook
-from redisdb_operator.sweep import DIFF_BASE, LAST_HANDLED
+from redisdb_operator.sweep import DIFF_BASE
 from redisdb_operator.takeover import FINALIZER, TakeoverLane, pending
 from tests.unit.fakes import LOGGER, FakeKube, InMemoryProvider, OneProvider, applied, body
 
@@ -51,7 +51,10 @@ def handled_by_kopf(raw: kopf.Body, uid: str, *, generation: int = 1, spec: dict
     data = dict(raw)
     data["metadata"] = {**raw["metadata"], "uid": uid, "name": uid, "generation": generation}
     recorded = kopf.Body(data)
-    data["metadata"]["annotations"] = {LAST_HANDLED: json.dumps(DIFF_BASE.build(body=recorded))}
+    data["status"] = {
+        **(raw.get("status") or {}),
+        "kopf": {"lastHandledConfiguration": json.dumps(DIFF_BASE.build(body=recorded))},
+    }
     if spec is not None:
         data["spec"] = spec
     return kopf.Body(data)
