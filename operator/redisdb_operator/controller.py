@@ -249,10 +249,27 @@ class DatabaseController:
             uncertain_create_window=self._config.uncertain_create_window,
         )
         seen = Observation.first(resource)
+        events: list[KubeEvent] = []  # posted when the reconcile ends, a create's and its Secret's as one
+        try:
+            await self._steps(body, resource, facts, seen, handle, status, events, logger)
+        finally:
+            _post(body, decision.one_event_per_create(events))
+
+    async def _steps(
+        self,
+        body: kopf.Body,
+        resource: Resource,
+        facts: Facts,
+        seen: Observation,
+        handle: ProviderHandle | None,
+        status: dict[str, Any],
+        events: list[KubeEvent],
+        logger: Logger,
+    ) -> None:
         failure: Exception | None = None  # the error whose outcome the last observation describes
         for _ in range(MAX_STEPS):
             plan = reconcile.decide(facts, seen)
-            self._apply(body, plan, status, handle)
+            self._apply(body, plan, status, handle, events)
             action = plan.action
             if isinstance(action, Refuse):
                 if action.retry_delay is not None:
@@ -275,7 +292,7 @@ class DatabaseController:
                 logger.warning(
                     "deleted duplicate provider database(s) %s, kept %s", action.database_ids, action.keep_id
                 )
-                _post(body, (action.done,))
+                events.append(action.done)
                 seen = plan.progress
             elif isinstance(action, CreateAction):
                 sent_at = now()
@@ -306,7 +323,7 @@ class DatabaseController:
                 seen = plan.observe(Step.PASSWORD_RESET, await client.reset_password(action.database_id))
             else:
                 assert isinstance(action, Publish)
-                await self._publish(body, resource, action, handle)
+                events.extend(await self._publish(resource, action, handle))
                 status.update(action.status)
                 return
         raise RuntimeError(f"the reconcile of {resource.namespace}/{resource.name} did not settle in {MAX_STEPS} steps")
@@ -325,7 +342,7 @@ class DatabaseController:
                 return None
         return await handle.client.find_by_name(action.name)
 
-    async def _publish(self, body: kopf.Body, resource: Resource, action: Publish, handle: ProviderHandle) -> None:
+    async def _publish(self, resource: Resource, action: Publish, handle: ProviderHandle) -> tuple[KubeEvent, ...]:
         shape = resource.spec.connection_secret if resource.spec is not None else None
         target = SecretTarget(action.secret_name, resource.namespace, resource.name, resource.uid, shape)
         outcome = await self._secrets.publish(
@@ -337,14 +354,26 @@ class DatabaseController:
         if has_credentials(action.database):
             self._ledger.note_published(resource.uid, content_hash(connection_data(action.database, shape), shape))
         message = outcome.event_message(action.secret_name)
-        if message is not None:
-            metrics.SECRET_WRITES.inc()
-            _post(body, (KubeEvent("Normal", "SecretWritten", message),))
+        if message is None:
+            return ()
+        metrics.SECRET_WRITES.inc()
+        return (KubeEvent("Normal", decision.SECRET_WRITTEN, message),)
 
-    def _apply(self, body: kopf.Body, plan: Plan, status: dict[str, Any], handle: ProviderHandle | None = None) -> None:
-        """Carry out what a plan says about the step just done: Events, metrics, the snapshot, status, the ledger."""
+    def _apply(
+        self,
+        body: kopf.Body,
+        plan: Plan,
+        status: dict[str, Any],
+        handle: ProviderHandle | None = None,
+        events: list[KubeEvent] | None = None,
+    ) -> None:
+        """Carry out what a plan says about the step just done: Events (posted now, or collected in `events`),
+        metrics, the snapshot, status, the ledger."""
         uid = str(body.meta.uid)
-        _post(body, plan.events)
+        if events is None:
+            _post(body, plan.events)
+        else:
+            events.extend(plan.events)
         for action in plan.counted:
             metrics.PROVIDER_ACTIONS.inc(action=action)
         if plan.drift_repaired:

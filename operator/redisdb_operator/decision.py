@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from .desired import (
@@ -201,6 +201,21 @@ class KubeEvent:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+
+
+CREATED = "Created"
+SECRET_WRITTEN = "SecretWritten"
+
+
+def one_event_per_create(events: Sequence[KubeEvent]) -> tuple[KubeEvent, ...]:
+    """A create and the first write of its Secret as one Created Event (its message names both): at 10,000
+    creates the second Event was 10,000 apiserver writes saying what Ready already says."""
+    created = next((event for event in events if event.reason == CREATED), None)
+    written = next((event for event in events if event.reason == SECRET_WRITTEN), None)
+    if created is None or written is None:
+        return tuple(events)
+    merged = dataclasses.replace(created, message=f"{created.message}; {written.message}")
+    return tuple(merged if event is created else event for event in events if event is not written)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .decision import (
+    CREATED,
     Consequences,
     Facts,
     GiveUp,
@@ -271,7 +272,7 @@ def _created(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Plan:
             f"the provider database {recreated_id} was deleted outside Kubernetes; created {created.id}",
         )
     else:
-        event = KubeEvent("Normal", "Created", f"created {created.name} ({created.id}) in {created.primary_region}")
+        event = KubeEvent("Normal", CREATED, f"created {created.name} ({created.id}) in {created.primary_region}")
     done = Consequences(
         events=(event,),
         status=_record_id(facts, created.id),

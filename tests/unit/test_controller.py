@@ -325,3 +325,19 @@ async def test_a_late_landing_duplicate_of_ours_is_deleted_at_the_resync(
     assert list(provider.databases) == ["db-1"] and provider.calls.count("delete") == 1
     deleted = [message for _, reason, message in posted_events if reason == "DuplicateDeleted"]
     assert len(deleted) == 1 and late.id in deleted[0]
+
+
+async def test_a_create_and_its_secret_are_one_event_and_a_later_secret_write_its_own(
+    posted_events: list[tuple[str, str, str]],
+) -> None:
+    provider = InMemoryProvider(names_are_unique=True)
+    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
+    created = kopf.Patch()
+    await controller.reconcile(body(), fresh=True, patch=created, logger=LOGGER)
+    assert [(kind, reason) for kind, reason, _ in posted_events] == [("Normal", "Created")]
+    message = posted_events[0][2]
+    assert message.startswith("created ") and message.endswith("; wrote connection Secret cache-redis")
+    posted_events.clear()
+    provider.databases["db-1"] = provider.databases["db-1"].model_copy(update={"password": "pw-rotated"})
+    await controller.reconcile(body(applied({}, created)), fresh=False, patch=kopf.Patch(), logger=LOGGER)
+    assert ("Normal", "SecretWritten", "updated connection Secret cache-redis") in posted_events
