@@ -63,6 +63,9 @@ class ControllerConfig:
     uncertain_create_window: float = 90.0
     # deletionPolicy for RedisDatabases that set none (`redisdb-operator run --default-deletion-policy`)
     default_deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
+    # A spec change reads the database at the provider before updating it (`--read-before-update`), instead of
+    # taking the resync's snapshot: one call more per change, never a stale echo of fields the spec does not own.
+    read_before_update: bool = False
 
 
 def resource_of(body: kopf.Body) -> Resource:
@@ -247,6 +250,7 @@ class DatabaseController:
             now=now(),
             create_pending_in_memory=self._ledger.create_pending(resource.uid),
             uncertain_create_window=self._config.uncertain_create_window,
+            read_before_update=self._config.read_before_update,
         )
         seen = Observation.first(resource)
         events: list[KubeEvent] = []  # posted when the reconcile ends, a create's and its Secret's as one

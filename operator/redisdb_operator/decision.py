@@ -143,6 +143,7 @@ class Facts:
     uncertain_create_window: float = 90.0
     namespace_labels: Mapping[str, str] | None = None  # the namespace's labels (None: not known yet)
     default_deletion_policy: DeletionPolicy = DeletionPolicy.DELETE  # the operator's --default-deletion-policy
+    read_before_update: bool = False  # the operator's --read-before-update: a spec change reads the database first
 
     def create_pending(self) -> float:
         """Seconds a timed-out create of this resource may still land for, by memory or by the status marker."""
@@ -161,6 +162,7 @@ class Step(enum.StrEnum):
     START = "start"  # nothing looked up yet in this event
     CREATE_IS_THE_LOOKUP = "create_is_the_lookup"  # nothing recorded, names unique: the create's answer tells
     SNAPSHOT = "snapshot"  # the shared per-provider snapshot: may be stale
+    GOT_BY_ID = "got_by_id"  # the provider's answer to a get of the recorded id (--read-before-update)
     FOUND_BY_NAME = "found_by_name"  # the provider's answer to a lookup by name
     CONFIRMED_BY_ID = "confirmed_by_id"  # the snapshot said missing: the recorded id asked again at the provider
     CONFIRMED_BY_NAME = "confirmed_by_name"  # ... and then the name

@@ -142,8 +142,9 @@ def _decide(facts: Facts, seen: Observation) -> Plan:
         return _first_look(facts, seen, desired)
     if seen.namesakes and (duplicates := delete_duplicates_plan(facts, seen)) is not None:
         return duplicates
-    if seen.step in (Step.SNAPSHOT, Step.FOUND_BY_NAME, Step.CONFIRMED_BY_ID):
-        if seen.step is Step.CONFIRMED_BY_ID and seen.database is None:
+    if seen.step in (Step.SNAPSHOT, Step.GOT_BY_ID, Step.FOUND_BY_NAME, Step.CONFIRMED_BY_ID):
+        gone_by_id = seen.step is Step.CONFIRMED_BY_ID or (seen.step is Step.GOT_BY_ID and resource.observe_only)
+        if gone_by_id and seen.database is None:
             return Plan(LookUp(Step.CONFIRMED_BY_NAME, desired.name), seen)
         return _observed(facts, seen, desired)
     if seen.step in (Step.CONFIRMED_BY_NAME, Step.NAME_TAKEN):
@@ -194,10 +195,13 @@ def _first_look(facts: Facts, seen: Observation, desired: DesiredDatabase) -> Pl
         return _observed(facts, dataclasses.replace(seen, step=Step.CREATE_IS_THE_LOOKUP), desired)
     if not facts.fresh:
         return Plan(LookUp(Step.SNAPSHOT, desired.name, seen.known_id, snapshot=True), seen)
+    if seen.known_id is not None and facts.read_before_update:
+        return Plan(LookUp(Step.GOT_BY_ID, desired.name, seen.known_id), seen)
     if seen.known_id is not None:
         # A spec change of a recorded database: the shared snapshot already knows it (our own writes included), so
         # the change costs the provider one call, the update. What changed at the provider since the last list is
         # the next resync's drift to repair; a database deleted meanwhile fails the update, which forgets it.
+        # (--read-before-update reads it first, docs/policies.md: fields the spec does not own are echoed.)
         return Plan(LookUp(Step.SNAPSHOT, desired.name, seen.known_id, snapshot=True, list_if_stale=False), seen)
     return Plan(LookUp(Step.FOUND_BY_NAME, desired.name), seen)
 

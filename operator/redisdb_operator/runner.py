@@ -210,6 +210,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "REDISDB_DEFAULT_DELETION_POLICY)",
     )
     parser.add_argument(
+        "--read-before-update",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("REDISDB_READ_BEFORE_UPDATE", "").lower() in ("1", "true", "yes"),
+        help="read a database at the provider before applying a spec change to it (one call more per change) "
+        "instead of taking the resync's snapshot; for accounts where fields the spec does not own (Fly add-on "
+        "metadata, auto-upgrade) are changed outside Kubernetes (env REDISDB_READ_BEFORE_UPDATE; default off)",
+    )
+    parser.add_argument(
         "--ports-file",
         default=os.environ.get("REDISDB_PORTS_FILE", ""),
         help="once listening, write the liveness, webhook and metrics ports here as JSON (env REDISDB_PORTS_FILE); "
@@ -493,6 +501,7 @@ class Operator:
                     resync_interval=args.resync_interval,
                     max_concurrent_reconciles=args.max_concurrent_reconciles,
                     default_deletion_policy=DeletionPolicy(args.default_deletion_policy),
+                    read_before_update=args.read_before_update,
                 ),
             )
             # Usage shares the leader's provider clients (one 429 hold per account) and its gated status writes.

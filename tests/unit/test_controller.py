@@ -204,6 +204,12 @@ async def test_a_spec_change_costs_one_provider_call_once_the_resync_has_listed(
         assert status["eviction"] is eviction and status["observedGeneration"] == generation
     assert provider.calls == ["update", "update"]  # the snapshot (with our own writes) is the observation
     assert provider.databases["db-1"].eviction is False
+    # --read-before-update: the same change reads the database first, however current the snapshot
+    careful = DatabaseController(FakeKube(), registry, ControllerConfig(read_before_update=True))  # type: ignore[arg-type]
+    provider.calls.clear()
+    spec = {"primaryRegion": "us-east-1", "eviction": True}
+    await careful.reconcile(body(status, spec=spec, generation=4), fresh=True, patch=kopf.Patch(), logger=LOGGER)
+    assert provider.calls == ["get", "update"]
 
 
 async def test_a_spec_change_of_a_database_deleted_since_the_list_recreates_it() -> None:
