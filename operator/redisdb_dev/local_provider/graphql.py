@@ -7,6 +7,7 @@ known operations works; what it does not do is schema validation beyond "that fi
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -294,7 +295,9 @@ class _Parser:
         raise GraphQLError(f'Syntax Error: unexpected "{text or "<EOF>"}".')
 
 
+@functools.lru_cache(maxsize=512)
 def parse(source: str) -> Document:
+    """The parsed document (once per query text: the result is only read, never changed)."""
     return _Parser(source).document()
 
 
