@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import urllib.parse
 from collections.abc import Collection, Iterator, Mapping
@@ -41,13 +42,28 @@ def _version(body: Mapping[str, Any]) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+INTERNED_STRING_LENGTH = 32  # keys and short values (reasons, regions, plans, timestamps) repeat across objects
+
+
 def slim(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The object without `metadata.managedFields`: nothing in this process reads them, and they are most of a
-    parsed body's memory (10,000 real RedisDatabases: 180 MiB as parsed, 73 MiB without them, by tracemalloc)."""
+    """The object without `metadata.managedFields`, its keys and short strings interned: nothing in this process
+    reads managedFields, and they were most of a parsed body's memory (10,000 real RedisDatabases: 180 MiB as
+    parsed, 73 MiB without them, by tracemalloc); each parsed body also holds its own copy of every key (a JSON
+    decoder shares keys within one document only), which interning halves again (69 -> 35 MiB for 10,000 Ready
+    bodies, tests/unit/test_database_book.py)."""
     meta = raw.get("metadata") or {}
-    if "managedFields" not in meta:
-        return dict(raw)
-    return {**raw, "metadata": {key: value for key, value in meta.items() if key != "managedFields"}}
+    slimmed = {**raw, "metadata": {key: value for key, value in meta.items() if key != "managedFields"}}
+    return cast(dict[str, Any], _interned(slimmed))
+
+
+def _interned(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {sys.intern(key) if isinstance(key, str) else key: _interned(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interned(item) for item in value]
+    if isinstance(value, str) and len(value) <= INTERNED_STRING_LENGTH:
+        return sys.intern(value)
+    return value
 
 
 def provider_of(spec: Mapping[str, Any]) -> str:

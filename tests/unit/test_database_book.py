@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from redisdb_operator.admission import claim_of
-from redisdb_operator.database_book import DatabaseBook
+from redisdb_operator.database_book import DatabaseBook, slim
 
 
 def _db(uid: str, name: str, version: int, provider: str = "fly", namespace: str = "team") -> dict[str, Any]:
@@ -69,3 +69,50 @@ def test_bodies_are_kept_without_managed_fields_and_the_watched_object_is_left_a
     assert {key: value for key, value in event["metadata"].items() if key != "managedFields"} == dict(kept["metadata"])
     assert kept["spec"] == event["spec"] and kept["status"] == event["status"]
     assert "managedFields" in event["metadata"]  # kopf's own copy untouched
+
+
+def test_bodies_share_their_keys_and_short_strings_and_hold_half_the_memory() -> None:
+    """A JSON decoder shares keys within one document only: 10,000 bodies held 10,000 copies of every key."""
+    import json
+    import tracemalloc
+
+    def ready_body(index: int) -> dict[str, Any]:
+        body = _db(f"uid-{index:05d}-0f1c2d3e-4b5a-6978-8a9b", f"scale-{index}", index)
+        body["status"] = {
+            "databaseId": f"db-{index}",
+            "primaryRegion": "iad",
+            "readRegions": [],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Available",
+                    "lastTransitionTime": "2026-11-30T20:21:50Z",
+                },
+                {"type": "Synced", "status": "True", "reason": "ReconcileSuccess", "message": ""},
+            ],
+            "planLimits": {"maxDataSizeBytes": 107374182400, "maxRequestSizeBytes": 104857600},
+        }
+        return json.loads(json.dumps(body))  # as a watch event parses it: keys not shared with other objects
+
+    events = [ready_body(index) for index in range(2000)]
+    texts = [json.dumps(event) for event in events]
+    tracemalloc.start()
+    parsed = [json.loads(text) for text in texts]
+    as_parsed = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    tracemalloc.start()
+    kept = [slim(body) for body in parsed]
+    as_kept = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del parsed, kept
+    book = DatabaseBook()
+    for event in events:
+        book.put(event)
+    first, second = book.get(events[0]["metadata"]["uid"]), book.get(events[1]["metadata"]["uid"])
+    assert first is not None and second is not None
+    first_keys = {id(key) for key in first["status"]}
+    assert {id(key) for key in second["status"]} == first_keys  # the same key objects
+    assert first["status"]["conditions"][0]["reason"] is second["status"]["conditions"][0]["reason"]
+    assert first == events[0] | {"metadata": first["metadata"]}  # the same content
+    assert as_kept < 0.8 * as_parsed, (as_kept, as_parsed)  # real bodies (longer keys, more of them): 0.52
