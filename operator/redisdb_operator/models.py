@@ -706,6 +706,9 @@ class RedisProviderStatus(CamelModel):
         description="The RedisDatabases (`namespace/name`) still using this provider, written while a deletion of "
         "the RedisProvider waits for them to go.",
     )
+    # kopf keeps one diff base storage for every resource it handles (runner.build_settings): without the field a
+    # structural schema prunes it, and kopf would take every RedisProvider event for a creation.
+    kopf: KopfRecord | None = Field(default=None, description="Operator bookkeeping; not for users.")
 
 
 class RedisProvider(CamelModel):

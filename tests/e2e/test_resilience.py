@@ -201,3 +201,7 @@ def test_the_provider_reports_its_own_health(
     )
     table = kubectl("get", "redisprovider", late_provider).stdout
     assert table.split()[:5] == ["NAME", "TYPE", "READY", "DATABASES", "AGE"]
+    # kopf's record of the handled spec is kept (the schema has the field): else every status write of the check
+    # would look like a new RedisProvider to kopf and run the check again
+    handled = (get_json("redisprovider", late_provider) or {})["status"]["kopf"]["lastHandledConfiguration"]
+    assert '"type":"fly"' in handled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import kopf
 import pytest
@@ -101,3 +102,15 @@ async def test_the_old_diff_base_annotation_goes_once_the_status_holds_its_succe
     second = kopf.Patch()
     await controller.reconcile(body(status, annotations=annotations), fresh=True, patch=second, logger=LOGGER)
     assert dict(second.metadata.annotations) == {LEGACY_DIFF_BASE_ANNOTATION: None}
+
+
+@pytest.mark.parametrize("kind", ["redisdatabases", "redisproviders"])
+def test_every_resource_with_change_handlers_keeps_kopfs_record_in_its_schema(kind: str) -> None:
+    """A structural schema prunes an unknown status field: kopf would then see no diff base and take every event of
+    the resource for a creation (the RedisProvider check ran again at each of its own status writes)."""
+    import yaml
+
+    crd = yaml.safe_load((Path(__file__).parents[2] / "crds" / f"redisdb.dev_{kind}.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    record = schema["properties"]["status"]["properties"]["kopf"]
+    assert record["properties"]["lastHandledConfiguration"]["type"] == "string"
