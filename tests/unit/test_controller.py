@@ -19,6 +19,16 @@ from tests.unit.fakes import LOGGER, FakeKube, InMemoryProvider, OneProvider, ap
 pytestmark = pytest.mark.usefixtures("posted_events")
 
 
+async def one_created() -> tuple[InMemoryProvider, OneProvider, DatabaseController, kopf.Patch]:
+    """A Fly-like provider (unique names), its controller, and the patch of one database's create."""
+    provider = InMemoryProvider(names_are_unique=True)
+    registry = OneProvider(provider)
+    controller = DatabaseController(FakeKube(), registry, ControllerConfig())  # type: ignore[arg-type]
+    created = kopf.Patch()
+    await controller.reconcile(body(), fresh=True, patch=created, logger=LOGGER)
+    return provider, registry, controller, created
+
+
 @pytest.mark.parametrize("names_are_unique", [False, True])
 async def test_a_create_whose_id_was_lost_adopts_instead_of_duplicating(names_are_unique: bool) -> None:
     provider = InMemoryProvider(names_are_unique=names_are_unique)
@@ -169,10 +179,7 @@ async def test_our_own_database_with_a_lost_id_is_still_adopted() -> None:
 async def test_an_update_publishes_what_the_provider_answered_without_reading_again(
     posted_events: list[tuple[str, str, str]],
 ) -> None:
-    provider = InMemoryProvider(names_are_unique=True)
-    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
-    created = kopf.Patch()
-    await controller.reconcile(body(), fresh=True, patch=created, logger=LOGGER)
+    provider, _, controller, created = await one_created()
     provider.calls.clear()
     changed = kopf.Patch()
     spec = {"primaryRegion": "us-east-1", "eviction": True}
@@ -186,11 +193,7 @@ async def test_an_update_publishes_what_the_provider_answered_without_reading_ag
 
 
 async def test_a_spec_change_costs_one_provider_call_once_the_resync_has_listed() -> None:
-    provider = InMemoryProvider(names_are_unique=True)
-    registry = OneProvider(provider)
-    controller = DatabaseController(FakeKube(), registry, ControllerConfig())  # type: ignore[arg-type]
-    created = kopf.Patch()
-    await controller.reconcile(body(), fresh=True, patch=created, logger=LOGGER)
+    provider, registry, controller, created = await one_created()
     await registry.handle.observer.refresh(max_age=0)  # the resync's list
     provider.calls.clear()
     status = applied({}, created)
@@ -213,11 +216,7 @@ async def test_a_spec_change_costs_one_provider_call_once_the_resync_has_listed(
 
 
 async def test_a_spec_change_of_a_database_deleted_since_the_list_recreates_it() -> None:
-    provider = InMemoryProvider(names_are_unique=True)
-    registry = OneProvider(provider)
-    controller = DatabaseController(FakeKube(), registry, ControllerConfig())  # type: ignore[arg-type]
-    created = kopf.Patch()
-    await controller.reconcile(body(), fresh=True, patch=created, logger=LOGGER)
+    provider, registry, controller, created = await one_created()
     await registry.handle.observer.refresh(max_age=0)
     provider.databases.clear()  # deleted outside Kubernetes; the snapshot still shows it
     status = applied({}, created)
@@ -336,10 +335,7 @@ async def test_a_late_landing_duplicate_of_ours_is_deleted_at_the_resync(
 async def test_a_create_and_its_secret_are_one_event_and_a_later_secret_write_its_own(
     posted_events: list[tuple[str, str, str]],
 ) -> None:
-    provider = InMemoryProvider(names_are_unique=True)
-    controller = DatabaseController(FakeKube(), OneProvider(provider), ControllerConfig())  # type: ignore[arg-type]
-    created = kopf.Patch()
-    await controller.reconcile(body(), fresh=True, patch=created, logger=LOGGER)
+    provider, _, controller, created = await one_created()
     assert [(kind, reason) for kind, reason, _ in posted_events] == [("Normal", "Created")]
     message = posted_events[0][2]
     assert message.startswith("created ") and message.endswith("; wrote connection Secret cache-redis")
