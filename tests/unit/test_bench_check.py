@@ -56,3 +56,13 @@ def test_scale_run_honours_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     verdict["met"] = True
     assert bench_main.main([*out, "--check"]) == 0
     assert (tmp_path / "scale-10.json").exists()
+
+
+def test_cpu_spent_is_by_process_and_per_resource() -> None:
+    from redisdb_dev.bench.scale import cpu_spent
+
+    spent = cpu_spent(
+        {"etcd": 1.0, "operator op-a": 2.0}, {"etcd": 3.5, "operator op-a": 12.0, "local-provider": 4.5}, 100
+    )
+    assert spent["cpu_seconds_by_process"] == {"etcd": 2.5, "local-provider": 4.5, "operator op-a": 10.0}
+    assert spent["cpu_seconds_total"] == 17.0 and spent["cpu_ms_per_resource"] == 170.0

@@ -175,6 +175,54 @@ async def _failover(
     }
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ROLES = ("kube-apiserver", "etcd", "kube-controller-manager", "local-provider", "redis-server")
+
+
+def cpu_by_process(workdir: Path) -> dict[str, float]:
+    """CPU seconds (user + system) so far of every process of this run, by role: the control plane, the local
+    provider and its redis-servers, each operator (by identity) and this benchmark process (its submitting clients
+    and watch). Where the machine's cores go in a phase, from /proc."""
+    marker = str(workdir.parent)
+    seconds: dict[str, float] = defaultdict(float)
+    provider_pids: set[int] = set()
+    rows: list[tuple[int, int, str, float]] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        cpu = (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
+        rows.append((int(entry.name), int(stat[1]), command, cpu))
+    for pid, _, command, _ in rows:
+        if "local-provider" in command and marker in command:
+            provider_pids.add(pid)
+    for pid, parent, command, cpu in rows:
+        role = None
+        if pid == os.getpid():
+            role = "benchmark (clients and watch)"
+        elif "redis-server" in command and parent in provider_pids:
+            role = "redis-server"
+        elif marker in command:
+            identity = next((part.split("=", 1)[1] for part in command.split() if "election-identity=" in part), None)
+            role = f"operator {identity}" if identity else next((r for r in ROLES if r in command), None)
+        if role is not None:
+            seconds[role] += cpu
+    return dict(seconds)
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float], per: int) -> dict[str, Any]:
+    spent = {role: round(after[role] - before.get(role, 0.0), 2) for role in sorted(after)}
+    return {
+        "cpu_seconds_by_process": spent,
+        "cpu_seconds_total": round(sum(spent.values()), 2),
+        "cpu_ms_per_resource": round(1000 * sum(spent.values()) / per, 2) if per else None,
+    }
+
+
 def _database_id(kube: Kube, name: str) -> str:
     text = kube.kubectl("get", "redisdatabase", name, "-n", NAMESPACE, "-o", "json")
     return str(json.loads(text)["status"]["databaseId"])
@@ -238,22 +286,28 @@ async def scale(
             say(f"scale {size}: apply all -> Ready")
             counters = await asyncio.to_thread(Counters, kube, provider)
             watch.expect(is_ready)
+            cpu_before = await asyncio.to_thread(cpu_by_process, workdir)
             with _sampling(leader) as rss:
                 started = time.perf_counter()
                 await _for_each(names, apply_concurrency, lambda name: apply(api, manifest(name)))
                 applied = time.perf_counter()
+                cpu_submitted = await asyncio.to_thread(cpu_by_process, workdir)
                 complete = True
                 try:
                     await watch.wait(lambda: all(name in watch.met for name in names), phase_limit, f"{size} Ready")
                 except TimeoutError:
                     complete = False  # reported with how many were Ready; the rest of the run goes on
                 finished = max(watch.met.values())
+                cpu_ready = await asyncio.to_thread(cpu_by_process, workdir)
             create = _phase_result(size, started, finished, watch.met.values())
             create.pop("curve_s")
             create["complete"] = complete
             create["ready"] = len(watch.met)
             create["apply_seconds"] = round(applied - started, 2)
             create["ready_to_submit_ratio"] = round(create["seconds"] / create["apply_seconds"], 2)
+            # where the cores went: while submitting, and in all until the last Ready
+            create["while_submitting"] = cpu_spent(cpu_before, cpu_submitted, size)
+            create["until_all_ready"] = cpu_spent(cpu_before, cpu_ready, size)
             await asyncio.sleep(2)
             create.update(await asyncio.to_thread(counters.result, len(watch.met)))
             create["operator_rss_mib_peak_during"] = round(max(rss, default=0) / 1024, 1)
