@@ -228,8 +228,8 @@ class LookUp:
     name: str
     database_id: str | None = None
     snapshot: bool = False
-    # A spec change reads the snapshot only while it is current: one older than the resync interval is not listed
-    # again for one database (thousands of add-ons, many pages); the recorded id is read instead.
+    # A spec change reads the snapshot only while the resync keeps it current (two intervals, controller._look_up):
+    # a stale one is not listed again for one database (thousands of add-ons, many pages); the id is read instead.
     list_if_stale: bool = True
 
 

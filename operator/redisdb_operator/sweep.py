@@ -44,7 +44,7 @@ from .status import waiting_for_spec_change
 log = logging.getLogger(__name__)
 
 KOPF_PREFIX = f"kopf.{GROUP}"
-LAST_HANDLED = reconcile.LEGACY_DIFF_BASE_ANNOTATION  # f"{KOPF_PREFIX}/last-handled-configuration"
+LAST_HANDLED = reconcile.LEGACY_DIFF_BASE_ANNOTATION  # kopf's diff base as an annotation, before the status
 # A wake that keeps failing is retried like kopf retries a handler, at most this often.
 MAX_WAKE_RETRIES = 20
 # Concurrent Secret reads of one sweep: enough to hide the round trip, few enough to leave the apiserver alone.
@@ -80,7 +80,7 @@ class OwnPrefixBlindDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
 
 
 # Where kopf kept its diff base before it moved to the status: still read for objects last handled then.
-LEGACY_DIFF_BASE = OwnPrefixBlindDiffBaseStorage(prefix=KOPF_PREFIX, key="last-handled-configuration")
+LEGACY_DIFF_BASE = OwnPrefixBlindDiffBaseStorage(prefix=KOPF_PREFIX, key=LAST_HANDLED.rpartition("/")[2])
 DIFF_BASE_FIELD = "status.kopf.lastHandledConfiguration"  # models.KopfRecord
 
 

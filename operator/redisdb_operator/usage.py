@@ -80,6 +80,10 @@ def _without_none(value: Any) -> Any:
     return value
 
 
+def _provider_name(body: Mapping[str, Any]) -> str:
+    return str(((body.get("spec") or {}).get("providerRef") or {}).get("name") or "default")
+
+
 def paused(body: Mapping[str, Any]) -> bool:
     """`redisdb.dev/paused: "true"` means no provider call at all (docs/policies.md): usage reads wait too."""
     annotations = (body.get("metadata") or {}).get("annotations") or {}
@@ -170,7 +174,7 @@ class UsageRefresher:
         """What a check without a usage read depends on: the object's version and its provider's handle and live
         catalog. The same inputs as at the last check mean nothing to write (None: not known without a read)."""
         meta = body.get("metadata") or {}
-        provider_name = str(((body.get("spec") or {}).get("providerRef") or {}).get("name") or "default")
+        provider_name = _provider_name(body)
         handle = self._registry.peek(provider_name)
         if handle is None or not meta.get("resourceVersion"):
             return None
@@ -194,8 +198,7 @@ class UsageRefresher:
         """Write what changed; with `read_usage`, ask the provider first. Returns when to read usage again (None:
         no read was due)."""
         meta = body.get("metadata") or {}
-        spec = body.get("spec") or {}
-        provider_name = str((spec.get("providerRef") or {}).get("name") or "default")
+        provider_name = _provider_name(body)
         uid = str(meta.get("uid"))
         inputs = self.static_inputs(body)
         self._checked.pop(uid, None)
