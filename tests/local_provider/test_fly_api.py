@@ -219,3 +219,30 @@ async def test_fly_create_with_eviction_option_and_default_name(fly: Fly, local_
     assert await config_get(port, password, "maxmemory-policy") == "allkeys-random"
     assert int(await config_get(port, password, "maxmemory")) == 250 * catalog.MIB
     await fly.data(DELETE, name=created["name"])
+
+
+async def test_fly_refuses_a_taken_name_until_its_add_on_is_deleted(fly: Fly) -> None:
+    """Fly add-on names are unique in an organization: a second createAddOn of one name is refused, whether the
+    first add-on was made a moment or many creates ago; the name is free again once that add-on is deleted."""
+    name = unique("taken")
+    first = await fly.create_add_on(name, "fra", [])
+    for _ in range(3):  # other add-ons made in between
+        await fly.create_add_on(unique("other"), "fra", [])
+    org = (await fly.data(ORG, slug="personal"))["organization"]
+    plan = (await plan_ids(fly))["payg"]
+    wanted = {
+        "organizationId": org["id"],
+        "name": name,
+        "primaryRegion": "fra",
+        "planId": plan,
+        "type": "upstash_redis",
+    }
+    refused = await fly(CREATE, input=wanted)
+    assert refused["data"]["createAddOn"] is None
+    assert refused["errors"][0]["message"] == "Name has already been taken"
+    assert (await fly.data(GET_BY_NAME, name=name, provider="upstash_redis"))["addOn"]["id"] == first["id"]
+
+    assert (await fly.data(DELETE, name=name))["deleteAddOn"]["deletedAddOnName"] == name
+    again = await fly.create_add_on(name, "fra", [])
+    assert again["id"] != first["id"]
+    assert (await fly.data(GET_BY_NAME, name=name, provider="upstash_redis"))["addOn"]["id"] == again["id"]

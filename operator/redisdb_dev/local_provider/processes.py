@@ -393,6 +393,24 @@ class RedisPool:
         self._servers: dict[bool, list[RedisInstance]] = {False: [], True: []}
         self._members: dict[int, int] = {}  # server port -> databases on it
         self._lock = asyncio.Lock()
+        # server port -> its admin client, kept: a client per ACL change cost most of the provider's CPU per create
+        self._admins: dict[int, aioredis.Redis] = {}
+
+    async def acl(self, server: RedisInstance, *rules: str) -> None:
+        """`ACL SETUSER default RULES...` on a pooled server, over its long-lived admin connections."""
+        client = self._admins.get(server.port)
+        if client is None:
+            client = self._admins[server.port] = aioredis.Redis(
+                host=server.host,
+                port=server.port,
+                password=server.settings.password,
+                socket_timeout=5.0,
+                socket_connect_timeout=5.0,
+                max_connections=8,
+                retry=Retry(NoBackoff(), 0),
+                **tls_client_options(server.settings.tls),
+            )
+        await client.execute_command("ACL", "SETUSER", "default", *rules)  # type: ignore[no-untyped-call]
 
     async def acquire(self, tls: TlsFiles | None) -> RedisInstance:
         """The least loaded server of the kind, started when the pool is not full yet."""
@@ -432,6 +450,8 @@ class RedisPool:
         self._members[server.port] = max(0, self._members.get(server.port, 0) - 1)
 
     async def close(self) -> None:
+        admins, self._admins = list(self._admins.values()), {}
+        await asyncio.gather(*(admin.aclose() for admin in admins), return_exceptions=True)
         servers = [server for kind in self._servers.values() for server in kind]
         await asyncio.gather(*(server.stop() for server in servers), return_exceptions=True)
 
@@ -453,8 +473,7 @@ class PooledInstance(RedisInstance):
 
     async def _acl(self, *rules: str) -> None:
         assert self.server is not None
-        async with self.server.client() as client:
-            await client.execute_command("ACL", "SETUSER", "default", *rules)  # type: ignore[no-untyped-call]
+        await self.pool.acl(self.server, *rules)
 
     async def start(self, preferred_port: int | None = None, wait_seconds: float = 30.0) -> None:
         del preferred_port, wait_seconds  # the shared server's port, whatever was stored
@@ -488,6 +507,5 @@ class PooledInstance(RedisInstance):
         if self.settings.replica_of is not None:
             return
         with contextlib.suppress(RedisError, OSError):
-            async with server.client() as client:
-                await client.execute_command("ACL", "SETUSER", "default", f"<{self.settings.password}")  # type: ignore[no-untyped-call]
+            await self.pool.acl(server, f"<{self.settings.password}")
         self.pool.release(server)

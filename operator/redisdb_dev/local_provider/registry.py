@@ -188,6 +188,8 @@ class Registry:
         self.pool = RedisPool(size=pool_size, state_dir=state_dir, host=host, ports=self.ports) if pool_size else None
         self.store = Store(state_dir / "registry.sqlite3")
         self.databases: dict[str, LocalDatabase] = {}
+        # (api, owner, name) -> ids: a create's "name taken?" without a walk of every database (10,000 in the bench)
+        self._by_name: dict[tuple[ProviderType, str, str], dict[str, None]] = {}  # ids in creation order
         self._reserved: set[tuple[ProviderType, str, str]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
@@ -243,7 +245,7 @@ class Registry:
 
         async def bring_back(record: DatabaseRecord) -> None:
             database = LocalDatabase(record, self._instance(record, None), self.public_host)
-            self.databases[record.id] = database
+            self._add(database)
             if serves_rest(record.api) and not record.rest_token:  # written before the store had REST tokens
                 _issue_rest_tokens(record)
                 self._record_issued_tokens(record)
@@ -272,6 +274,21 @@ class Registry:
         self.store.close()
         log.info("stopped %d redis-server processes", len(instances))
 
+    def _add(self, database: LocalDatabase) -> None:
+        record = database.record
+        self.databases[record.id] = database
+        self._by_name.setdefault((record.api, record.owner, record.name), {})[record.id] = None
+
+    def _remove(self, database: LocalDatabase) -> None:
+        record = database.record
+        del self.databases[record.id]
+        key = (record.api, record.owner, record.name)
+        ids = self._by_name.get(key)
+        if ids is not None:
+            ids.pop(record.id, None)
+            if not ids:
+                del self._by_name[key]
+
     # -- queries -------------------------------------------------------------------------------------------------
 
     def owned(self, api: ProviderType, owners: Iterable[str]) -> list[LocalDatabase]:
@@ -285,9 +302,9 @@ class Registry:
         return database
 
     def find_by_name(self, api: ProviderType, owners: Iterable[str], name: str) -> LocalDatabase | None:
-        for database in self.owned(api, owners):
-            if database.record.name == name:
-                return database
+        for owner in owners:
+            for database_id in self._by_name.get((api, owner, name), ()):
+                return self.databases[database_id]
         return None
 
     def get_any(self, database_id: str) -> LocalDatabase:
@@ -368,7 +385,7 @@ class Registry:
             self.store.record_issued(record.id, name, record.password, time.time())
             if record.rest_token:
                 self._record_issued_tokens(record)
-            self.databases[record.id] = database
+            self._add(database)
         finally:
             self._reserved.discard(key)
         log.info("created database %s (%s, %s) for %s", record.id, name, api.value, owner)
@@ -384,7 +401,7 @@ class Registry:
         async with database.lock:
             if self.databases.get(database.record.id) is not database:
                 raise RegistryError("not_found", "database not found")
-            del self.databases[database.record.id]
+            self._remove(database)
             self.store.delete(database.record.id)
             await self._destroy(database)
         log.info("deleted database %s (%s)", database.record.id, database.record.name)
