@@ -1,8 +1,9 @@
 """A small async Kubernetes REST client for the few objects the operator touches beyond its own resources.
 
 kopf watches and patches RedisDatabases itself; the operator also reads RedisProviders and credentials
-Secrets and writes connection Secrets. Those few verbs over httpx, built from the same login kopf uses,
-avoid pulling a full Kubernetes client library into the image.
+Secrets and writes connection Secrets. Those few verbs over httpx (sending through aiohttp, see
+aiohttp_transport.py), built from the same login kopf uses, avoid pulling a full Kubernetes client library into
+the image.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import httpx
 import kopf
+
+from .aiohttp_transport import AiohttpTransport
 
 
 class KubeError(Exception):
@@ -79,15 +82,14 @@ class KubeClient:
     ) -> None:
         self._info = info
         self._relogin = relogin
+        if transport is None:
+            # Idle connections kept for 60 s: resync reads come every few seconds, and a new TLS connection per
+            # read costs more CPU than the read. Ten serve 32 concurrent reconciles (a request takes milliseconds).
+            transport = AiohttpTransport(ssl_context=_ssl_context(info), max_connections=10, keepalive_seconds=60)
         self._client = httpx.AsyncClient(
             base_url=info.server.rstrip("/"),
-            verify=_ssl_context(info),
             timeout=timeout,
             headers=info.as_http_headers(),
-            # Keep idle connections for longer than httpx's 5 s: resync reads come every few seconds, and a new
-            # TLS connection per read costs more CPU than the read. Few of them: httpcore checks every pooled
-            # connection on every request, and ten serve 32 concurrent reconciles (a request takes milliseconds).
-            limits=httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=60),
             transport=transport,
         )
 

@@ -36,6 +36,7 @@ from typing import Any, NoReturn
 import aiohttp
 
 from . import metrics
+from .aiohttp_transport import OWN_SESSIONS
 from .kube import KubeClient, KubeConflict, KubeError
 from .providers.base import CreateDatabaseRequest, Database, DatabaseUpdate, DatabaseUsage, ProviderClient
 
@@ -350,7 +351,9 @@ def install_kopf_write_gate() -> None:
     """Check the deadline before every non-read request kopf sends on behalf of the reconciling operator.
 
     kopf (1.45) sends every API request through one aiohttp.ClientSession.request call per attempt, retries
-    included, so each attempt is checked. Requests outside LEADER_WORK (the webhook side) are untouched.
+    included, so each attempt is checked. Requests outside LEADER_WORK (the webhook side) are untouched, and so
+    are the operator's own clients (aiohttp_transport.OWN_SESSIONS): they check where they write (GatedKubeClient,
+    GatedProviderClient), and the Lease's own release must pass while stepping down.
     """
     original = aiohttp.ClientSession.request
     if getattr(original, "redisdb_write_gate", False):
@@ -359,7 +362,7 @@ def install_kopf_write_gate() -> None:
     @functools.wraps(original)
     def gated(self: aiohttp.ClientSession, method: str, url: Any, **kwargs: Any) -> Any:
         elector = LEADER_WORK.get()
-        if elector is not None and method.upper() not in _READ_METHODS:
+        if elector is not None and method.upper() not in _READ_METHODS and self not in OWN_SESSIONS:
             elector.check_write(f"{method.upper()} {url}")
         return original(self, method, url, **kwargs)
 

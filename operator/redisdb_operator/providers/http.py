@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from .. import metrics
+from ..aiohttp_transport import AiohttpTransport
 from .base import (
     AlreadyExistsError,
     InvalidRequestError,
@@ -243,8 +244,9 @@ class HttpTransport:
             auth=auth,
             headers={"Accept": "application/json", "User-Agent": "redisdb-operator", **(headers or {})},
             timeout=httpx.Timeout(timeouts.total, connect=timeouts.connect),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
+            # httpx's API, aiohttp's connection pool (aiohttp_transport.py); an HTTPS_PROXY from the environment
+            # still gets httpx's own proxy transport
+            transport=transport or AiohttpTransport(max_connections=max_connections),
             follow_redirects=False,
         )
 
