@@ -131,8 +131,8 @@ class DatabaseBook:
         held = self._bodies.get(uid)
         if held is not None:
             new, old = _version(raw), _version(held)
-            if new is not None and old is not None and new < old:
-                return
+            if new is not None and old is not None and new <= old:
+                return  # older, or the very version held (a relist): nothing to rebuild
         else:
             self.membership += 1
         self._drop_derived(uid)
@@ -173,9 +173,21 @@ class DatabaseBook:
                 if not members:
                     del self._by_provider[provider]
 
-    def replace_all(self, items: list[Mapping[str, Any]], list_version: int | None) -> None:
-        """A complete list: put each item, and drop what the book holds from before the list but the list lacks."""
-        seen = set()
+    def holds(self, raw: Mapping[str, Any]) -> bool:
+        """Whether the book holds this object at this very resourceVersion already."""
+        meta = raw.get("metadata") or {}
+        held = self._bodies.get(str(meta.get("uid") or ""))
+        if held is None:
+            return False
+        version = _version(raw)
+        return version is not None and version == _version(held)
+
+    def replace_all(
+        self, items: list[Mapping[str, Any]], list_version: int | None, also_listed: Collection[str] = ()
+    ) -> None:
+        """A complete list: put each item, and drop what the book holds from before the list but the list lacks.
+        `also_listed`: uids the list had at the version the book holds (not passed as items: nothing to put)."""
+        seen = set(also_listed)
         for item in items:
             self.put(item)
             seen.add(str((item.get("metadata") or {}).get("uid") or ""))
@@ -199,6 +211,7 @@ class DatabaseBook:
     async def list_from(self, kube: KubeClient, namespaces: list[str]) -> None:
         """List every watched RedisDatabase (paged) into the book; `listed` is set after the first success."""
         items: list[Mapping[str, Any]] = []
+        current: list[str] = []  # uids held at the listed version: a relist of 10,000 mostly unchanged objects
         versions: list[int | None] = []
         for namespace in namespaces or [""]:
             base = (
@@ -210,16 +223,20 @@ class DatabaseBook:
             while True:
                 query = {"limit": str(PAGE_SIZE), **({"continue": token} if token else {})}
                 page = await kube.get(f"{base}?{urllib.parse.urlencode(query)}") or {}
-                items.extend(slim(item) for item in page.get("items") or [])  # a page's managedFields go at once
+                for item in page.get("items") or []:
+                    if self.holds(item):  # nothing to slim, intern or derive again
+                        current.append(str(item["metadata"]["uid"]))
+                    else:
+                        items.append(slim(item))  # a page's managedFields go at once
                 metadata = page.get("metadata") or {}
                 token = str(metadata.get("continue") or "")
                 if not token:
                     versions.append(_version(page))
                     break
         list_version = None if any(v is None for v in versions) or not versions else min(v for v in versions if v)
-        self.replace_all(items, list_version)
+        self.replace_all(items, list_version, current)
         if not self.listed.is_set():
-            log.info("read %d RedisDatabases; admission and the reconcile read them from memory", len(items))
+            log.info("read %d RedisDatabases; admission and the reconcile read them from memory", len(self))
         self.listed.set()
 
     async def keep_listed(self, kube: KubeClient, namespaces: list[str], interval: float) -> None:
