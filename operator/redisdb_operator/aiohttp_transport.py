@@ -13,6 +13,7 @@ a failure to connect sent nothing (a create may be retried), any later failure m
 
 from __future__ import annotations
 
+import os
 import ssl
 import weakref
 from typing import Any
@@ -25,6 +26,20 @@ from multidict import CIMultiDict
 # to stop kopf's writes once the Lease may have passed; these clients gate their own writes where they are made
 # (GatedKubeClient, GatedProviderClient), and a write they already started must finish during a hand-over.
 OWN_SESSIONS: weakref.WeakSet[aiohttp.ClientSession] = weakref.WeakSet()
+
+
+PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
+
+
+def proxy_configured() -> bool:
+    """Whether the environment names an HTTP proxy (any case, as httpx reads them)."""
+    return any(os.environ.get(name) or os.environ.get(name.upper()) for name in PROXY_VARIABLES)
+
+
+def default_transport(**options: Any) -> httpx.AsyncBaseTransport | None:
+    """This transport, or None (httpx's own) when a proxy is configured: httpx honours HTTPS_PROXY, HTTP_PROXY,
+    ALL_PROXY and NO_PROXY only with its own transports (docs/install.md promises exactly its rules)."""
+    return None if proxy_configured() else AiohttpTransport(**options)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import kopf
 
-from .aiohttp_transport import AiohttpTransport
+from .aiohttp_transport import default_transport
 
 
 class KubeError(Exception):
@@ -82,14 +82,17 @@ class KubeClient:
     ) -> None:
         self._info = info
         self._relogin = relogin
+        verify = _ssl_context(info)
         if transport is None:
             # Idle connections kept for 60 s: resync reads come every few seconds, and a new TLS connection per
             # read costs more CPU than the read. Ten serve 32 concurrent reconciles (a request takes milliseconds).
-            transport = AiohttpTransport(ssl_context=_ssl_context(info), max_connections=10, keepalive_seconds=60)
+            transport = default_transport(ssl_context=verify, max_connections=10, keepalive_seconds=60)
         self._client = httpx.AsyncClient(
             base_url=info.server.rstrip("/"),
+            verify=verify,  # for httpx's own transport, behind a proxy
             timeout=timeout,
             headers=info.as_http_headers(),
+            limits=httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=60),
             transport=transport,
         )
 

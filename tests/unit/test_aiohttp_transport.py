@@ -198,3 +198,31 @@ async def test_the_leader_write_gate_passes_the_operators_own_clients(server: An
     finally:
         LEADER_WORK.reset(token)
     assert len(seen) == 1
+
+
+async def test_behind_a_proxy_both_clients_go_through_it(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/install.md: the provider clients and the operator's Kubernetes client honour HTTP(S)_PROXY. httpx does
+    that only with its own transports, so a configured proxy keeps them; here the test server is the proxy."""
+    base, routes, seen = server
+
+    async def proxied(request: web.Request) -> web.Response:
+        return web.json_response({"host": request.host, "path": request.path})
+
+    routes["/api/v1/namespaces/n/secrets/s"] = proxied
+    routes["/graphql"] = proxied
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", base)
+    kube = KubeClient(kopf.ConnectionInfo(server="http://kube.invalid", token="t"))
+    provider = HttpTransport("http://api.fly.invalid", provider="fly")
+    try:
+        assert await kube.get("/api/v1/namespaces/n/secrets/s") == {
+            "host": "kube.invalid",
+            "path": "/api/v1/namespaces/n/secrets/s",
+        }
+        answer = await provider.request("POST", "/graphql", operation="probe", idempotent=True, json_body={})
+        assert answer.json() == {"host": "api.fly.invalid", "path": "/graphql"}
+    finally:
+        await kube.aclose()
+        await provider.aclose()
+    assert len(seen) == 2

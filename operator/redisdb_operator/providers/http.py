@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from .. import metrics
-from ..aiohttp_transport import AiohttpTransport
+from ..aiohttp_transport import default_transport
 from .base import (
     AlreadyExistsError,
     InvalidRequestError,
@@ -244,9 +244,9 @@ class HttpTransport:
             auth=auth,
             headers={"Accept": "application/json", "User-Agent": "redisdb-operator", **(headers or {})},
             timeout=httpx.Timeout(timeouts.total, connect=timeouts.connect),
-            # httpx's API, aiohttp's connection pool (aiohttp_transport.py); an HTTPS_PROXY from the environment
-            # still gets httpx's own proxy transport
-            transport=transport or AiohttpTransport(max_connections=max_connections),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            # httpx's API, aiohttp's connection pool (aiohttp_transport.py), httpx's own behind a proxy
+            transport=transport or default_transport(max_connections=max_connections),
             follow_redirects=False,
         )
 
