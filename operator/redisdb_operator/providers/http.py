@@ -91,6 +91,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     Known secrets (API key, token, the Basic credential) are replaced verbatim; passwords we cannot know in
     advance are caught by shape: URL userinfo, Authorization headers and JSON/form fields named like secrets.
     """
+    if not text:  # a list parses every add-on's (empty) errorMessage: 9 % of the idle leader's samples at 3,000
+        return text
     for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{_redact_userinfo(m['userinfo'])}@", text)
