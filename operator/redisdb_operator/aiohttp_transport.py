@@ -20,7 +20,6 @@ from typing import Any
 
 import aiohttp
 import httpx
-from multidict import CIMultiDict
 
 # The sessions of this module. The leader's write gate (leader.install_kopf_write_gate) wraps every aiohttp request
 # to stop kopf's writes once the Lease may have passed; these clients gate their own writes where they are made
@@ -85,7 +84,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_connect=timeouts.get("connect"),
             sock_read=timeouts.get("read"),
         )
-        headers = CIMultiDict((key.decode("latin-1"), value.decode("latin-1")) for key, value in request.headers.raw)
+        headers = [(key.decode("latin-1"), value.decode("latin-1")) for key, value in request.headers.raw]
         body = await request.aread()
         try:
             async with session.request(
