@@ -123,14 +123,19 @@ async def test_kube_client_over_aiohttp_maps_the_apiserver_answers(server: Any) 
     assert tokens == ["Bearer stale", "Bearer fresh", "Bearer fresh", "Bearer fresh"]
 
 
-async def test_a_refused_connection_is_connect_error_so_nothing_was_sent() -> None:
-    transport = HttpTransport(f"http://127.0.0.1:{free_port()}", provider="fly", retry=RetryPolicy(max_attempts=1))
+async def failed_create(transport: HttpTransport, match: str) -> UnavailableError:
+    """A create (one attempt: not idempotent) through `transport`, which must fail with `match`."""
     try:
-        with pytest.raises(UnavailableError, match="cannot connect") as caught:
+        with pytest.raises(UnavailableError, match=match) as caught:
             await transport.request("POST", "/graphql", operation="create", idempotent=False, json_body={})
     finally:
         await transport.aclose()
-    assert caught.value.outcome_unknown is False
+    return caught.value
+
+
+async def test_a_refused_connection_is_connect_error_so_nothing_was_sent() -> None:
+    transport = HttpTransport(f"http://127.0.0.1:{free_port()}", provider="fly", retry=RetryPolicy(max_attempts=1))
+    assert (await failed_create(transport, "cannot connect")).outcome_unknown is False
     kube = KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{free_port()}", token="t"))
     try:
         with pytest.raises(KubeUnavailable, match="ConnectError"):
@@ -149,12 +154,7 @@ async def test_a_hang_up_after_the_request_is_an_unknown_outcome_sent_once(serve
 
     routes["/graphql"] = hang_up
     transport = HttpTransport(base, provider="fly", retry=RetryPolicy(max_attempts=3, base_delay=0.001))
-    try:
-        with pytest.raises(UnavailableError, match="connection error") as caught:
-            await transport.request("POST", "/graphql", operation="create", idempotent=False, json_body={})
-    finally:
-        await transport.aclose()
-    assert caught.value.outcome_unknown is True
+    assert (await failed_create(transport, "connection error")).outcome_unknown is True
     assert len(seen) == 1  # a create is never sent twice
 
 
