@@ -128,12 +128,9 @@ class DatabaseBook:
         uid = str(meta.get("uid") or "")
         if not uid or uid in self._deleted:
             return
-        held = self._bodies.get(uid)
-        if held is not None:
-            new, old = _version(raw), _version(held)
-            if new is not None and old is not None and new <= old:
-                return  # older, or the very version held (a relist): nothing to rebuild
-        else:
+        if self.holds(raw):
+            return  # older, or the very version held (a relist, a watch that starts over): nothing to rebuild
+        if uid not in self._bodies:
             self.membership += 1
         self._drop_derived(uid)
         body = kopf.Body(cast(kopf.RawBody, slim(raw)))
@@ -174,19 +171,19 @@ class DatabaseBook:
                     del self._by_provider[provider]
 
     def holds(self, raw: Mapping[str, Any]) -> bool:
-        """Whether the book holds this object at this very resourceVersion already."""
+        """Whether the book holds this object at this resourceVersion or a newer one: nothing to put."""
         meta = raw.get("metadata") or {}
         held = self._bodies.get(str(meta.get("uid") or ""))
         if held is None:
             return False
-        version = _version(raw)
-        return version is not None and version == _version(held)
+        new, old = _version(raw), _version(held)
+        return new is not None and old is not None and new <= old
 
     def replace_all(
         self, items: list[Mapping[str, Any]], list_version: int | None, also_listed: Collection[str] = ()
     ) -> None:
         """A complete list: put each item, and drop what the book holds from before the list but the list lacks.
-        `also_listed`: uids the list had at the version the book holds (not passed as items: nothing to put)."""
+        `also_listed`: uids the list had at a version the book `holds` (not passed as items: nothing to put)."""
         seen = set(also_listed)
         for item in items:
             self.put(item)
@@ -211,7 +208,7 @@ class DatabaseBook:
     async def list_from(self, kube: KubeClient, namespaces: list[str]) -> None:
         """List every watched RedisDatabase (paged) into the book; `listed` is set after the first success."""
         items: list[Mapping[str, Any]] = []
-        current: list[str] = []  # uids held at the listed version: a relist of 10,000 mostly unchanged objects
+        current: list[str] = []  # uids the book holds at the listed version: a relist is mostly unchanged objects
         versions: list[int | None] = []
         for namespace in namespaces or [""]:
             base = (

@@ -307,7 +307,7 @@ class CrashPoints:
         response = await handler(request)
         entry["status"] = response.status
         entry["outcome"] = "answered"
-        # the hold is looked for first: the name check walks every database, and most creates have no hold
+        # only while a hold is set: the name check walks every database, and most runs set none
         if call.is_create and call.name and self.holds:
             hold = self._hold_for("after_create", call) if self.exists(call.api, call.name) else None
             if hold is not None:

@@ -255,19 +255,24 @@ class RedisInstance:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
 
-    @contextlib.asynccontextmanager
-    async def client(self, socket_seconds: float = 5.0) -> AsyncIterator[aioredis.Redis]:
-        """A one-connection admin client authenticated with the current password."""
-        client = aioredis.Redis(
+    def admin_client(self, socket_seconds: float = 5.0, *, max_connections: int | None = None) -> aioredis.Redis:
+        """An admin client authenticated with the current password: one connection, or a pool of `max_connections`."""
+        return aioredis.Redis(
             host=self.host,
             port=self.port,
             password=self.settings.password,
             socket_timeout=socket_seconds,
             socket_connect_timeout=socket_seconds,
-            single_connection_client=True,
+            single_connection_client=max_connections is None,
+            max_connections=max_connections,
             retry=Retry(NoBackoff(), 0),  # callers poll on their own schedule
             **tls_client_options(self.settings.tls),
         )
+
+    @contextlib.asynccontextmanager
+    async def client(self, socket_seconds: float = 5.0) -> AsyncIterator[aioredis.Redis]:
+        """A one-connection admin client, closed on the way out."""
+        client = self.admin_client(socket_seconds)
         try:
             yield client
         finally:
@@ -400,16 +405,7 @@ class RedisPool:
         """`ACL SETUSER default RULES...` on a pooled server, over its long-lived admin connections."""
         client = self._admins.get(server.port)
         if client is None:
-            client = self._admins[server.port] = aioredis.Redis(
-                host=server.host,
-                port=server.port,
-                password=server.settings.password,
-                socket_timeout=5.0,
-                socket_connect_timeout=5.0,
-                max_connections=8,
-                retry=Retry(NoBackoff(), 0),
-                **tls_client_options(server.settings.tls),
-            )
+            client = self._admins[server.port] = server.admin_client(max_connections=8)
         await client.execute_command("ACL", "SETUSER", "default", *rules)  # type: ignore[no-untyped-call]
 
     async def acquire(self, tls: TlsFiles | None) -> RedisInstance:
