@@ -223,7 +223,9 @@ async def test_fly_create_with_eviction_option_and_default_name(fly: Fly, local_
 
 async def test_fly_refuses_a_taken_name_until_its_add_on_is_deleted(fly: Fly) -> None:
     """Fly add-on names are unique in an organization: a second createAddOn of one name is refused, whether the
-    first add-on was made a moment or many creates ago; the name is free again once that add-on is deleted."""
+    first add-on was made a moment or many creates ago; the name is free again once that add-on is deleted.
+    Inferred, not stated: the reference names add-ons in `addOn(name:)`, `deleteAddOn` and `resetAddOnPassword`,
+    which could not pick one of two namesakes (provider-apis.md, Fly section)."""
     name = unique("taken")
     first = await fly.create_add_on(name, "fra", [])
     for _ in range(3):  # other add-ons made in between
